@@ -1,0 +1,3 @@
+"""qldb-migrate: QLDB journal exports into PostgreSQL with the proof kept."""
+
+__version__ = "0.1.0"

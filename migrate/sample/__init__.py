@@ -1,0 +1,1 @@
+"""Faithful sample QLDB journal exports (the `sample-export` command)."""

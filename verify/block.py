@@ -1,0 +1,255 @@
+"""One journal block, checked from its contents alone.
+
+What the hashes prove for a block (DESIGN §1): every recomputable revision
+hash, the revisions' Merkle root, the transactionInfo and redactionInfo hashes
+being among the entries, the entries' Merkle root, and the block hash over the
+entries hash and the previous block hash.  What they do not prove is listed in
+``UNPROVEN_BY_BLOCK_HASH`` and only ever consistency-checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .findings import BlockAddress, Finding, Kind, Location, Severity
+from .hashes import dot, merkle_root
+from .ionhash import IonHashError, ion_hash
+from .ionvalue import as_bytes, field_or_none, is_null
+from .revision import RevisionCheck, RevisionStatus, check_revision
+
+#: Properties of a block that no hash we can recompute covers.  A result
+#: never calls these verified; the chain and digests prove order and position.
+UNPROVEN_BY_BLOCK_HASH = (
+    "blockAddress (the sequence number is proven only by the chain from an anchor)",
+    "blockTimestamp",
+    "transactionId",
+    "order of revisions inside the block (dot is commutative: swapped siblings keep the root)",
+    "order of entries in entriesHashList (same reason)",
+)
+
+
+@dataclass(slots=True)
+class BlockCheck:
+    """The outcome of checking one block; ``computed_block_hash`` is ours, not the stored one."""
+
+    address: BlockAddress | None
+    object_key: str | None
+    stored_block_hash: bytes | None
+    computed_block_hash: bytes | None
+    previous_block_hash: bytes
+    computed_entries_hash: bytes | None
+    transaction_id: str | None
+    revisions: list[RevisionCheck] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.is_error for f in self.findings)
+
+    @property
+    def sequence_no(self) -> int | None:
+        return None if self.address is None else self.address.sequence_no
+
+    @property
+    def unproven(self) -> tuple[str, ...]:
+        """What this block's hashes leave open; reports list it, never as verified."""
+        return UNPROVEN_BY_BLOCK_HASH
+
+    def revision_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for rev in self.revisions:
+            counts[rev.status.value] = counts.get(rev.status.value, 0) + 1
+        return counts
+
+
+def _error(code: str, message: str, where: Location, expected: Any = None, computed: Any = None) -> Finding:
+    return Finding(code, Kind.HASH, Severity.ERROR, message, where, expected, computed)
+
+
+def _consistency(code: str, message: str, where: Location, expected: Any = None, found: Any = None) -> Finding:
+    return Finding(code, Kind.CONSISTENCY, Severity.ERROR, message, where, expected, found)
+
+
+def _address(value: Any) -> BlockAddress | None:
+    try:
+        return BlockAddress.from_ion(value)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def check_block(block: Any, object_key: str | None = None, data_exact: bool = True) -> BlockCheck:
+    """Recompute every hash of ``block`` that its contents allow.
+
+    ``data_exact`` is False for JSON exports, whose user data lost its Ion
+    types: revision data hashes are then not recomputed (and said so), while
+    every other hash in the block still is.  A block of the wrong shape is a
+    finding, never an exception.
+    """
+    try:
+        return _check_block(block, object_key, data_exact)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        address = _address(field_or_none(block, "blockAddress"))
+        result = BlockCheck(address, object_key, None, None, b"", None, None)
+        result.findings.append(
+            _error("malformed-block", f"block has a field of the wrong shape: {exc}", Location(object_key, address))
+        )
+        return result
+
+
+def _check_block(block: Any, object_key: str | None, data_exact: bool) -> BlockCheck:
+    address = _address(field_or_none(block, "blockAddress"))
+    where = Location(object_key, address)
+    tx_id_value = field_or_none(block, "transactionId")
+    tx_id = None if is_null(tx_id_value) else str(tx_id_value)
+    result = BlockCheck(address, object_key, None, None, b"", None, tx_id)
+    findings = result.findings
+    if address is None:
+        findings.append(_error("malformed-block", "block has no valid blockAddress", where))
+        return result
+
+    try:
+        result.stored_block_hash = as_bytes(field_or_none(block, "blockHash"))
+        stored_entries_hash = as_bytes(field_or_none(block, "entriesHash"))
+        result.previous_block_hash = as_bytes(field_or_none(block, "previousBlockHash")) or b""
+        entries_value = field_or_none(block, "entriesHashList")
+        entries = [as_bytes(e) or b"" for e in entries_value] if not is_null(entries_value) else []
+    except TypeError as exc:
+        findings.append(_error("malformed-block", f"block hash field of the wrong type: {exc}", where))
+        return result
+    if result.stored_block_hash is None or stored_entries_hash is None or not entries:
+        findings.append(
+            _error("malformed-block", "block lacks blockHash, entriesHash or entriesHashList", where)
+        )
+        return result
+    entry_set = set(entries)
+
+    # Revisions: each recomputed where it can be, then their Merkle root.
+    revisions_value = field_or_none(block, "revisions")
+    if not is_null(revisions_value) and not isinstance(revisions_value, list):
+        findings.append(_error("malformed-block", "revisions is not a list", where))
+        return result
+    revisions = [] if is_null(revisions_value) else list(revisions_value)
+    for index, revision in enumerate(revisions):
+        check, rev_findings = check_revision(revision, index, address, object_key, data_exact)
+        result.revisions.append(check)
+        findings.extend(rev_findings)
+        rev_address = _address(field_or_none(revision, "blockAddress"))
+        if rev_address is not None and rev_address != address:
+            findings.append(
+                _consistency(
+                    "revision-address-mismatch",
+                    "revision's blockAddress differs from its block's",
+                    Location(object_key, address, index, check.document_id, check.version),
+                    address,
+                    rev_address,
+                )
+            )
+        rev_tx = field_or_none(field_or_none(revision, "metadata"), "txId")
+        if not is_null(rev_tx) and tx_id is not None and str(rev_tx) != tx_id:
+            findings.append(
+                _consistency(
+                    "revision-txid-mismatch",
+                    "revision metadata.txId differs from the block's transactionId",
+                    Location(object_key, address, index, check.document_id, check.version),
+                    tx_id,
+                    str(rev_tx),
+                )
+            )
+    if result.revisions:
+        root = merkle_root([r.hash_for_root for r in result.revisions])
+        if root not in entry_set:
+            findings.append(
+                _error(
+                    "revisions-root-not-in-entries",
+                    "Merkle root of the block's revision hashes is not in entriesHashList",
+                    where,
+                    computed=root,
+                )
+            )
+
+    # transactionInfo and redactionInfo are hashed whole into the entries.
+    for name in ("transactionInfo", "redactionInfo"):
+        value = field_or_none(block, name)
+        if is_null(value):
+            continue
+        try:
+            digest = ion_hash(value)
+        except IonHashError as exc:
+            findings.append(_error("malformed-block", f"{name} cannot be Ion-hashed: {exc}", where))
+            continue
+        if digest not in entry_set:
+            code = "transaction-info-not-in-entries" if name == "transactionInfo" else "redaction-info-not-in-entries"
+            findings.append(_error(code, f"H({name}) is not in entriesHashList", where, computed=digest))
+    findings.extend(_check_statements(field_or_none(block, "transactionInfo"), where))
+
+    entries_hash = merkle_root(entries)
+    result.computed_entries_hash = entries_hash
+    if entries_hash != stored_entries_hash:
+        findings.append(
+            _error(
+                "entries-hash-mismatch",
+                "entriesHash differs from the Merkle root of entriesHashList",
+                where,
+                stored_entries_hash,
+                entries_hash,
+            )
+        )
+    block_hash = dot(entries_hash, result.previous_block_hash)
+    result.computed_block_hash = block_hash
+    if block_hash != result.stored_block_hash:
+        findings.append(
+            _error(
+                "block-hash-mismatch",
+                "blockHash differs from dot(entriesHash, previousBlockHash)",
+                where,
+                result.stored_block_hash,
+                block_hash,
+            )
+        )
+    return result
+
+
+def _check_statements(transaction_info: Any, where: Location) -> list[Finding]:
+    """statementDigest = H(statement): recomputed, inside an already-hashed transactionInfo."""
+    findings: list[Finding] = []
+    statements = field_or_none(transaction_info, "statements")
+    if not isinstance(statements, list):
+        return findings  # its shape is still covered by H(transactionInfo)
+    for i, statement in enumerate(statements):
+        text = field_or_none(statement, "statement")
+        if not isinstance(text, str):
+            continue
+        try:
+            stored = as_bytes(field_or_none(statement, "statementDigest"))
+        except TypeError:
+            stored = None
+        if is_null(text) or stored is None:
+            continue
+        computed = ion_hash(text)
+        if computed != stored:
+            findings.append(
+                Finding(
+                    "statement-digest-mismatch",
+                    Kind.HASH,
+                    Severity.ERROR,
+                    f"statementDigest of statement #{i} differs from H(statement)",
+                    where,
+                    stored,
+                    computed,
+                )
+            )
+    return findings
+
+
+def recomputed_revision_count(check: BlockCheck) -> int:
+    return sum(1 for r in check.revisions if r.status.recomputed)
+
+
+__all__ = [
+    "UNPROVEN_BY_BLOCK_HASH",
+    "BlockCheck",
+    "RevisionStatus",
+    "check_block",
+    "recomputed_revision_count",
+]

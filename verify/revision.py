@@ -1,0 +1,159 @@
+"""Revision hashes: recompute, never trust the stored ``hash`` alone."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from .findings import BlockAddress, Finding, Kind, Location, Severity
+from .ionhash import IonHashError, ion_hash
+from .ionvalue import as_bytes, field_or_none
+
+
+class RevisionStatus(enum.StrEnum):
+    VERIFIED = "verified"  # dot(H(metadata), H(data)) equals the stored hash
+    REDACTED = "redacted"  # dot(H(metadata), dataHash) equals the stored hash
+    DELETED = "deleted"  # metadata only; dot(H(metadata), empty) equals the stored hash
+    HASH_ONLY = "hash-only"  # system revision: only a hash; it counts through the Merkle root
+    NOT_RECOMPUTED = "not-recomputed"  # deleted document whose rule we could not reproduce
+    UNVERIFIABLE = "unverifiable"  # data not exact (JSON export): hash not recomputable
+    MISMATCH = "mismatch"  # recomputed hash differs from the stored one
+
+    @property
+    def recomputed(self) -> bool:
+        return self in (RevisionStatus.VERIFIED, RevisionStatus.REDACTED, RevisionStatus.DELETED)
+
+
+@dataclass(slots=True)
+class RevisionCheck:
+    index: int
+    status: RevisionStatus
+    stored_hash: bytes | None
+    computed_hash: bytes | None
+    document_id: str | None = None
+    version: int | None = None
+    data_hash: bytes | None = None  # H(data), or the dataHash of a redacted revision
+
+    @property
+    def hash_for_root(self) -> bytes:
+        """The hash that enters the revisions Merkle root.
+
+        A recomputed hash, whenever the revision could be recomputed; only
+        hash-only and unrecomputable revisions fall back to the stored value.
+        """
+        if self.computed_hash is not None:
+            return self.computed_hash
+        return self.stored_hash or b""
+
+
+def metadata_identity(metadata: Any) -> tuple[str | None, int | None]:
+    if metadata is None:
+        return None, None
+    doc = field_or_none(metadata, "id")
+    version = field_or_none(metadata, "version")
+    # Hostile or damaged metadata must not crash the check: it is hashed as it is.
+    doc_id = doc if isinstance(doc, str) else None
+    number = int(version) if isinstance(version, int) and not isinstance(version, bool) else None
+    return (None if doc_id is None else str(doc_id)), number
+
+
+def check_revision(
+    revision: Any,
+    index: int,
+    block: BlockAddress | None = None,
+    object_key: str | None = None,
+    data_exact: bool = True,
+) -> tuple[RevisionCheck, list[Finding]]:
+    """Recompute one revision's hash and compare it with the stored one.
+
+    ``data_exact`` is False when the data passed through a lossy format
+    (JSON): the metadata is still exact, the data is not, so the hash is
+    reported as not recomputable instead of as a mismatch.
+    """
+    from .hashes import dot  # local: keeps the import graph flat
+
+    findings: list[Finding] = []
+    stored = as_bytes(field_or_none(revision, "hash"))
+    metadata = field_or_none(revision, "metadata")
+    data = field_or_none(revision, "data")
+    data_hash_field = as_bytes(field_or_none(revision, "dataHash"))
+    doc_id, version = metadata_identity(metadata)
+    where = Location(object_key, block, index, doc_id, version)
+
+    if metadata is None:
+        status = RevisionStatus.HASH_ONLY
+        if stored is None:
+            findings.append(
+                Finding("revision-empty", Kind.HASH, Severity.ERROR, "revision has neither hash nor metadata", where)
+            )
+        return RevisionCheck(index, status, stored, None, doc_id, version), findings
+
+    try:
+        metadata_hash = ion_hash(metadata)
+        if data_hash_field is not None:
+            data_hash: bytes | None = data_hash_field
+            status = RevisionStatus.REDACTED
+        elif data is not None or _has_field(revision, "data"):
+            if not data_exact:
+                check = RevisionCheck(index, RevisionStatus.UNVERIFIABLE, stored, None, doc_id, version)
+                findings.append(
+                    Finding(
+                        "revision-not-recomputable",
+                        Kind.UNPROVEN,
+                        Severity.WARNING,
+                        "revision data went through JSON and cannot be re-hashed exactly; "
+                        "its stored hash still counts through the block's Merkle root",
+                        where,
+                    )
+                )
+                return check, findings
+            data_hash = ion_hash(data)
+            status = RevisionStatus.VERIFIED
+        else:
+            data_hash = None
+            status = RevisionStatus.DELETED
+    except (IonHashError, TypeError, ValueError) as exc:
+        findings.append(
+            Finding("revision-unhashable", Kind.HASH, Severity.ERROR, f"revision cannot be Ion-hashed: {exc}", where)
+        )
+        return RevisionCheck(index, RevisionStatus.MISMATCH, stored, None, doc_id, version), findings
+
+    computed = dot(metadata_hash, data_hash or b"")
+    if stored is not None and computed != stored:
+        if status is RevisionStatus.DELETED:
+            # No public source gives the rule for a deleted document's last
+            # revision; we do not claim a mismatch we cannot stand behind.
+            findings.append(
+                Finding(
+                    "revision-hash-not-recomputed",
+                    Kind.UNPROVEN,
+                    Severity.NOTE,
+                    "deleted document revision: hash not recomputed (its rule is not public); "
+                    "the stored hash still counts through the block's Merkle root",
+                    where,
+                    expected=stored,
+                    computed=computed,
+                )
+            )
+            return RevisionCheck(index, RevisionStatus.NOT_RECOMPUTED, stored, None, doc_id, version), findings
+        findings.append(
+            Finding(
+                "revision-hash-mismatch",
+                Kind.HASH,
+                Severity.ERROR,
+                "revision hash differs from dot(H(metadata), H(data))",
+                where,
+                expected=stored,
+                computed=computed,
+            )
+        )
+        return RevisionCheck(index, RevisionStatus.MISMATCH, stored, computed, doc_id, version, data_hash), findings
+    return RevisionCheck(index, status, stored, computed, doc_id, version, data_hash), findings
+
+
+def _has_field(value: Any, name: str) -> bool:
+    try:
+        return name in value
+    except TypeError:
+        return False
