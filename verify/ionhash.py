@@ -132,6 +132,7 @@ _TRUE = b"\x0b\x11\x0e"
 _FALSE = b"\x0b\x10\x0e"
 _INT_CACHE: dict[int, bytes] = {}
 _SYMBOL_CACHE: dict[str, bytes] = {}
+_TEXT_CACHE: dict[str, bytes] = {}  # short strings (states, currencies, codes) repeat
 _CACHE_LIMIT = 65536
 _UNKNOWN_SYMBOL = b"\x0b\x71\x0e"
 
@@ -161,10 +162,12 @@ def _float(value: float) -> bytes:
 
 
 def _decimal(value: Decimal) -> bytes:
-    if not value.is_finite():
-        raise IonHashError(f"decimal {value} has no Ion representation")
     sign, digits, exponent = value.as_tuple()
-    coefficient = int("".join(map(str, digits))) if digits else 0
+    if not isinstance(exponent, int):
+        raise IonHashError(f"decimal {value} has no Ion representation")
+    coefficient = 0
+    for digit in digits:  # faster than int("".join(...)) for the short coefficients ledgers hold
+        coefficient = coefficient * 10 + digit
     if coefficient == 0 and exponent == 0 and not sign:
         return b"\x0b\x50\x0e"
     rep = _var_int(exponent)
@@ -262,109 +265,199 @@ def _text(value: str) -> bytes:
 
 
 # --- the serialiser ------------------------------------------------------------
+#
+# The serialiser is built as closures over one hash constructor, so the hot
+# path passes no hash function around and calls ``hashlib``'s C ``digest``
+# directly.  One dispatch per value, on its exact type; IonPy values are the
+# only ones that can carry annotations.
+
+HashConstructor = Callable[[bytes], Any]  # returns an object with .digest(), like hashlib.sha256
 
 
-def serialize(value: Any, h: HashFunction = sha256) -> bytes:
-    """``s(value)`` of the specification; ``h`` hashes struct fields."""
-    annotations = getattr(value, "ion_annotations", None)
-    if annotations:
-        parts = [b"\x0b\xe0"]
-        parts.extend(_symbol(a) for a in annotations)
-        parts.append(_bare(value, h))
-        parts.append(b"\x0e")
-        return b"".join(parts)
-    return _bare(value, h)
+def _build(hash_ctor: HashConstructor) -> Callable[[Any], bytes]:
+    symbol_cache = _SYMBOL_CACHE
 
+    text_cache = _TEXT_CACHE
+    pair_cache: dict[tuple[Any, IonType, Any], bytes] = {}
 
-def _sequence(tq: bytes, items: Any, h: HashFunction) -> bytes:
-    return tq + b"".join([serialize(item, h) for item in items]) + b"\x0e"
+    def wrap(annotations: Any, body: bytes) -> bytes:
+        return b"\x0b\xe0" + b"".join([_symbol(a) for a in annotations]) + body + b"\x0e"
 
+    def field_hashes(pairs: Any) -> bytes:
+        hashes = []
+        append = hashes.append
+        for name, field in pairs:
+            if type(name) is str:
+                name_bytes = symbol_cache.get(name) or _symbol_text(name)
+            else:
+                name_bytes = _symbol(name)
+            append(hash_ctor(name_bytes + s(field)).digest())
+        hashes.sort()
+        return b"\x0b\xd0" + _escape(b"".join(hashes)) + b"\x0e"
 
-def _struct_fields(value: Any) -> Any:
-    if isinstance(value, IonPyDict):
-        return value.iteritems()
-    return value.items()
-
-
-def _struct(value: Any, h: HashFunction) -> bytes:
-    fields = [h(_symbol(name) + serialize(field, h)) for name, field in _struct_fields(value)]
-    fields.sort()
-    return b"\x0b\xd0" + _escape(b"".join(fields)) + b"\x0e"
-
-
-def _ion_null(value: Any, h: HashFunction) -> bytes:
-    return _NULLS[value.ion_type]
-
-
-def _ion_list(value: Any, h: HashFunction) -> bytes:
-    if value.ion_type is IonType.SEXP:
-        return _sequence(b"\x0b\xc0", value, h)
-    return _sequence(b"\x0b\xb0", value, h)
-
-
-def _ion_bytes(value: Any, h: HashFunction) -> bytes:
-    if value.ion_type is IonType.CLOB:
-        return _scalar(0x90, value)
-    return _scalar(0xA0, value)
-
-
-def _ion_text(value: Any, h: HashFunction) -> bytes:
-    if value.ion_type is IonType.SYMBOL:
-        return _symbol_text(str(value))
-    return _text(value)
-
-
-def _ion_int(value: Any, h: HashFunction) -> bytes:
-    return _int(int(value))
-
-
-def _ion_bool(value: Any, h: HashFunction) -> bytes:
-    return _TRUE if value else _FALSE
-
-
-def _bare_none(value: Any, h: HashFunction) -> bytes:
-    return b"\x0b\x0f\x0e"
-
-
-_DISPATCH: dict[type, Callable[[Any, HashFunction], bytes]] = {
-    IonPyDict: _struct,
-    IonPyStdDict: _struct,
-    dict: _struct,
-    IonPyList: _ion_list,
-    list: lambda v, h: _sequence(b"\x0b\xb0", v, h),
-    tuple: lambda v, h: _sequence(b"\x0b\xb0", v, h),
-    IonPyText: _ion_text,
-    str: lambda v, h: _text(v),
-    IonPySymbol: lambda v, h: _symbol(v),
-    SymbolToken: lambda v, h: _symbol(v),
-    IonPyInt: _ion_int,
-    int: lambda v, h: _int(v),
-    IonPyBool: _ion_bool,
-    bool: _ion_bool,
-    IonPyFloat: lambda v, h: _float(v),
-    float: lambda v, h: _float(v),
-    IonPyDecimal: lambda v, h: _decimal(v),
-    Decimal: lambda v, h: _decimal(v),
-    IonPyTimestamp: lambda v, h: _timestamp(v),
-    Timestamp: lambda v, h: _timestamp(v),
-    _dt.datetime: lambda v, h: _timestamp(v),
-    IonPyBytes: _ion_bytes,
-    bytes: lambda v, h: _scalar(0xA0, v),
-    IonPyNull: _ion_null,
-    type(None): _bare_none,
-}
-
-
-def _bare(value: Any, h: HashFunction) -> bytes:
-    handler = _DISPATCH.get(type(value))
-    if handler is None:
-        for klass, candidate in _DISPATCH.items():
-            if isinstance(value, klass) and klass is not bool:
-                handler = candidate
-                break
+    def ion_dict(v: Any) -> bytes:
+        store = getattr(v, "_IonPyDict__store", None)
+        if store is None:  # a future amazon-ion may rename it; the public API still works
+            body = field_hashes(v.iteritems())
         else:
-            raise IonHashError(f"cannot Ion-hash a value of type {type(value).__name__}")
-    return handler(value, h)
+            hashes = []
+            append = hashes.append
+            for name, fields in store.items():
+                if type(name) is str:
+                    name_bytes = symbol_cache.get(name) or _symbol_text(name)
+                else:
+                    name_bytes = _symbol(name)
+                for field in fields:
+                    t = type(field)
+                    if (t is IonPyText or t is IonPyInt) and not field.ion_annotations:
+                        # Fields like State:"WA" or version:3 repeat across a ledger; their hash
+                        # depends only on (name, Ion type, value), which is exactly the key.
+                        key = (name, field.ion_type, field)
+                        cached = pair_cache.get(key)
+                        if cached is None:
+                            cached = hash_ctor(name_bytes + s(field)).digest()
+                            if (t is IonPyInt and -1024 <= field <= 65535) or (t is IonPyText and len(field) <= 32):
+                                if len(pair_cache) >= _CACHE_LIMIT:
+                                    pair_cache.clear()
+                                pair_cache[key] = cached
+                        append(cached)
+                    else:
+                        append(hash_ctor(name_bytes + s(field)).digest())
+            hashes.sort()
+            body = b"\x0b\xd0" + _escape(b"".join(hashes)) + b"\x0e"
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def std_dict(v: Any) -> bytes:
+        body = field_hashes(v.items())
+        a = getattr(v, "ion_annotations", None)
+        return wrap(a, body) if a else body
+
+    def ion_list(v: Any) -> bytes:
+        tq = b"\x0b\xc0" if v.ion_type is IonType.SEXP else b"\x0b\xb0"
+        body = tq + b"".join([s(item) for item in v]) + b"\x0e"
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def bare_list(v: Any) -> bytes:
+        return b"\x0b\xb0" + b"".join([s(item) for item in v]) + b"\x0e"
+
+    def text(v: str) -> bytes:
+        cached = text_cache.get(v)
+        if cached is None:
+            cached = _text(v)
+            if len(v) <= 32:
+                if len(text_cache) >= _CACHE_LIMIT:
+                    text_cache.clear()
+                text_cache[str(v)] = cached
+        return cached
+
+    def ion_text(v: Any) -> bytes:
+        if v.ion_type is IonType.SYMBOL:
+            body = symbol_cache.get(v) or _symbol_text(str(v))
+        else:
+            body = text(v)
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def annotated(v: Any, body: bytes) -> bytes:
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def ion_symbol(v: Any) -> bytes:
+        return annotated(v, _symbol(v))
+
+    def ion_int(v: Any) -> bytes:
+        body = _INT_CACHE.get(v) or _int(int(v))
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def ion_bool(v: Any) -> bytes:
+        return annotated(v, _TRUE if v else _FALSE)
+
+    def ion_float(v: Any) -> bytes:
+        return annotated(v, _float(v))
+
+    def ion_decimal(v: Any) -> bytes:
+        body = _decimal(v)
+        a = v.ion_annotations
+        return wrap(a, body) if a else body
+
+    def ion_timestamp(v: Any) -> bytes:
+        return annotated(v, _timestamp(v))
+
+    def ion_bytes(v: Any) -> bytes:
+        return annotated(v, _scalar(0x90 if v.ion_type is IonType.CLOB else 0xA0, v))
+
+    def ion_null(v: Any) -> bytes:
+        return annotated(v, _NULLS[v.ion_type])
+
+    dispatch: dict[type, Callable[[Any], bytes]] = {
+        IonPyDict: ion_dict,
+        IonPyStdDict: std_dict,
+        dict: std_dict,
+        IonPyList: ion_list,
+        list: bare_list,
+        tuple: bare_list,
+        IonPyText: ion_text,
+        str: text,
+        IonPySymbol: ion_symbol,
+        SymbolToken: _symbol,
+        IonPyInt: ion_int,
+        int: lambda v: _INT_CACHE.get(v) or _int(v),
+        IonPyBool: ion_bool,
+        bool: lambda v: _TRUE if v else _FALSE,
+        IonPyFloat: ion_float,
+        float: _float,
+        IonPyDecimal: ion_decimal,
+        Decimal: _decimal,
+        IonPyTimestamp: ion_timestamp,
+        Timestamp: _timestamp,
+        _dt.datetime: _timestamp,
+        IonPyBytes: ion_bytes,
+        bytes: lambda v: _scalar(0xA0, v),
+        IonPyNull: ion_null,
+        type(None): lambda v: b"\x0b\x0f\x0e",
+    }
+    get = dispatch.get
+
+    def s(value: Any) -> bytes:
+        handler = get(type(value))
+        if handler is None:
+            handler = _subclass_handler(dispatch, value)
+        return handler(value)
+
+    return s
+
+
+def _subclass_handler(dispatch: dict[type, Callable[[Any], bytes]], value: Any) -> Callable[[Any], bytes]:
+    for klass in type(value).__mro__:
+        handler = dispatch.get(klass)
+        if handler is not None:
+            return handler
+    raise IonHashError(f"cannot Ion-hash a value of type {type(value).__name__}")
+
+
+class _Recorded:
+    """Adapts a plain ``bytes -> bytes`` function to the hashlib interface."""
+
+    __slots__ = ("_out",)
+
+    def __init__(self, out: bytes) -> None:
+        self._out = out
+
+    def digest(self) -> bytes:
+        return self._out
+
+
+_SHA256_SERIALIZE = _build(hashlib.sha256)
+
+
+def serialize(value: Any, h: HashFunction | None = None) -> bytes:
+    """``s(value)`` of the specification; ``h`` hashes struct fields (SHA-256 by default)."""
+    if h is None or h is sha256:
+        return _SHA256_SERIALIZE(value)
+    return _build(lambda data: _Recorded(h(data)))(value)
 
 
 def ion_hash_with(value: Any, h: HashFunction) -> bytes:
@@ -374,4 +467,4 @@ def ion_hash_with(value: Any, h: HashFunction) -> bytes:
 
 def ion_hash(value: Any) -> bytes:
     """H(value) with SHA-256, as QLDB computes it."""
-    return hashlib.sha256(serialize(value, sha256)).digest()
+    return hashlib.sha256(_SHA256_SERIALIZE(value)).digest()

@@ -68,8 +68,9 @@ def check_revision(
     """Recompute one revision's hash and compare it with the stored one.
 
     ``data_exact`` is False when the data passed through a lossy format
-    (JSON): the metadata is still exact, the data is not, so the hash is
-    reported as not recomputable instead of as a mismatch.
+    (JSON): the metadata is still exact, the data may not be.  The hash is
+    still recomputed; if it matches, the reading was exact and the revision is
+    verified; if not, it is "not recomputable", not a mismatch.
     """
     from .hashes import dot  # local: keeps the import graph flat
 
@@ -95,19 +96,6 @@ def check_revision(
             data_hash: bytes | None = data_hash_field
             status = RevisionStatus.REDACTED
         elif data is not None or _has_field(revision, "data"):
-            if not data_exact:
-                check = RevisionCheck(index, RevisionStatus.UNVERIFIABLE, stored, None, doc_id, version)
-                findings.append(
-                    Finding(
-                        "revision-not-recomputable",
-                        Kind.UNPROVEN,
-                        Severity.WARNING,
-                        "revision data went through JSON and cannot be re-hashed exactly; "
-                        "its stored hash still counts through the block's Merkle root",
-                        where,
-                    )
-                )
-                return check, findings
             data_hash = ion_hash(data)
             status = RevisionStatus.VERIFIED
         else:
@@ -120,6 +108,11 @@ def check_revision(
         return RevisionCheck(index, RevisionStatus.MISMATCH, stored, None, doc_id, version), findings
 
     computed = dot(metadata_hash, data_hash or b"")
+    if stored is not None and computed != stored and status is RevisionStatus.VERIFIED and not data_exact:
+        # JSON lost the data's Ion types.  A match above is still a proof (the
+        # reading was exact); a mismatch proves nothing either way.  Counted
+        # and summarised by the caller, never called verified.
+        return RevisionCheck(index, RevisionStatus.UNVERIFIABLE, stored, None, doc_id, version), findings
     if stored is not None and computed != stored:
         if status is RevisionStatus.DELETED:
             # No public source gives the rule for a deleted document's last

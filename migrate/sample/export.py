@@ -1,0 +1,402 @@
+"""``sample-export``: a faithful QLDB journal export of a generated ledger.
+
+Two passes keep memory small: the first plans the ledger's *structure*
+(blocks, transactions, document ids and versions, deletes, redactions); the
+second renders documents and streams every block into each export that
+covers it.  Exports overlap; an export taken after a redaction shows the
+redacted revision with ``dataHash`` even in blocks older than the redaction,
+as QLDB did, while older exports still hold the data.
+
+Layout written (DESIGN §2), as a local copy of ``s3://bucket/{prefix}``:
+``{exportId}.started.manifest``, ``{exportId}.{strandId}.completed.manifest``,
+``yyyy/mm/dd/hh/{strandId}.{first}-{last}.ion|json``, the migration sample's
+``…proofs.json`` sidecar beside each completed manifest, and GetDigest-style
+digest files in ``digests/`` (outside any export's keys).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import json
+import random
+import string
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from amazon.ion.core import IonType, Timestamp
+from amazon.ion.simple_types import IonPyDict, IonPyList, IonPyNull
+from amazon.ion.symbols import SymbolToken
+
+from ..ionwrite import dumps_binary_stream, dumps_text
+from .blocks import BlockSpec, RevisionSpec, build_block, metadata, struct, writer_dot, writer_merkle
+from .documents import TABLES, document, exotic_document
+
+FORMATS = ("ion_text", "ion_binary", "json")
+BASE_TIME = _dt.datetime(2024, 3, 1, 9, 0, 0, tzinfo=_dt.UTC)
+BLOCKS_PER_OBJECT = 250
+
+
+def _ident(rng: random.Random, n: int = 22) -> str:
+    return "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(n))
+
+
+@dataclass
+class Op:
+    table: str
+    doc_id: str
+    version: int
+    kind: str  # insert | update | delete
+    ref: str = ""
+
+
+@dataclass
+class BlockPlan:
+    seq: int
+    tx_id: str | None
+    ops: list[Op] = field(default_factory=list)
+    system_revisions: int = 0
+    internal_entries: int = 0
+    redacts: tuple[str, str, int, int] | None = None  # (table, doc_id, version, block seq of the revision)
+    exotic: bool = False
+
+
+@dataclass
+class LedgerPlan:
+    strand_id: str
+    table_ids: dict[str, str]
+    blocks: list[BlockPlan]
+    redacted: dict[tuple[int, str, int], int]  # (block seq, doc id, version) -> seq of the redaction block
+    revisions: int
+
+
+def plan_ledger(revisions: int, seed: int) -> LedgerPlan:
+    rng = random.Random(seed)
+    strand = _ident(rng)
+    table_ids = {t: _ident(rng) for t in TABLES}
+    live: dict[str, list[tuple[str, int, int]]] = {t: [] for t in TABLES}  # doc id, version, block seq
+    superseded: list[tuple[str, str, int, int]] = []
+    blocks = [BlockPlan(0, None, internal_entries=2)]  # genesis: no transactionInfo
+    produced = 0
+    seq = 0
+    redaction_at = {int(revisions * f) for f in (0.55, 0.7, 0.85)} if revisions >= 20 else set()
+    while produced < revisions:
+        seq += 1
+        if seq % 97 == 0:  # a system block: no transactionInfo, no user revisions
+            blocks.append(BlockPlan(seq, None, system_revisions=rng.randrange(0, 2), internal_entries=1))
+            continue
+        block = BlockPlan(seq, _ident(rng), system_revisions=1 if rng.random() < 0.08 else 0,
+                          internal_entries=1 if rng.random() < 0.3 else 0)
+        if redaction_at and produced >= min(redaction_at) and superseded:
+            redaction_at.discard(min(redaction_at))
+            block.redacts = superseded.pop(rng.randrange(len(superseded)))
+            blocks.append(block)
+            continue
+        touched: set[str] = set()
+        for _ in range(rng.choice([1, 1, 1, 2, 2, 3, 4, 6])):
+            table = rng.choice(TABLES)
+            docs = live[table]
+            roll = rng.random()
+            if docs and roll < 0.35:
+                i = rng.randrange(len(docs))
+                doc_id, version, at = docs[i]
+                if doc_id in touched:
+                    continue
+                superseded.append((table, doc_id, version, at))
+                docs[i] = (doc_id, version + 1, seq)
+                block.ops.append(Op(table, doc_id, version + 1, "update"))
+            elif docs and roll < 0.42:
+                i = rng.randrange(len(docs))
+                doc_id, version, _at = docs.pop(i)
+                if doc_id in touched:
+                    continue
+                block.ops.append(Op(table, doc_id, version + 1, "delete"))
+            else:
+                doc_id = _ident(rng)
+                docs.append((doc_id, 0, seq))
+                block.ops.append(Op(table, doc_id, 0, "insert"))
+            touched.add(block.ops[-1].doc_id)
+        block.exotic = seq % 401 == 5
+        produced += len(block.ops)
+        blocks.append(block)
+    redacted = {(b.redacts[3], b.redacts[1], b.redacts[2]): b.seq for b in blocks if b.redacts}
+    return LedgerPlan(strand, table_ids, blocks, redacted, produced)
+
+
+def _statement(op: Op) -> str:
+    if op.kind == "insert":
+        return f"INSERT INTO {op.table} ?"
+    if op.kind == "update":
+        return f"UPDATE {op.table} AS t BY id SET t = ? WHERE id = '{op.doc_id}'"
+    return f"DELETE FROM {op.table} AS t BY id WHERE id = '{op.doc_id}'"
+
+
+def _moment(seq: int) -> _dt.datetime:
+    return BASE_TIME + _dt.timedelta(seconds=seq * 7, milliseconds=(seq * 37) % 1000)
+
+
+def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[int] | None) -> tuple[BlockSpec, dict]:
+    """The block's spec; ``redacted_seqs`` are redaction blocks the export already saw."""
+    rng = random.Random(seed * 1_000_003 + bp.seq)
+    moment = _moment(bp.seq)
+    spec = BlockSpec(plan.strand_id, bp.seq, moment, bp.tx_id)
+    for op in bp.ops:
+        meta = metadata(op.doc_id, op.version, moment - _dt.timedelta(milliseconds=5), bp.tx_id or "")
+        if op.kind == "delete":
+            rev = RevisionSpec(meta, None, deleted=True, table_name=op.table, table_id=plan.table_ids[op.table])
+        else:
+            data = exotic_document(rng) if bp.exotic and op is bp.ops[0] else document(op.table, rng, moment)
+            redaction = plan.redacted.get((bp.seq, op.doc_id, op.version))
+            is_redacted = redaction is not None and redacted_seqs is not None and redaction in redacted_seqs
+            rev = RevisionSpec(meta, data, redacted=is_redacted, table_name=op.table,
+                               table_id=plan.table_ids[op.table])
+        spec.statements.append(_statement(op))
+        spec.revisions.append(rev)
+    for i in range(bp.system_revisions):
+        spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"system %d %d" % (bp.seq, i)).digest()))
+    spec.internal_entries = [hashlib.sha256(b"internal %d %d" % (bp.seq, i)).digest()
+                             for i in range(bp.internal_entries)]
+    if bp.redacts is not None:
+        table, doc_id, version, at = bp.redacts
+        spec.statements.append(f"EXEC redact_revision '{at}', '{plan.table_ids[table]}', '{doc_id}'")
+        spec.redaction_info = struct({
+            "tableId": plan.table_ids[table], "documentId": doc_id, "version": version,
+            "blockAddress": struct({"strandId": plan.strand_id, "sequenceNo": at}),
+        })
+        # the redaction transaction names the document it touched
+        spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"redaction %d" % bp.seq).digest()))
+    return spec, {}
+
+
+# --- JSON down-conversion (what QLDB's JSON export does to Ion) ------------------
+
+
+def to_json(value: Any) -> Any:
+    ion_type = getattr(value, "ion_type", None)
+    if value is None or isinstance(value, IonPyNull):
+        return None
+    if isinstance(value, IonPyDict):
+        return {str(k): to_json(v) for k, v in value.iteritems()}
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Timestamp) or ion_type is IonType.TIMESTAMP:
+        return dumps_text(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, SymbolToken):
+        return value.text
+    if isinstance(value, Decimal):
+        return _JsonDecimal(value)
+    if isinstance(value, float):
+        return _JsonFloat(value) if value == value and value not in (float("inf"), float("-inf")) else None
+    return value
+
+
+class _JsonDecimal(float):
+    """Marks a decimal for the encoder: written with a decimal point and no exponent."""
+
+    def __new__(cls, d: Decimal) -> _JsonDecimal:
+        obj = super().__new__(cls, 0.0)
+        obj.text = format(d, "f")
+        if "." not in obj.text:
+            obj.text += ".0"
+        return obj
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _JsonFloat(float):
+    """Written with an exponent, so it reads back as a float."""
+
+    def __repr__(self) -> str:
+        return format(float(self), ".17e")
+
+
+class _Encoder(json.JSONEncoder):
+    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
+        # json's C encoder ignores float subclasses' repr; the Python one honours float.__repr__
+        return json.encoder._make_iterencode(  # type: ignore[attr-defined]
+            {}, self.default, json.encoder.encode_basestring_ascii, self.indent, lambda f: repr(f),
+            self.key_separator, self.item_separator, self.sort_keys, self.skipkeys, _one_shot,
+        )(o, 0)
+
+
+def json_line(block: Any) -> str:
+    return _Encoder(separators=(",", ":")).encode(to_json(block))
+
+
+# --- writing the layout -------------------------------------------------------------
+
+
+@dataclass
+class _ExportWriter:
+    export_id: str
+    first: int
+    last: int
+    fmt: str
+    out: Path
+    prefix: str
+    strand: str
+    keys: list[str] = field(default_factory=list)
+    _fh: IO[bytes] | None = None
+    _obj_first: int = 0
+    _obj_blocks: list[Any] = field(default_factory=list)
+    _obj_hour: str = ""
+
+    @property
+    def ext(self) -> str:
+        return "json" if self.fmt == "json" else "ion"
+
+    def add(self, seq: int, block: Any) -> None:
+        hour = _moment(seq).strftime("%Y/%m/%d/%H")
+        if self._obj_blocks and (hour != self._obj_hour or len(self._obj_blocks) >= BLOCKS_PER_OBJECT):
+            self.flush()
+        if not self._obj_blocks:
+            self._obj_first, self._obj_hour = seq, hour
+        self._obj_blocks.append(block)
+
+    def flush(self) -> None:
+        if not self._obj_blocks:
+            return
+        last = self._obj_first + len(self._obj_blocks) - 1
+        rel = f"{self._obj_hour}/{self.strand}.{self._obj_first}-{last}.{self.ext}"
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.fmt == "ion_binary":
+            path.write_bytes(dumps_binary_stream(self._obj_blocks))
+        elif self.fmt == "ion_text":
+            path.write_text("\n".join(dumps_text(b) for b in self._obj_blocks) + "\n", encoding="utf-8")
+        else:
+            path.write_text("\n".join(json_line(b) for b in self._obj_blocks) + "\n", encoding="utf-8")
+        self.keys.append(self.prefix + rel)
+        self._obj_blocks = []
+
+
+def _address_text(strand: str, seq: int) -> str:
+    return f'{{strandId:"{strand}",sequenceNo:{seq}}}'
+
+
+def audit_path(leaves: list[bytes], m: int) -> list[bytes]:
+    """RFC 6962 audit path of leaf ``m``, deepest sibling first (what QLDB's proofs list)."""
+    n = len(leaves)
+    if n <= 1:
+        return []
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m < k:
+        return [*audit_path(leaves[:k], m), writer_merkle(leaves[k:])]
+    return [*audit_path(leaves[k:], m - k), writer_merkle(leaves[:k])]
+
+
+def _digest_json(strand: str, tip: int, digest: bytes) -> dict[str, Any]:
+    return {"Digest": base64.b64encode(digest).decode(), "DigestTipAddress": {"IonText": _address_text(strand, tip)}}
+
+
+@dataclass
+class SampleSummary:
+    out: Path
+    strand_id: str
+    blocks: int
+    revisions: int
+    exports: list[dict[str, Any]]
+    digests: list[Path]
+
+
+def write_sample_export(
+    out: Path,
+    revisions: int = 1000,
+    fmt: str = "ion_text",
+    exports: int = 1,
+    seed: int = 1,
+    prefix: str = "qldb-exports/vehicle-registration/",
+    bucket: str = "qldb-migrate-sample",
+) -> SampleSummary:
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    plan = plan_ledger(revisions, seed)
+    n = len(plan.blocks)
+    exports = max(1, min(exports, n))
+    size = n // exports
+    overlap = max(1, size // 10) if exports > 1 else 0
+    rng = random.Random(seed + 17)
+    writers = []
+    for k in range(exports):
+        first = 0 if k == 0 else k * size - overlap
+        last = n - 1 if k == exports - 1 else (k + 1) * size - 1
+        writers.append(_ExportWriter(_ident(rng), first, last, fmt, out, prefix, plan.strand_id))
+    out.mkdir(parents=True, exist_ok=True)
+    block_hashes: list[bytes] = []
+    previous = b""
+    redaction_seqs = sorted(plan.redacted.values())
+    for bp in plan.blocks:
+        variants: dict[frozenset[int], Any] = {}
+        for w in writers:
+            if not w.first <= bp.seq <= w.last:
+                continue
+            seen = frozenset(s for s in redaction_seqs if s <= w.last)
+            if seen not in variants:
+                spec, _ = render_block(plan, bp, seed, set(seen))
+                variants[seen] = build_block(spec, previous)
+            w.add(bp.seq, variants[seen][0])
+        if not variants:  # not in any export (cannot happen with contiguous ranges)
+            spec, _ = render_block(plan, bp, seed, set())
+            variants[frozenset()] = build_block(spec, previous)
+        hashes = {v[1] for v in variants.values()}
+        assert len(hashes) == 1, "a redaction must not change a block hash"
+        previous = hashes.pop()
+        block_hashes.append(previous)
+
+    summaries = []
+    for w in writers:
+        w.flush()
+        started_manifest = {
+            "ledgerName": "vehicle-registration", "exportId": w.export_id, "bucket": bucket, "prefix": prefix,
+            "inclusiveStartTime": _moment(w.first).isoformat(), "exclusiveEndTime": _moment(w.last + 1).isoformat(),
+            "objectEncryptionType": "SSE_S3", "outputFormat": w.fmt.upper(),
+        }
+        completed_name = f"{w.export_id}.{plan.strand_id}.completed.manifest"
+        (out / f"{w.export_id}.started.manifest").write_text(json.dumps(started_manifest, indent=1) + "\n")
+        (out / completed_name).write_text(json.dumps({"keys": w.keys}, indent=1) + "\n")
+        tip = w.last
+        leaves = block_hashes[: tip + 1]
+        digest = writer_merkle(leaves)
+        sidecar = {**_digest_json(plan.strand_id, tip, digest), "LastBlockNum": tip,
+                   "Proof": {"IonText": "[" + ",".join(f"{{{{{base64.b64encode(h).decode()}}}}}"
+                                                      for h in audit_path(leaves, tip)) + "]"}}
+        (out / (completed_name + f"{w.export_id}.{plan.strand_id}.proofs.json")).write_text(json.dumps(sidecar) + "\n")
+        summaries.append({"exportId": w.export_id, "first": w.first, "last": w.last, "objects": len(w.keys)})
+
+    digest_dir = out / "digests"
+    digest_dir.mkdir(exist_ok=True)
+    digest_files = []
+    for tip in sorted({n // 3, (2 * n) // 3, n - 1}):
+        path = digest_dir / f"digest-tip-{tip}.json"
+        path.write_text(json.dumps(_digest_json(plan.strand_id, tip, writer_merkle(block_hashes[: tip + 1]))) + "\n")
+        digest_files.append(path)
+    final = writer_merkle(block_hashes)
+    console = digest_dir / "vehicle-registration-digest.ion.txt"
+    console.write_text(
+        "{\n  ledger: \"vehicle-registration\",\n"
+        f"  date: {_moment(n).strftime('%Y-%m-%dT%H:%M:%S.000Z')},\n"
+        f"  digest: \"{base64.b64encode(final).decode()}\",\n"
+        f"  digestTipAddress: \"{_address_text(plan.strand_id, n - 1).replace(chr(34), chr(92) + chr(34))}\"\n}}\n"
+    )
+    digest_files.append(console)
+    # one sanity link between the writer's own dot and its proofs: the last leaf's path folds to the root
+    acc = block_hashes[-1]
+    for sibling in audit_path(block_hashes, n - 1):
+        acc = writer_dot(acc, sibling)
+    assert acc == final
+    return SampleSummary(out, plan.strand_id, n, plan.revisions, summaries, digest_files)
+
+
+__all__ = ["FORMATS", "IonPyList", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]

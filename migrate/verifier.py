@@ -1,0 +1,425 @@
+"""Dry-run verification of a whole export source: the engine behind ``verify``.
+
+Work is spread over data objects (DESIGN §3): a worker process parses one
+object and checks every block in it (every revision re-hashed, every block
+hash recomputed); the main process receives compact per-block summaries in
+block order and runs what must be sequential — the chain join across objects
+and exports, the overlap rules, the digest roots.  At most a few objects are in
+flight, so memory stays flat whatever the ledger size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
+from .exports import DataObject, ExportPlan, discover
+from .sources import Source, SourceError, SourceSpec, SourceUnreachable
+from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block
+from .verify.chain import ChainChecker, Digest
+from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
+from .verify.ionvalue import field_or_none, is_null
+from .verify.revision import RevisionStatus
+
+SYSTEM_TABLE = "(system)"
+
+
+@dataclass(slots=True)
+class BlockSummary:
+    """What the sequential part needs of a block, small enough to pickle cheaply."""
+
+    address: BlockAddress | None
+    object_key: str
+    computed_block_hash: bytes | None
+    previous_block_hash: bytes
+    transaction_id: str | None
+    timestamp: str | None
+    ok: bool
+    statuses: tuple[str, ...]
+    tables: tuple[str, ...]
+
+
+@dataclass
+class ObjectResult:
+    obj: DataObject
+    sha256: str = ""
+    size: int = 0
+    etag: str | None = None
+    blocks: list[BlockSummary] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    unreadable: SourceError | None = None
+
+
+_SOURCES: dict[SourceSpec, Source] = {}
+
+
+def _source(spec: SourceSpec) -> Source:
+    source = _SOURCES.get(spec)
+    if source is None:
+        source = _SOURCES[spec] = spec.open()
+    return source
+
+
+def _tables_of(block: Any) -> dict[str, str]:
+    documents = field_or_none(field_or_none(block, "transactionInfo"), "documents")
+    out: dict[str, str] = {}
+    if is_null(documents) or not hasattr(documents, "items"):
+        return out
+    for doc_id, info in documents.items():
+        name = field_or_none(info, "tableName")
+        if doc_id is not None and isinstance(name, str):
+            out[str(doc_id)] = name
+    return out
+
+
+def check_object(spec: SourceSpec, obj: DataObject) -> ObjectResult:
+    """Worker: every block of one object, checked from its contents alone."""
+    result = ObjectResult(obj)
+    source = _source(spec)
+    digest = StreamDigest()
+    expected = obj.first
+    data_exact = obj.fmt != "JSON"
+    try:
+        result.etag = source.info(obj.key).etag
+        for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
+            check = check_block(block, obj.key, data_exact)
+            result.findings.extend(check.findings)
+            tables = _tables_of(block)
+            seq = check.sequence_no
+            if seq is not None and seq != expected:
+                result.findings.append(
+                    Finding(
+                        "object-range-mismatch",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"block #{index} of the object has sequenceNo {seq}; its name says {obj.first}-{obj.last} "
+                        f"so {expected} was expected",
+                        Location(obj.key, check.address),
+                        expected,
+                        seq,
+                    )
+                )
+            expected = (seq if seq is not None else expected) + 1
+            ts = field_or_none(block, "blockTimestamp")
+            result.blocks.append(
+                BlockSummary(
+                    check.address,
+                    obj.key,
+                    check.computed_block_hash,
+                    check.previous_block_hash,
+                    check.transaction_id,
+                    None if is_null(ts) else str(ts),
+                    check.ok,
+                    tuple(r.status.value for r in check.revisions),
+                    tuple(
+                        tables.get(r.document_id, "(unknown)") if r.document_id is not None else SYSTEM_TABLE
+                        for r in check.revisions
+                    ),
+                )
+            )
+        if expected != obj.last + 1:
+            result.findings.append(
+                Finding(
+                    "object-truncated",
+                    Kind.CONSISTENCY,
+                    Severity.ERROR,
+                    f"object ends after sequenceNo {expected - 1}; its name says it holds blocks up to {obj.last}",
+                    Location(obj.key, BlockAddress(obj.strand_id, expected - 1) if expected > obj.first else None),
+                    obj.last,
+                    expected - 1,
+                )
+            )
+    except ObjectCorrupt as exc:
+        where = Location(obj.key, BlockAddress(obj.strand_id, expected))
+        result.findings.append(
+            Finding(
+                "object-corrupt",
+                Kind.CONSISTENCY,
+                Severity.ERROR,
+                f"object is truncated or corrupt at its block #{exc.index} (expected sequenceNo {expected}): {exc}",
+                where,
+            )
+        )
+    except SourceError as exc:
+        result.unreadable = exc
+        result.findings.append(
+            Finding("object-unreadable", Kind.CONSISTENCY, Severity.ERROR, str(exc), Location(obj.key))
+        )
+    result.sha256, result.size = digest.sha256, digest.size
+    return result
+
+
+@dataclass
+class VerifyResult:
+    source: str
+    plan: ExportPlan
+    objects: list[ObjectResult]
+    findings: list[Finding]
+    digests: list[Any]
+    blocks: int
+    duplicate_blocks: int
+    revisions_by_table: Counter[str]
+    statuses: Counter[str]
+    first_sequence: int | None
+    last_sequence: int | None
+    anchored_through: int | None
+    partial: bool
+    unanchored: bool
+    unverifiable: bool
+    seconds: float
+    unreachable: bool = False
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error]
+
+    @property
+    def revisions(self) -> int:
+        return sum(self.revisions_by_table.values())
+
+    def states(self) -> list[str]:
+        out = []
+        if self.partial:
+            out.append("partial")
+        if self.unanchored:
+            out.append("unanchored")
+        if self.unverifiable:
+            out.append("unverifiable")
+        return out
+
+
+def _ordered_results(
+    spec: SourceSpec, objects: list[DataObject], workers: int
+) -> Iterator[ObjectResult]:
+    """Results in plan order, with a bounded number of objects in flight."""
+    if workers <= 1:
+        for obj in objects:
+            yield check_object(spec, obj)
+        return
+    window = workers * 2
+    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        pending: deque[cf.Future[ObjectResult]] = deque()
+        it = iter(objects)
+        for obj in it:
+            pending.append(pool.submit(check_object, spec, obj))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(pool.submit(check_object, spec, nxt))
+            yield result
+
+
+class _OverlapMerger:
+    """Overlapping exports: identical blocks are one block, redactions merge, anything else conflicts."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, BlockSummary] = {}
+        self.duplicates = 0
+
+    def prune(self, below: int) -> None:
+        for seq in [s for s in self.seen if s < below]:
+            del self.seen[seq]
+
+    def duplicate(self, block: BlockSummary, statuses: Counter[str]) -> Finding | None:
+        assert block.address is not None
+        self.duplicates += 1
+        first = self.seen.get(block.address.sequence_no)
+        where = Location(block.object_key, block.address)
+        if first is None:
+            return Finding(
+                "block-out-of-order",
+                Kind.CONSISTENCY,
+                Severity.ERROR,
+                "block repeats a sequence number the chain has already passed",
+                where,
+            )
+        if first.computed_block_hash != block.computed_block_hash:
+            return Finding(
+                "overlap-conflict",
+                Kind.HASH,
+                Severity.ERROR,
+                f"block differs from the block with the same address in {first.object_key}",
+                where,
+                first.computed_block_hash,
+                block.computed_block_hash,
+            )
+        if (first.transaction_id, first.timestamp) != (block.transaction_id, block.timestamp):
+            return Finding(
+                "overlap-conflict",
+                Kind.CONSISTENCY,
+                Severity.ERROR,
+                f"block has the same hash as in {first.object_key} but another transactionId or blockTimestamp",
+                where,
+                f"{first.transaction_id} {first.timestamp}",
+                f"{block.transaction_id} {block.timestamp}",
+            )
+        if first.statuses != block.statuses:
+            merged = tuple(
+                RevisionStatus.REDACTED.value if RevisionStatus.REDACTED.value in (a, b) else a
+                for a, b in zip(first.statuses, block.statuses, strict=False)
+            )
+            self.seen[block.address.sequence_no] = BlockSummary(**{**_asdict(first), "statuses": merged})
+            statuses.subtract(first.statuses)
+            statuses.update(merged)
+            return Finding(
+                "redaction-merged",
+                Kind.HASH,
+                Severity.NOTE,
+                f"same block as in {first.object_key} except for redacted revision data; the redacted form is kept",
+                where,
+            )
+        return None
+
+
+def _asdict(b: BlockSummary) -> dict[str, Any]:
+    return {name: getattr(b, name) for name in BlockSummary.__slots__}
+
+
+def verify_source(
+    spec: SourceSpec,
+    digests: list[Digest],
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_object: Callable[[ObjectResult], None] | None = None,
+) -> VerifyResult:
+    started = time.perf_counter()
+    source = spec.open()
+    plan = discover(source)
+    findings: list[Finding] = list(plan.findings)
+    all_digests = list(digests)
+    from .digests import DigestFileError, parse_digest
+
+    for export in plan.exports:
+        if export.sidecar_key:
+            try:
+                all_digests.append(parse_digest(source.read(export.sidecar_key), export.sidecar_key))
+            except (DigestFileError, SourceError) as exc:
+                findings.append(
+                    Finding("sidecar-invalid", Kind.CONSISTENCY, Severity.ERROR, str(exc), Location(export.sidecar_key))
+                )
+    chain = ChainChecker(all_digests)
+    merger = _OverlapMerger()
+    objects: list[ObjectResult] = []
+    by_table: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    total_bytes = sum(source.info(o.key).size for o in plan.objects) if progress else 0
+    done_bytes = 0
+    unreachable = False
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    for result in _ordered_results(spec, plan.objects, workers if len(plan.objects) > 1 else 1):
+        findings.extend(result.findings)
+        if isinstance(result.unreadable, SourceUnreachable):
+            unreachable = True
+        merger.prune(result.obj.first)
+        for block in result.blocks:
+            if block.address is None or block.computed_block_hash is None:
+                continue
+            last = chain.state.last_sequence
+            same_strand = block.address.strand_id == chain.state.strand_id
+            if last is not None and block.address.sequence_no <= last and same_strand:
+                finding = merger.duplicate(block, statuses)
+                if finding is not None:
+                    findings.append(finding)
+                continue
+            findings.extend(chain.add(_as_check(block)))
+            merger.seen[block.address.sequence_no] = block
+            statuses.update(block.statuses)
+            by_table.update(block.tables)
+        objects.append(result)
+        done_bytes += result.size
+        if progress:
+            progress(done_bytes, total_bytes)
+        if on_object:
+            on_object(result)
+    findings.extend(chain.finish())
+    st = chain.state
+    partial = chain.partial
+    if partial:
+        findings.append(
+            Finding(
+                "partial-export",
+                Kind.UNPROVEN,
+                Severity.WARNING,
+                f"the export starts at block {st.first_sequence}, not 0: its first block's predecessor is unanchored",
+                Location(block=BlockAddress(st.strand_id or "", st.first_sequence or 0)),
+            )
+        )
+    anchored = chain.anchored_through
+    unanchored = anchored is None or (st.last_sequence is not None and anchored < st.last_sequence)
+    if anchored is None:
+        findings.append(
+            Finding(
+                "unanchored",
+                Kind.UNPROVEN,
+                Severity.WARNING,
+                "no digest or saved proof reaches this export: the chain is internally consistent but not anchored",
+                Location(),
+            )
+        )
+    elif st.last_sequence is not None and anchored < st.last_sequence:
+        findings.append(
+            Finding(
+                "tail-unanchored",
+                Kind.UNPROVEN,
+                Severity.WARNING,
+                f"blocks {anchored + 1}..{st.last_sequence} lie beyond the last digest or proof (tip {anchored})",
+                Location(block=BlockAddress(st.strand_id or "", anchored + 1)),
+            )
+        )
+    unverifiable = statuses.get(RevisionStatus.UNVERIFIABLE.value, 0) > 0
+    if unverifiable:
+        findings.append(
+            Finding(
+                "unverifiable-revisions",
+                Kind.UNPROVEN,
+                Severity.WARNING,
+                f"{statuses[RevisionStatus.UNVERIFIABLE.value]} revisions could not be re-hashed (JSON export); "
+                "their stored hashes still count through the Merkle roots",
+                Location(),
+            )
+        )
+    return VerifyResult(
+        source.description,
+        plan,
+        objects,
+        findings,
+        chain.outcomes,
+        st.blocks,
+        merger.duplicates,
+        by_table,
+        statuses,
+        st.first_sequence,
+        st.last_sequence,
+        anchored,
+        partial,
+        unanchored,
+        unverifiable,
+        time.perf_counter() - started,
+        unreachable,
+    )
+
+
+def _as_check(block: BlockSummary) -> Any:
+    from .verify.block import BlockCheck
+
+    return BlockCheck(
+        block.address,
+        block.object_key,
+        None,
+        block.computed_block_hash,
+        block.previous_block_hash,
+        None,
+        block.transaction_id,
+    )
+
+
+NOT_PROVEN = list(UNPROVEN_BY_BLOCK_HASH)
