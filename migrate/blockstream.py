@@ -33,27 +33,50 @@ class ObjectCorrupt(ValueError):
 
 
 class HashingReader:
-    """Passes bytes through while hashing them, so each object is read once."""
+    """Passes bytes through while hashing them, so each object is read once.
+
+    It also splits lines itself: an S3 body has no ``readline``, and JSON
+    Lines must be read a line at a time to keep memory flat.
+    """
+
+    CHUNK = 1 << 16
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.sha256 = hashlib.sha256()
         self.size = 0
+        self._buffer = b""
 
-    def read(self, size: int = -1) -> bytes:
+    def _fill(self, size: int = -1) -> bytes:
         data = self.raw.read(size)
         self.sha256.update(data)
         self.size += len(data)
         return data
 
-    def readline(self, size: int = -1) -> bytes:
-        data = self.raw.readline(size) if hasattr(self.raw, "readline") else self.raw.read(size)
-        self.sha256.update(data)
-        self.size += len(data)
-        return data
+    def read(self, size: int = -1) -> bytes:
+        if self._buffer:
+            if size is None or size < 0:
+                data, self._buffer = self._buffer + self._fill(), b""
+                return data
+            data, self._buffer = self._buffer[:size], self._buffer[size:]
+            return data
+        return self._fill(size)
+
+    def readline(self) -> bytes:
+        while b"\n" not in self._buffer:
+            chunk = self._fill(self.CHUNK)
+            if not chunk:
+                line, self._buffer = self._buffer, b""
+                return line
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line + b"\n"
+
+    def tell(self) -> int:
+        return self.size - len(self._buffer)
 
     def drain(self) -> None:
-        while self.read(1 << 20):
+        while self._fill(1 << 20):
             pass
 
     def readable(self) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .sources import KeyOutsideRoot, ObjectMissing, Source, SourceError
-from .verify.findings import Finding, Kind, Location, Severity
+from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionparse import IonParseError, loads
 
 STARTED = re.compile(r"^(?P<export>[^/]+)\.started\.manifest$")
@@ -145,12 +145,18 @@ def discover(source: Source) -> ExportPlan:
                     _error("second-strand", f"{manifest_key}: object of strand {match.group('strand')}", relative)
                 )
                 continue
+            first, last = int(match.group("first")), int(match.group("last"))
             if relative not in key_set:
                 findings.append(
-                    _error("object-missing", f"{manifest_key}: listed in the manifest but missing", relative)
+                    Finding(
+                        "object-missing",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"{manifest_key}: listed in the manifest but missing (blocks {first}-{last})",
+                        Location(relative, BlockAddress(strand_id, first)),
+                    )
                 )
                 continue
-            first, last = int(match.group("first")), int(match.group("last"))
             if last < first:
                 findings.append(_error("object-name-invalid", f"{manifest_key}: range {first}-{last}", relative))
                 continue

@@ -227,6 +227,22 @@ class ChainChecker:
                 continue
             tip = outcome.digest.tip
             st = self.state
+            if st.strand_id is not None and tip.strand_id != st.strand_id:
+                outcome.failed = True
+                outcome.unreached_reason = "the digest names another strand (another ledger)"
+                findings.append(
+                    Finding(
+                        "digest-other-ledger",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"digest {outcome.digest.source} is for strand {tip.strand_id}; this export is strand "
+                        f"{st.strand_id} (another ledger)",
+                        Location(block=tip),
+                        st.strand_id,
+                        tip.strand_id,
+                    )
+                )
+                continue
             if st.last_sequence is not None and st.first_sequence is not None and (
                 st.first_sequence <= tip.sequence_no <= st.last_sequence
             ):

@@ -1,0 +1,81 @@
+"""Shared fixtures: generated sample exports and a real S3 server (moto) on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from qldb_migrate.sample.export import write_sample_export
+
+
+def run_cli(*args: object, env: dict[str, str] | None = None, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """The command as a user runs it: a separate process, real exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "qldb_migrate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_factory(tmp_path_factory: pytest.TempPathFactory):
+    """Pristine sample exports, built once per (revisions, format, exports, seed); tests get copies."""
+    cache: dict[tuple[int, str, int, int], Path] = {}
+
+    def make(tmp: Path, revisions: int = 300, fmt: str = "ion_text", exports: int = 2, seed: int = 5) -> Path:
+        key = (revisions, fmt, exports, seed)
+        if key not in cache:
+            path = tmp_path_factory.mktemp(f"sample-{fmt}-{exports}-{seed}") / "export"
+            write_sample_export(path, revisions, fmt, exports, seed)
+            cache[key] = path
+        copy = tmp / f"export-{fmt}-{exports}-{seed}"
+        shutil.copytree(cache[key], copy)
+        return copy
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's threaded server on 127.0.0.1, used through boto3 exactly as real S3."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+S3_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@pytest.fixture()
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for k, v in S3_ENV.items():
+        monkeypatch.setenv(k, v)
+    return dict(S3_ENV)
+
+
+def upload(endpoint: str, local: Path, bucket: str, prefix: str) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    existing = [b["Name"] for b in client.list_buckets().get("Buckets", [])]
+    if bucket not in existing:
+        client.create_bucket(Bucket=bucket)
+    for path in local.rglob("*"):
+        if path.is_file() and "digests" not in path.relative_to(local).parts:
+            client.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
