@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import IO, Any
 
-from amazon.ion.core import IonType
+from amazon.ion.core import IonType, Timestamp
 from amazon.ion.simple_types import IonPyBytes, IonPyDecimal, IonPyDict, IonPyNull
 
 from .verify.ionparse import IonParseError, iter_values, loads
@@ -160,7 +160,7 @@ def _timestamp(value: Any) -> Any:
     if not isinstance(value, str):
         raise TypeError(f"expected a timestamp string, found {type(value).__name__}")
     restored = loads(value)
-    if getattr(restored, "ion_type", None) is not IonType.TIMESTAMP:
+    if not isinstance(restored, Timestamp):
         raise ValueError(f"{value!r} is not an Ion timestamp")
     return restored
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
 import struct
 from collections.abc import Callable
 from decimal import Decimal
@@ -61,9 +62,16 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+_MARKER = re.compile(b"[\x0b\x0c\x0e]").search
+
+
 def _escape(data: bytes) -> bytes:
-    # Most representations hold none of the three marker bytes; three C-level
-    # scans are cheaper than building a new object every time.
+    # Most representations hold none of the three marker bytes.  For short
+    # ones one regex scan is cheapest; for long ones (concatenated field
+    # hashes) three C-level ``in`` scans are.
+    if len(data) < 64:
+        if _MARKER(data) is None:
+            return data
     if b"\x0c" in data:
         data = data.replace(b"\x0c", b"\x0c\x0c")
     if b"\x0b" in data:
@@ -95,6 +103,8 @@ def _signed_magnitude(negative: bool, magnitude: int) -> bytes:
 
 
 def _var_uint(value: int) -> bytes:
+    if value < 128:
+        return _VAR_UINT_SMALL[value]
     out = [0x80 | (value & 0x7F)]
     value >>= 7
     while value:
@@ -105,6 +115,12 @@ def _var_uint(value: int) -> bytes:
 
 def _var_int(value: int) -> bytes:
     """Ion ``VarInt``: sign bit 0x40 in the first byte, end flag 0x80 on the last."""
+    if -64 < value < 64:
+        return _VAR_INT_SMALL[value]
+    return _var_int_slow(value)
+
+
+def _var_int_slow(value: int) -> bytes:
     magnitude = -value if value < 0 else value
     groups = [magnitude & 0x7F]
     magnitude >>= 7
@@ -118,6 +134,9 @@ def _var_int(value: int) -> bytes:
     groups[0] |= 0x80
     return bytes(reversed(groups))
 
+
+_VAR_UINT_SMALL = [bytes((0x80 | i,)) for i in range(128)]
+_VAR_INT_SMALL = {i: _var_int_slow(i) for i in range(-63, 64)}
 
 # --- scalars -----------------------------------------------------------------
 
@@ -225,8 +244,26 @@ def _fraction(ts: Timestamp) -> tuple[int, int] | None:
     return -precision, ts.microsecond // 10 ** (6 - precision)
 
 
+_DATE_CACHE: dict[tuple[int, int, int, int], bytes] = {}
+
+
 def _timestamp(ts: _dt.datetime) -> bytes:
     precision = getattr(ts, "precision", None)
+    if precision is not None and precision <= TimestampPrecision.DAY:
+        # Dates repeat (birthdays, validity dates) and carry no offset or time:
+        # the key is the whole value.
+        key = (ts.year, ts.month, ts.day, precision)
+        cached = _DATE_CACHE.get(key)
+        if cached is None:
+            cached = _timestamp_uncached(ts, precision)
+            if len(_DATE_CACHE) >= _CACHE_LIMIT:
+                _DATE_CACHE.clear()
+            _DATE_CACHE[key] = cached
+        return cached
+    return _timestamp_uncached(ts, precision)
+
+
+def _timestamp_uncached(ts: _dt.datetime, precision: Any) -> bytes:
     if precision is None:  # a bare datetime: second precision
         precision = TimestampPrecision.SECOND
     offset_delta = ts.utcoffset()
@@ -278,7 +315,7 @@ def _build(hash_ctor: HashConstructor) -> Callable[[Any], bytes]:
     symbol_cache = _SYMBOL_CACHE
 
     text_cache = _TEXT_CACHE
-    pair_cache: dict[tuple[Any, IonType, Any], bytes] = {}
+    pair_cache: dict[tuple[Any, type, Any], bytes] = {}
 
     def wrap(annotations: Any, body: bytes) -> bytes:
         return b"\x0b\xe0" + b"".join([_symbol(a) for a in annotations]) + body + b"\x0e"
@@ -309,14 +346,15 @@ def _build(hash_ctor: HashConstructor) -> Callable[[Any], bytes]:
                     name_bytes = _symbol(name)
                 for field in fields:
                     t = type(field)
-                    if (t is IonPyText or t is IonPyInt) and not field.ion_annotations:
-                        # Fields like State:"WA" or version:3 repeat across a ledger; their hash
-                        # depends only on (name, Ion type, value), which is exactly the key.
-                        key = (name, field.ion_type, field)
+                    if t is str or t is int:
+                        # Fields like State:"WA" or version:3 repeat across a ledger.  A bare
+                        # str is always an Ion string and a bare int an Ion int (bools are
+                        # their own type), so (name, class, value) determines the field hash.
+                        key = (name, t, field)
                         cached = pair_cache.get(key)
                         if cached is None:
                             cached = hash_ctor(name_bytes + s(field)).digest()
-                            if (t is IonPyInt and -1024 <= field <= 65535) or (t is IonPyText and len(field) <= 32):
+                            if (t is int and -1024 <= field <= 65535) or (t is str and len(field) <= 32):
                                 if len(pair_cache) >= _CACHE_LIMIT:
                                     pair_cache.clear()
                                 pair_cache[key] = cached

