@@ -69,9 +69,8 @@ def _escape(data: bytes) -> bytes:
     # Most representations hold none of the three marker bytes.  For short
     # ones one regex scan is cheapest; for long ones (concatenated field
     # hashes) three C-level ``in`` scans are.
-    if len(data) < 64:
-        if _MARKER(data) is None:
-            return data
+    if len(data) < 64 and _MARKER(data) is None:
+        return data
     if b"\x0c" in data:
         data = data.replace(b"\x0c", b"\x0c\x0c")
     if b"\x0b" in data:
