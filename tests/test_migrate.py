@@ -42,9 +42,10 @@ def _export_revisions(export: Path) -> dict[tuple[str, int], dict[str, Any]]:
                     if "metadata" not in rev:
                         continue
                     key = (str(rev["metadata"]["id"]), int(rev["metadata"]["version"]))
+                    seq = int(block["blockAddress"]["sequenceNo"])
                     entry = {
-                        "table": tables[key[0]], "hash": bytes(rev["hash"]), "seq": int(block["blockAddress"]["sequenceNo"]),
-                        "index": index, "data": rev["data"] if "data" in rev else None,
+                        "table": tables[key[0]], "hash": bytes(rev["hash"]), "seq": seq,
+                        "index": index, "data": rev.get("data"),
                         "redacted": "dataHash" in rev,
                         "data_hash": bytes(rev["dataHash"]) if "dataHash" in rev else (
                             ion_hash(rev["data"]) if "data" in rev else None),
@@ -180,7 +181,8 @@ def test_tampered_export_fails_and_publishes_nothing(sample_factory, tmp_path: P
     lines = last_object.read_text().splitlines()
     block = loads(lines[-3])
     block["transactionId"] = "forged"  # not hashed, but revisions' txId now disagree
-    rev = next((r for r in block["revisions"] if "data" in r and "metadata" in r), None) if "revisions" in block else None
+    revisions = block["revisions"] if "revisions" in block else []
+    rev = next((r for r in revisions if "data" in r and "metadata" in r), None)
     if rev is not None:
         rev["metadata"]["txId"] = "forged-too"
     lines[-3] = dumps_text(block)
