@@ -181,7 +181,7 @@ def test_tampered_export_fails_and_publishes_nothing(sample_factory, tmp_path: P
     lines = last_object.read_text().splitlines()
     block = loads(lines[-3])
     block["transactionId"] = "forged"  # not hashed, but revisions' txId now disagree
-    revisions = block["revisions"] if "revisions" in block else []
+    revisions = block.get("revisions", [])
     rev = next((r for r in revisions if "data" in r and "metadata" in r), None)
     if rev is not None:
         rev["metadata"]["txId"] = "forged-too"
