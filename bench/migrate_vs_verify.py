@@ -1,0 +1,121 @@
+"""``migrate`` throughput against ``verify``, a row-by-row loader and a bare COPY, side by side.
+
+    python bench/migrate_vs_verify.py [--revisions 200000] [--seed 1] [--dsn postgresql://…] [--sample-rows 20000]
+
+On the pinned sample export (built once in ``bench/out``) and the PostgreSQL
+given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
+127.0.0.1:5432), in one run:
+
+* ``verify_source`` over the export (full verification, a worker per core);
+* ``migrate`` into a fresh database (verification + COPY + publish);
+* the same history rows, pre-rendered, loaded by ``executemany`` INSERT and by
+  a bare COPY into an empty copy of the table (``--sample-rows`` of them).
+
+Prints revisions/s and ``migrate_vs_verify``, ``copy_vs_insert``, ``vs_raw_copy``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_vs_parse import sample
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--revisions", type=int, default=200000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--dsn", default=os.environ.get("QLDB_MIGRATE_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--sample-rows", type=int, default=20000)
+    args = parser.parse_args()
+
+    from qldb_migrate.exports import discover
+    from qldb_migrate.pg.loader import MigrateOptions, migrate_source
+    from qldb_migrate.pg.rows import HISTORY_COLUMNS
+    from qldb_migrate.pg.target import Target, connect, upgrade_schema
+    from qldb_migrate.sources import SourceSpec
+    from qldb_migrate.verifier import check_object, verify_source
+
+    export = sample(args.revisions, args.seed)
+    spec = SourceSpec(str(export))
+    name = f"qm_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(args.dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    target = Target(make_conninfo(args.dsn, dbname=name), name)
+    try:
+        start = time.perf_counter()
+        verified = verify_source(spec, [], None)
+        verify_s = time.perf_counter() - start
+        revisions = verified.revisions
+
+        upgrade_schema(target)
+        conn = connect(target)
+        start = time.perf_counter()
+        result = migrate_source(conn, spec, [], MigrateOptions(allow_unanchored=True), str(export))
+        migrate_s = time.perf_counter() - start
+        assert result.committed, [f.describe() for f in result.verify.errors[:3]]
+
+        # pre-rendered rows of the first objects, for the loader comparison
+        rows = []
+        for obj in discover(spec.open()).objects:
+            for _block_row, history in check_object(spec, obj, True).rows.values():
+                rows += [h.copy_values() for h in history]
+            if len(rows) >= args.sample_rows:
+                break
+        rows = rows[: args.sample_rows]
+        history_table = conn.execute("SELECT pg_schema, history_name FROM qldb.ledger_table LIMIT 1").fetchone()
+        source_table = sql.Identifier(*history_table)
+        cols = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
+
+        def fresh(label: str) -> sql.Identifier:
+            table = sql.Identifier(history_table[0], f"bench_{label}")
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+            conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(table, source_table))
+            conn.commit()
+            return table
+
+        table = fresh("insert")
+        start = time.perf_counter()
+        with conn.cursor() as cur:
+            placeholders = sql.SQL(", ").join(sql.Placeholder() * len(HISTORY_COLUMNS))
+            cur.executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(table, cols, placeholders), rows)
+        conn.commit()
+        insert_s = time.perf_counter() - start
+
+        table = fresh("copy")
+        start = time.perf_counter()
+        with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, cols)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.commit()
+        copy_s = time.perf_counter() - start
+        conn.close()
+
+        migrate_rate = revisions / migrate_s
+        raw_copy_rate = len(rows) / copy_s
+        print(f"revisions={revisions}")
+        print(f"verify_revisions_per_s={revisions / verify_s:.0f}")
+        print(f"migrate_revisions_per_s={migrate_rate:.0f}")
+        print(f"migrate_vs_verify={verify_s / migrate_s:.2f}")
+        print(f"loader_sample_rows={len(rows)}")
+        print(f"insert_rows_per_s={len(rows) / insert_s:.0f}")
+        print(f"raw_copy_rows_per_s={raw_copy_rate:.0f}")
+        print(f"copy_vs_insert={insert_s / copy_s:.2f}")
+        print(f"vs_raw_copy={migrate_rate / raw_copy_rate:.2f}")
+    finally:
+        with psycopg.connect(args.dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
