@@ -272,21 +272,84 @@ def migrate_cmd(
 
     code = exitcodes.OK if result.committed else exitcodes.CONTENT
     print_migrate_summary(out if code == exitcodes.OK else err, result, target.description)
+    check_report = None
     if result.committed and not no_check:
-        from .pg.postcheck import post_load_check
+        from .pg.checker import run_check
 
-        check_findings = post_load_check(target, result)
-        for finding in check_findings:
-            err.print(f"check: {finding}")
-        if check_findings:
+        with connect(target) as check_conn:
+            checked = run_check(check_conn, digests)
+        check_report = _print_check(checked, strict=False, prefix="post-load check")
+        if checked.errors:
             code = exitcodes.CONTENT
-        else:
-            out.print(
-                "post-load check: every history row re-hashed from data_ion and metadata_ion, JSONB equal to "
-                "the canonical JSON, revision hashes as qldb.block lists them, chain links intact"
-            )
     if report is not None:
-        write_report(report, migrate_report(result, target.description, code, options.opt_outs()))
+        data = migrate_report(result, target.description, code, options.opt_outs())
+        data["check"] = check_report
+        write_report(report, data)
+    raise typer.Exit(code)
+
+
+def _print_check(checked, strict: bool, prefix: str = "check") -> dict:
+    from .report import base_report, findings_json
+    from .verify.findings import Severity
+
+    console = err if checked.errors or (strict and not checked.anchored) else out
+    for finding in checked.findings:
+        if finding.severity is not Severity.NOTE:
+            console.print(f"{finding.severity.value}: {finding.describe()}")
+    what = (f"{checked.blocks} blocks, {checked.rows} history rows in {checked.tables} tables re-proved from "
+            "the rows")
+    if checked.errors:
+        verdict = f"FAILED: {len(checked.errors)} problem(s) — {what}"
+    elif checked.anchored:
+        anchors = ", ".join(o.digest.source for o in checked.outside if o.matched)
+        verdict = f"VERIFIED: {what}; anchored by the outside digest {anchors}"
+    else:
+        verdict = f"INTERNALLY CONSISTENT, NOT ANCHORED: {what}; give --digest FILE kept outside the database"
+    console.print(f"{prefix}: {verdict}")
+    report = base_report("check")
+    report.update({
+        "verdict": verdict.split(":")[0].lower(), "detail": verdict, "anchored": checked.anchored,
+        "blocks": checked.blocks, "historyRows": checked.rows, "tables": checked.tables,
+        "outsideDigests": [o.to_json() for o in checked.outside],
+        "storedDigests": [o.to_json() for o in checked.stored],
+        "findings": findings_json(checked.findings), "seconds": round(checked.seconds, 3),
+    })
+    return report
+
+
+@app.command("check")
+def check_cmd(
+    dsn: DsnOption = None,
+    digest: DigestOption = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when no outside digest anchors the data.")]
+    = False,
+    data_dir: DataDirOption = None,
+    iam_auth: Annotated[bool, typer.Option("--iam-auth", help="Sign an RDS IAM token for the DSN's user (TLS).")]
+    = False,
+    region: RegionOption = None,
+    report: ReportOption = None,
+) -> None:
+    """Re-prove the migrated ledger from the PostgreSQL rows, anchored by a digest kept outside the database."""
+    from .pg.checker import run_check
+    from .pg.target import TargetUnreachable, connect
+
+    digests = _digests(digest or [])
+    target = _target(dsn, data_dir, iam_auth, region)
+    try:
+        conn = connect(target)
+    except TargetUnreachable as exc:
+        err.print(f"error: {exc}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+    with conn:
+        if conn.execute("SELECT to_regclass('qldb.block')").fetchone()[0] is None:
+            err.print(f"error: {target.description} holds no migrated ledger (no qldb.block table)")
+            raise typer.Exit(exitcodes.CONTENT)
+        checked = run_check(conn, digests)
+    data = _print_check(checked, strict)
+    code = exitcodes.CONTENT if checked.errors or (strict and not checked.anchored) else exitcodes.OK
+    data["exitCode"] = code
+    if report is not None:
+        write_report(report, data)
     raise typer.Exit(code)
 
 

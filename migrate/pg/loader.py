@@ -130,7 +130,7 @@ class PgSink(BlockSink):
         self.pending_blocks.append((*block_row, self.run_id))
         for row in history:
             self.pending_history[(block_row[0], row.table_id)].append(row)
-        redaction_ion = block_row[12]
+        redaction_ion = block_row[BLOCK_COLUMNS.index("redaction_info_ion")]
         if redaction_ion is not None:
             info = loads(redaction_ion)
             self.redactions.append((block_row[0], str(field_or_none(info, "tableId")),

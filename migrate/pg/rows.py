@@ -62,8 +62,8 @@ HISTORY_COLUMNS = (
 
 BLOCK_COLUMNS = (
     "strand_id", "sequence_no", "block_hash", "entries_hash", "previous_block_hash", "entries_hash_list",
-    "revision_hashes", "transaction_id", "block_timestamp", "block_timestamp_ion", "transaction_info",
-    "transaction_info_ion", "redaction_info_ion", "source_object", "run_id",
+    "revision_hashes", "revision_documents", "transaction_id", "block_timestamp", "block_timestamp_ion",
+    "transaction_info", "transaction_info_ion", "redaction_info_ion", "source_object", "run_id",
 )
 
 
@@ -141,7 +141,8 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
     entries = [as_bytes(e) or b"" for e in field_or_none(block, "entriesHashList")]
     row = (
         check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
-        check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions], check.transaction_id,
+        check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions],
+        [r.document_id if r.version is not None else None for r in check.revisions], check.transaction_id,
         _datetime(ts), None if is_null(ts) else dumps_text(ts),
         None if is_null(tx_info) else canonical_json(tx_info),
         None if is_null(tx_info) else exact_binary(tx_info),

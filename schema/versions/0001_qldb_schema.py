@@ -28,6 +28,7 @@ def upgrade() -> None:
             previous_block_hash  bytea   NOT NULL,
             entries_hash_list    bytea[] NOT NULL,
             revision_hashes      bytea[] NOT NULL,   -- in block order, system ones included
+            revision_documents   text[]  NOT NULL,   -- document id per revision, NULL for system ones
             transaction_id       text,
             block_timestamp      timestamptz,
             block_timestamp_ion  text,               -- exact Ion text (precision kept)
