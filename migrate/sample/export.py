@@ -27,6 +27,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+from amazon.ion import simpleion
 from amazon.ion.core import IonType, Timestamp
 from amazon.ion.simple_types import IonPyDict, IonPyList, IonPyNull
 from amazon.ion.symbols import SymbolToken
@@ -249,19 +250,22 @@ class _ExportWriter:
     _fh: IO[bytes] | None = None
     _obj_first: int = 0
     _obj_blocks: list[Any] = field(default_factory=list)
+    _obj_exact: list[bool] = field(default_factory=list)
     _obj_hour: str = ""
 
     @property
     def ext(self) -> str:
         return "json" if self.fmt == "json" else "ion"
 
-    def add(self, seq: int, block: Any) -> None:
+    def add(self, seq: int, block: Any, exact: bool = False) -> None:
+        """``exact``: the block holds values amazon-ion's C writer would round (the exotic documents)."""
         hour = _moment(seq).strftime("%Y/%m/%d/%H")
         if self._obj_blocks and (hour != self._obj_hour or len(self._obj_blocks) >= BLOCKS_PER_OBJECT):
             self.flush()
         if not self._obj_blocks:
             self._obj_first, self._obj_hour = seq, hour
         self._obj_blocks.append(block)
+        self._obj_exact.append(exact)
 
     def flush(self) -> None:
         if not self._obj_blocks:
@@ -271,13 +275,19 @@ class _ExportWriter:
         path = self.out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.fmt == "ion_binary":
-            path.write_bytes(dumps_binary_stream(self._obj_blocks))
+            if any(self._obj_exact):
+                path.write_bytes(dumps_binary_stream(self._obj_blocks))
+            else:
+                path.write_bytes(simpleion.dumps(self._obj_blocks, binary=True, sequence_as_stream=True))
         elif self.fmt == "ion_text":
-            path.write_text("\n".join(dumps_text(b) for b in self._obj_blocks) + "\n", encoding="utf-8")
+            lines = [dumps_text(b) if exact else simpleion.dumps(b, binary=False, omit_version_marker=True)
+                     for b, exact in zip(self._obj_blocks, self._obj_exact, strict=True)]
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         else:
             path.write_text("\n".join(json_line(b) for b in self._obj_blocks) + "\n", encoding="utf-8")
         self.keys.append(self.prefix + rel)
         self._obj_blocks = []
+        self._obj_exact = []
 
 
 def _address_text(strand: str, seq: int) -> str:
@@ -346,7 +356,7 @@ def write_sample_export(
             if seen not in variants:
                 spec, _ = render_block(plan, bp, seed, set(seen))
                 variants[seen] = build_block(spec, previous)
-            w.add(bp.seq, variants[seen][0])
+            w.add(bp.seq, variants[seen][0], exact=bp.exotic)
         if not variants:  # not in any export (cannot happen with contiguous ranges)
             spec, _ = render_block(plan, bp, seed, set())
             variants[frozenset()] = build_block(spec, previous)
