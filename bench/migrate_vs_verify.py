@@ -11,13 +11,17 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
 * the same history rows, pre-rendered, loaded by ``executemany`` INSERT and by
   a bare COPY into an empty copy of the table (``--sample-rows`` of them).
 
-Prints revisions/s and ``migrate_vs_verify``, ``copy_vs_insert``, ``vs_raw_copy``.
+Then ``check`` over the migrated database, in a fresh process (its peak RSS
+is that process's).  Prints revisions/s and ``migrate_vs_verify``,
+``copy_vs_insert``, ``vs_raw_copy``, ``check_vs_verify``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -29,6 +33,18 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verify_vs_parse import sample
+
+CHECK_SCRIPT = r"""
+import json, resource, sys, time
+import psycopg
+from qldb_migrate.pg.checker import run_check
+with psycopg.connect(sys.argv[1]) as conn:
+    start = time.perf_counter()
+    result = run_check(conn, [])
+    seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "errors": len(result.errors), "rows": result.rows,
+                  "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
 
 
 def main() -> None:
@@ -112,6 +128,12 @@ def main() -> None:
         print(f"raw_copy_rows_per_s={raw_copy_rate:.0f}")
         print(f"copy_vs_insert={insert_s / copy_s:.2f}")
         print(f"vs_raw_copy={migrate_rate / raw_copy_rate:.2f}")
+        check = json.loads(subprocess.run([sys.executable, "-c", CHECK_SCRIPT, target.conninfo], check=True,
+                                          capture_output=True, text=True).stdout)
+        assert check["errors"] == 0
+        print(f"check_revisions_per_s={revisions / check['seconds']:.0f}")
+        print(f"check_vs_verify={verify_s / check['seconds']:.2f}")
+        print(f"check_peak_rss_mib={check['rss_kib'] / 1024:.0f}")
     finally:
         with psycopg.connect(args.dsn, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

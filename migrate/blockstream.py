@@ -136,7 +136,7 @@ def _iter_json(opener: Callable[[], HashingReader]) -> Iterator[Any]:
                 raise ObjectCorrupt(f"JSON line of block #{index} is invalid: {exc}", index) from exc
             try:
                 yield restore_block(raw)
-            except (TypeError, ValueError, KeyError, IonParseError) as exc:
+            except (TypeError, ValueError, KeyError, AttributeError, IonParseError) as exc:
                 raise ObjectCorrupt(f"JSON block #{index} has a field of the wrong type: {exc}", index) from exc
             index += 1
 
@@ -187,6 +187,8 @@ def _struct(pairs: list[tuple[str, Any]]) -> IonPyDict:
 
 
 def _restore_fields(raw: dict[str, Any], converters: dict[str, Callable[[Any], Any]]) -> IonPyDict:
+    if not isinstance(raw, dict):
+        raise TypeError(f"expected an object, found {type(raw).__name__}")
     pairs = []
     for key, value in raw.items():
         convert = converters.get(key, user_value)

@@ -238,6 +238,8 @@ def migrate_cmd(
     report: ReportOption = None,
 ) -> None:
     """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
+    import psycopg
+
     from .pg.loader import MigrateOptions, MigrationRefused, migrate_source
     from .pg.target import TargetUnreachable, connect, sanitize, upgrade_schema
     from .sources import SourceError
@@ -262,6 +264,11 @@ def migrate_cmd(
         result = _with_progress(lambda progress: migrate_source(conn, spec, digests, options, source, progress))
     except MigrationRefused as exc:
         err.print(f"error: {exc}")
+        raise typer.Exit(exitcodes.UNREACHABLE) from exc
+    except psycopg.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        err.print(f"error: lost the connection to {target.description} ({sanitize(first, target)}); nothing from "
+                  "this run was published (its transaction rolled back) — run it again")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except SourceError as exc:
         err.print(f"error: {exc}")
@@ -401,10 +408,23 @@ def demo_cmd(
     raise typer.Exit(exitcodes.OK)
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    # Said here: Typer turns KeyboardInterrupt into a silent exit 130 before main() could.
+    err.print("interrupted: nothing from this run was published (its transaction rolls back)")
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Console-script entry point: usage errors exit 2, never a traceback for bad input."""
+    """Console-script entry point: usage errors exit 2, never a traceback for bad input.
+
+    SIGINT and SIGTERM stop a run the same way: a migration in progress rolls
+    back (its one transaction is never committed), and the tool says so.
+    """
+    import signal
+
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     try:
         app()
     except KeyboardInterrupt:
-        err.print("interrupted")
         sys.exit(130)

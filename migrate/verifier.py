@@ -61,6 +61,13 @@ class ObjectResult:
 _SOURCES: dict[SourceSpec, Source] = {}
 
 
+def _c_binary(value: Any) -> bytes:
+    """amazon-ion's fast C writer; its output is hash-checked by check_revision before it is stored."""
+    from amazon.ion import simpleion
+
+    return simpleion.dumps(value, binary=True)
+
+
 def _source(spec: SourceSpec) -> Source:
     source = _SOURCES.get(spec)
     if source is None:
@@ -90,7 +97,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     try:
         result.etag = source.info(obj.key).etag
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
-            check = check_block(block, obj.key, data_exact)
+            check = check_block(block, obj.key, data_exact, _c_binary if with_rows else None)
             result.findings.extend(check.findings)
             if with_rows and check.ok and check.sequence_no is not None:
                 from .pg.rows import DataIonMismatch, block_rows
@@ -216,7 +223,7 @@ def _ordered_results(
             yield check_object(spec, obj, with_rows)
         return
     window = workers * 2
-    with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals) as pool:
         pending: deque[cf.Future[ObjectResult]] = deque()
         it = iter(objects)
         for obj in it:
@@ -229,6 +236,14 @@ def _ordered_results(
             if nxt is not None:
                 pending.append(pool.submit(check_object, spec, nxt, with_rows))
             yield result
+
+
+def _worker_signals() -> None:
+    """Ctrl-C reaches the whole process group: the parent decides and reports; workers just stop with it."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _OverlapMerger:

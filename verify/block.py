@@ -9,6 +9,7 @@ entries hash and the previous block hash.  What they do not prove is listed in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ class BlockCheck:
     transaction_id: str | None
     revisions: list[RevisionCheck] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    info_hashes: dict[str, bytes] = field(default_factory=dict)  # H(transactionInfo), H(redactionInfo)
 
     @property
     def ok(self) -> bool:
@@ -78,7 +80,9 @@ def _address(value: Any) -> BlockAddress | None:
         return None
 
 
-def check_block(block: Any, object_key: str | None = None, data_exact: bool = True) -> BlockCheck:
+def check_block(
+    block: Any, object_key: str | None = None, data_exact: bool = True, encode: Callable[[Any], bytes] | None = None
+) -> BlockCheck:
     """Recompute every hash of ``block`` that its contents allow.
 
     ``data_exact`` is False for JSON exports, whose user data lost its Ion
@@ -87,7 +91,7 @@ def check_block(block: Any, object_key: str | None = None, data_exact: bool = Tr
     finding, never an exception.
     """
     try:
-        return _check_block(block, object_key, data_exact)
+        return _check_block(block, object_key, data_exact, encode)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         address = _address(field_or_none(block, "blockAddress"))
         result = BlockCheck(address, object_key, None, None, b"", None, None)
@@ -97,7 +101,9 @@ def check_block(block: Any, object_key: str | None = None, data_exact: bool = Tr
         return result
 
 
-def _check_block(block: Any, object_key: str | None, data_exact: bool) -> BlockCheck:
+def _check_block(
+    block: Any, object_key: str | None, data_exact: bool, encode: Callable[[Any], bytes] | None
+) -> BlockCheck:
     address = _address(field_or_none(block, "blockAddress"))
     where = Location(object_key, address)
     tx_id_value = field_or_none(block, "transactionId")
@@ -131,7 +137,7 @@ def _check_block(block: Any, object_key: str | None, data_exact: bool) -> BlockC
         return result
     revisions = [] if is_null(revisions_value) else list(revisions_value)
     for index, revision in enumerate(revisions):
-        check, rev_findings = check_revision(revision, index, address, object_key, data_exact)
+        check, rev_findings = check_revision(revision, index, address, object_key, data_exact, encode)
         result.revisions.append(check)
         findings.extend(rev_findings)
         rev_address = _address(field_or_none(revision, "blockAddress"))
@@ -178,6 +184,7 @@ def _check_block(block: Any, object_key: str | None, data_exact: bool) -> BlockC
         except IonHashError as exc:
             findings.append(_error("malformed-block", f"{name} cannot be Ion-hashed: {exc}", where))
             continue
+        result.info_hashes[name] = digest
         if digest not in entry_set:
             code = "transaction-info-not-in-entries" if name == "transactionInfo" else "redaction-info-not-in-entries"
             findings.append(_error(code, f"H({name}) is not in entriesHashList", where, computed=digest))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from .findings import BlockAddress, Finding, Kind, Location, Severity
 from .ionhash import IonHashError, ion_hash
+from .ionparse import IonParseError, loads
 from .ionvalue import as_bytes, field_or_none
 
 
@@ -34,6 +36,8 @@ class RevisionCheck:
     document_id: str | None = None
     version: int | None = None
     data_hash: bytes | None = None  # H(data), or the dataHash of a redacted revision
+    metadata_hash: bytes | None = None  # H(metadata), kept so writers need not hash it again
+    data_ion: bytes | None = None  # with ``encode``: the binary Ion whose hash was verified
 
     @property
     def hash_for_root(self) -> bytes:
@@ -64,6 +68,7 @@ def check_revision(
     block: BlockAddress | None = None,
     object_key: str | None = None,
     data_exact: bool = True,
+    encode: Callable[[Any], bytes] | None = None,
 ) -> tuple[RevisionCheck, list[Finding]]:
     """Recompute one revision's hash and compare it with the stored one.
 
@@ -71,10 +76,16 @@ def check_revision(
     (JSON): the metadata is still exact, the data may not be.  The hash is
     still recomputed; if it matches, the reading was exact and the revision is
     verified; if not, it is "not recomputable", not a mismatch.
+
+    ``encode`` (migrate) turns the data into binary Ion; the hash is then taken
+    over that encoding *parsed back*, so one hash proves both the revision and
+    the bytes that will be stored.  Only when it does not match is the parsed
+    original hashed too, to tell an inexact writer from wrong content.
     """
     from .hashes import dot  # local: keeps the import graph flat
 
     findings: list[Finding] = []
+    data_ion: bytes | None = None
     stored = as_bytes(field_or_none(revision, "hash"))
     metadata = field_or_none(revision, "metadata")
     data = field_or_none(revision, "data")
@@ -96,12 +107,18 @@ def check_revision(
             data_hash: bytes | None = data_hash_field
             status = RevisionStatus.REDACTED
         elif data is not None or _has_field(revision, "data"):
-            data_hash = ion_hash(data)
             status = RevisionStatus.VERIFIED
+            if encode is not None and data_exact:
+                data_ion = encode(data)
+                data_hash = ion_hash(loads(data_ion))
+                if stored is not None and dot(metadata_hash, data_hash) != stored:
+                    data_ion, data_hash = None, ion_hash(data)
+            else:
+                data_hash = ion_hash(data)
         else:
             data_hash = None
             status = RevisionStatus.DELETED
-    except (IonHashError, TypeError, ValueError) as exc:
+    except (IonHashError, IonParseError, TypeError, ValueError) as exc:
         findings.append(
             Finding("revision-unhashable", Kind.HASH, Severity.ERROR, f"revision cannot be Ion-hashed: {exc}", where)
         )
@@ -142,7 +159,7 @@ def check_revision(
             )
         )
         return RevisionCheck(index, RevisionStatus.MISMATCH, stored, computed, doc_id, version, data_hash), findings
-    return RevisionCheck(index, status, stored, computed, doc_id, version, data_hash), findings
+    return RevisionCheck(index, status, stored, computed, doc_id, version, data_hash, metadata_hash, data_ion), findings
 
 
 def _has_field(value: Any, name: str) -> bool:

@@ -24,13 +24,27 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
-from amazon.ion.core import IonType, Timestamp
-from amazon.ion.simple_types import IonPyNull
+from amazon.ion.core import Timestamp
+from amazon.ion.simple_types import (
+    IonPyBool,
+    IonPyBytes,
+    IonPyDecimal,
+    IonPyDict,
+    IonPyFloat,
+    IonPyInt,
+    IonPyList,
+    IonPyNull,
+    IonPySymbol,
+    IonPyText,
+    IonPyTimestamp,
+)
 from amazon.ion.symbols import SymbolToken
 
+from ..iontext import timestamp_text
 from ..ionwrite import dumps_text
 
 # PostgreSQL numeric: up to 131072 digits before the point, 16383 after.
@@ -67,7 +81,12 @@ def _float(value: float) -> str:
     return text
 
 
+_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]').search
+
+
 def _string(text: str) -> str:
+    if _NEEDS_ESCAPE(text) is None:
+        return '"' + text + '"'
     return json.dumps(text.replace("\x00", "\\u0000"), ensure_ascii=False)
 
 
@@ -76,50 +95,78 @@ def _key_order(key: str) -> tuple[int, bytes]:
     return len(raw), raw
 
 
+def _struct(pairs: Any, out: list[str]) -> None:
+    fields: dict[str, Any] = {}
+    for key, item in pairs:
+        name = "$0" if key is None else (key.text if isinstance(key, SymbolToken) else key)
+        if "\x00" in name:
+            name = name.replace("\x00", "\\u0000")
+        fields[name] = item
+    out.append("{")
+    first = True
+    for key in sorted(fields, key=_key_order) if len(fields) > 1 else fields:
+        if not first:
+            out.append(", ")
+        first = False
+        out.append(_string(key))
+        out.append(": ")
+        _render(fields[key], out)
+    out.append("}")
+
+
+def _sequence(items: Any, out: list[str]) -> None:
+    out.append("[")
+    first = True
+    for item in items:
+        if not first:
+            out.append(", ")
+        first = False
+        _render(item, out)
+    out.append("]")
+
+
+def _bool(value: Any, out: list[str]) -> None:
+    out.append("true" if value else "false")
+
+
+_RENDER: dict[type, Any] = {
+    str: lambda v, out: out.append(_string(v)),
+    int: lambda v, out: out.append(str(v)),
+    bool: _bool,
+    IonPyBool: _bool,
+    type(None): lambda v, out: out.append("null"),
+    IonPyNull: lambda v, out: out.append("null"),
+    Decimal: lambda v, out: out.append(_decimal(v)),
+    IonPyDecimal: lambda v, out: out.append(_decimal(v)),
+    float: lambda v, out: out.append(_float(v)),
+    IonPyFloat: lambda v, out: out.append(_float(v)),
+    IonPyInt: lambda v, out: out.append(str(int(v))),
+    IonPyText: lambda v, out: out.append(_string(str(v))),
+    SymbolToken: lambda v, out: out.append(_string("$0" if v.text is None else v.text)),
+    IonPySymbol: lambda v, out: out.append(_string("$0" if v.text is None else v.text)),
+    Timestamp: lambda v, out: out.append(_string(timestamp_text(v))),
+    IonPyTimestamp: lambda v, out: out.append(_string(timestamp_text(v))),
+    _dt.datetime: lambda v, out: out.append(_string(timestamp_text(v))),
+    bytes: lambda v, out: out.append(_string(base64.b64encode(v).decode("ascii"))),
+    IonPyBytes: lambda v, out: out.append(_string(base64.b64encode(bytes(v)).decode("ascii"))),
+    IonPyDict: lambda v, out: _struct(v.iteritems(), out),
+    dict: lambda v, out: _struct(v.items(), out),
+    IonPyList: _sequence,
+    list: _sequence,
+    tuple: _sequence,
+}
+
+
 def _render(value: Any, out: list[str]) -> None:
-    if value is None or isinstance(value, IonPyNull):
-        out.append("null")
-        return
-    ion_type = getattr(value, "ion_type", None)
-    if isinstance(value, bool) or ion_type is IonType.BOOL:
-        out.append("true" if value else "false")
-    elif isinstance(value, dict) or hasattr(value, "iteritems"):
-        fields: dict[str, Any] = {}
-        pairs = value.iteritems() if hasattr(value, "iteritems") else value.items()
-        for key, item in pairs:
-            name = "$0" if key is None else (key.text if isinstance(key, SymbolToken) else str(key))
-            fields[name.replace("\x00", "\\u0000")] = item
-        out.append("{")
-        for i, key in enumerate(sorted(fields, key=_key_order)):
-            if i:
-                out.append(", ")
-            out.append(json.dumps(key, ensure_ascii=False))
-            out.append(": ")
-            _render(fields[key], out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(", ")
-            _render(item, out)
-        out.append("]")
-    elif isinstance(value, SymbolToken):
-        out.append(_string("$0" if value.text is None else value.text))
-    elif isinstance(value, str):
-        out.append(_string(value))
-    elif isinstance(value, Decimal):
-        out.append(_decimal(value))
-    elif isinstance(value, float):
-        out.append(_float(value))
-    elif isinstance(value, int):
-        out.append(str(int(value)))
-    elif isinstance(value, Timestamp | _dt.datetime):
-        out.append(_string(dumps_text(value)))
-    elif isinstance(value, bytes | bytearray):
-        out.append(_string(base64.b64encode(bytes(value)).decode("ascii")))
-    else:
-        raise TypeError(f"no canonical JSON for {type(value).__name__}")
+    handler = _RENDER.get(type(value))
+    if handler is None:
+        for klass in type(value).__mro__:
+            handler = _RENDER.get(klass)
+            if handler is not None:
+                break
+        else:
+            raise TypeError(f"no canonical JSON for {type(value).__name__}")
+    handler(value, out)
 
 
 def canonical_json(value: Any) -> str:

@@ -16,6 +16,7 @@ but compared, by hash, with the export (a later export adds only what is new).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -358,11 +359,14 @@ def migrate_source(
         return MigrateResult(result, run_id, ok, refused, tables, sink.new_blocks, sink.known_blocks,
                              sink.redactions_applied, time.perf_counter() - started)
     except BaseException:
-        conn.rollback()
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
         raise
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
-        conn.commit()
+        # On a lost connection the server already dropped the lock with the session.
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
+            conn.commit()
 
 
 def _record_digests(conn: psycopg.Connection, run_id: int, result: VerifyResult) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 
 from amazon.ion import simpleion
 
-from ..ionwrite import dumps_binary, dumps_text
+from ..iontext import timestamp_text
+from ..ionwrite import dumps_binary
 from ..verify.block import BlockCheck
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
@@ -121,7 +122,8 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
         redacted = rc.status is RevisionStatus.REDACTED
         data_json = data_ion = None
         if not deleted and not redacted and rc.data_hash is not None:
-            data_ion = exact_binary(data, rc.data_hash)
+            # proven already when check_revision hashed the encoding; else the exact writer, re-checked
+            data_ion = rc.data_ion or exact_binary(data, rc.data_hash)
             data_json = canonical_json(data)
         elif rc.status is RevisionStatus.UNVERIFIABLE and data is not None:
             data_json = canonical_json(data)  # JSON export: queryable, but no exact Ion to keep
@@ -129,10 +131,10 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
         history.append(
             HistoryRow(
                 table_id, table_name, rc.document_id, rc.version, data_json, data_ion,
-                exact_binary(metadata),
+                exact_binary(metadata, rc.metadata_hash),
                 rc.hash_for_root, rc.data_hash, "delete" if deleted else ("insert" if rc.version == 0 else "update"),
                 redacted, check.transaction_id, _datetime(tx_time),
-                None if is_null(tx_time) else dumps_text(tx_time), seq, rc.index,
+                None if is_null(tx_time) else timestamp_text(tx_time), seq, rc.index,
             )
         )
     ts = field_or_none(block, "blockTimestamp")
@@ -143,10 +145,10 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
         check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
         check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions],
         [r.document_id if r.version is not None else None for r in check.revisions], check.transaction_id,
-        _datetime(ts), None if is_null(ts) else dumps_text(ts),
+        _datetime(ts), None if is_null(ts) else timestamp_text(ts),
         None if is_null(tx_info) else canonical_json(tx_info),
-        None if is_null(tx_info) else exact_binary(tx_info),
-        None if is_null(redaction) else exact_binary(redaction),
+        None if is_null(tx_info) else exact_binary(tx_info, check.info_hashes.get("transactionInfo")),
+        None if is_null(redaction) else exact_binary(redaction, check.info_hashes.get("redactionInfo")),
         check.object_key or "",
     )
     return row, history

@@ -57,7 +57,8 @@ def iam_token(conninfo: str, region: str | None) -> str:
     user = params.get("user") or os.environ.get("PGUSER")
     if not host or not user:
         raise TargetUnreachable("--iam-auth needs a host and a user in the DSN (or PGHOST / PGUSER)")
-    client = boto3.client("rds", region_name=region or os.environ.get("AWS_REGION") or os.environ.get(
+    session = boto3.session.Session()  # a fresh session: the current credential chain, nothing cached
+    client = session.client("rds", region_name=region or os.environ.get("AWS_REGION") or os.environ.get(
         "AWS_DEFAULT_REGION"))
     return client.generate_db_auth_token(DBHostname=host, Port=port, DBUsername=user)
 
