@@ -90,11 +90,35 @@ MIGRATOR = "qldb_migrator"  # an ordinary role: no superuser, no CREATEDB, no CR
 _counter = itertools.count()
 
 
+def _docker_engine() -> bool:
+    """True only where a Docker engine answers (the client alone is not enough)."""
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def _admin_servers() -> list[str]:
     servers = ["embedded"]
     if os.environ.get("QLDB_MIGRATE_TEST_DSN"):
         servers.append("dsn")
+    if _docker_engine():
+        servers.append("container")
     return servers
+
+
+@pytest.fixture(scope="session")
+def container_admin() -> Iterator[str]:
+    """testcontainers' PostgreSQL, where Docker runs (not on machines without an engine)."""
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers before the community split
+        from testcontainers.postgres import PostgresContainer
+
+    with PostgresContainer("postgres:17", driver=None) as pg:
+        yield pg.get_connection_url()
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +133,8 @@ def pg_admin(request: pytest.FixtureRequest) -> str:
     """A superuser DSN used only to set the stage (database, role, grants) — never by the tool."""
     if request.param == "embedded":
         return request.getfixturevalue("embedded_admin")
+    if request.param == "container":
+        return request.getfixturevalue("container_admin")
     return os.environ["QLDB_MIGRATE_TEST_DSN"]
 
 
