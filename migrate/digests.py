@@ -27,7 +27,8 @@ class DigestFileError(ValueError):
     """A digest file that cannot be read as a digest; the message names the file and field."""
 
 
-def _field(struct: Any, *names: str) -> Any:
+def field_any_case(struct: Any, *names: str) -> Any:
+    """The first of ``names`` present, ignoring case: the three digest shapes spell fields differently."""
     wanted = {n.lower() for n in names}
     try:
         items = struct.items()
@@ -52,7 +53,7 @@ def _blob(value: Any, what: str, source: str) -> bytes:
 
 def _ion_text(value: Any) -> Any:
     """``{"IonText": "…"}`` or a bare Ion-text string, parsed; anything else as is."""
-    inner = _field(value, "IonText")
+    inner = field_any_case(value, "IonText")
     if inner is not None:
         value = inner
     if isinstance(value, str):
@@ -82,17 +83,17 @@ def parse_digest(data: bytes, source: str) -> Digest:
         doc = loads(data)
     except IonParseError as exc:
         raise DigestFileError(f"{source}: not a digest file (neither JSON nor Ion): {exc}") from exc
-    digest_value = _field(doc, "Digest", "digestHash")
-    tip_value = _field(doc, "DigestTipAddress", "digestTipAddress")
+    digest_value = field_any_case(doc, "Digest", "digestHash")
+    tip_value = field_any_case(doc, "DigestTipAddress", "digestTipAddress")
     if digest_value is None or tip_value is None:
         raise DigestFileError(f"{source}: a digest file needs Digest and DigestTipAddress fields")
     digest = _blob(digest_value, "Digest", source)
     if len(digest) != 32:
         raise DigestFileError(f"{source}: Digest is {len(digest)} bytes, a SHA-256 digest is 32")
     tip = parse_address(tip_value, source)
-    proof_value = _field(doc, "Proof")
+    proof_value = field_any_case(doc, "Proof")
     proof = None if proof_value is None else parse_proof(proof_value, source)
-    last_block = _field(doc, "LastBlockNum")
+    last_block = field_any_case(doc, "LastBlockNum")
     proof_block = None if last_block is None or is_null(last_block) else int(last_block)
     if proof_block is not None and proof_block > tip.sequence_no:
         raise DigestFileError(f"{source}: LastBlockNum {proof_block} lies beyond the digest tip {tip.sequence_no}")

@@ -16,6 +16,7 @@ from typing import Any
 from .sources import KeyOutsideRoot, ObjectMissing, Source, SourceError
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionparse import IonParseError, loads
+from .verify.ionvalue import field_or_none
 
 STARTED = re.compile(r"^(?P<export>[^/]+)\.started\.manifest$")
 COMPLETED = re.compile(r"^(?P<export>[^/.]+)\.(?P<strand>[^/.]+)\.completed\.manifest$")
@@ -60,13 +61,6 @@ class ExportPlan:
         return {o.strand_id for o in self.objects}
 
 
-def _field(struct: Any, name: str) -> Any:
-    try:
-        return struct[name]
-    except (KeyError, TypeError):
-        return None
-
-
 def _parse_manifest(source: Source, key: str) -> Any:
     try:
         return loads(source.read(key))
@@ -92,13 +86,13 @@ def discover(source: Source) -> ExportPlan:
     exports: list[Export] = []
     for export_id, started_key in sorted(started.items()):
         manifest = _parse_manifest(source, started_key)
-        fmt = str(_field(manifest, "outputFormat") or "ION_TEXT").upper()
+        fmt = str(field_or_none(manifest, "outputFormat") or "ION_TEXT").upper()
         if fmt not in FORMATS:
             findings.append(_error("manifest-invalid", f"unknown outputFormat {fmt}", started_key))
             continue
-        prefix = _field(manifest, "prefix")
+        prefix = field_or_none(manifest, "prefix")
         prefix = "" if prefix is None else str(prefix)
-        ledger = _field(manifest, "ledgerName")
+        ledger = field_or_none(manifest, "ledgerName")
         export = Export(export_id, prefix, fmt, None if ledger is None else str(ledger))
         exports.append(export)
         strands = completed.get(export_id, [])
@@ -123,7 +117,7 @@ def discover(source: Source) -> ExportPlan:
         if sidecar in key_set:
             export.sidecar_key = sidecar
         manifest = _parse_manifest(source, completed_key)
-        listed = _field(manifest, "keys")
+        listed = field_or_none(manifest, "keys")
         if not isinstance(listed, list):
             findings.append(_error("manifest-invalid", "completed manifest has no list of keys", completed_key))
             continue

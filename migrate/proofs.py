@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import exitcodes
-from .digests import DigestFileError, _field, load_digest_file, parse_proof
+from .digests import DigestFileError, field_any_case, load_digest_file, parse_proof
 from .report import base_report, file_fingerprint, findings_json
 from .verify.findings import show_value
 from .verify.ionparse import IonParseError, loads
@@ -32,11 +32,11 @@ def _read_saved(path: Path, subject: str) -> tuple[Any, tuple[bytes, ...]]:
         doc = loads(path.read_bytes())
     except IonParseError as exc:
         raise ProofFileError(f"{path}: not JSON or Ion: {exc}") from exc
-    body = _field(doc, subject)
-    proof = _field(doc, "Proof")
+    body = field_any_case(doc, subject)
+    proof = field_any_case(doc, "Proof")
     if body is None or proof is None:
         raise ProofFileError(f"{path}: expected the {subject} and Proof fields of Get{subject} output")
-    text = _field(body, "IonText")
+    text = field_any_case(body, "IonText")
     try:
         value = loads(text) if isinstance(text, str) else body
     except IonParseError as exc:

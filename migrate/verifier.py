@@ -21,7 +21,7 @@ from typing import Any
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
 from .exports import DataObject, ExportPlan, discover
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
-from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block
+from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables
 from .verify.chain import ChainChecker, Digest
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionvalue import field_or_none, is_null
@@ -75,18 +75,6 @@ def _source(spec: SourceSpec) -> Source:
     return source
 
 
-def _tables_of(block: Any) -> dict[str, str]:
-    documents = field_or_none(field_or_none(block, "transactionInfo"), "documents")
-    out: dict[str, str] = {}
-    if is_null(documents) or not hasattr(documents, "items"):
-        return out
-    for doc_id, info in documents.items():
-        name = field_or_none(info, "tableName")
-        if doc_id is not None and isinstance(name, str):
-            out[str(doc_id)] = name
-    return out
-
-
 def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> ObjectResult:
     """Worker: every block of one object, checked from its contents alone (and, for migrate, its rows)."""
     result = ObjectResult(obj)
@@ -110,7 +98,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
                             "data-ion-mismatch", Kind.HASH, Severity.ERROR, str(exc), Location(obj.key, check.address)
                         )
                     )
-            tables = _tables_of(block)
+            tables = {doc: name for doc, (_tid, name) in document_tables(block).items()}
             seq = check.sequence_no
             if seq is not None and seq != expected:
                 result.findings.append(

@@ -249,6 +249,20 @@ def _check_statements(transaction_info: Any, where: Location) -> list[Finding]:
     return findings
 
 
+def document_tables(block: Any) -> dict[str, tuple[str, str]]:
+    """document id -> (table id, table name), from the block's transactionInfo (not covered beyond its hash)."""
+    documents = field_or_none(field_or_none(block, "transactionInfo"), "documents")
+    out: dict[str, tuple[str, str]] = {}
+    if is_null(documents) or not hasattr(documents, "items"):
+        return out
+    for doc_id, info in documents.items():
+        name = field_or_none(info, "tableName")
+        table_id = field_or_none(info, "tableId")
+        if doc_id is not None and isinstance(name, str):
+            out[str(doc_id)] = (str(table_id) if isinstance(table_id, str) else name, name)
+    return out
+
+
 def recomputed_revision_count(check: BlockCheck) -> int:
     return sum(1 for r in check.revisions if r.status.recomputed)
 
@@ -258,5 +272,6 @@ __all__ = [
     "BlockCheck",
     "RevisionStatus",
     "check_block",
+    "document_tables",
     "recomputed_revision_count",
 ]

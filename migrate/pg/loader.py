@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -382,4 +382,4 @@ def _record_digests(conn: psycopg.Connection, run_id: int, result: VerifyResult)
         )
 
 
-__all__ = ["Counter", "MigrateOptions", "MigrateResult", "MigrationRefused", "migrate_source"]
+__all__ = ["MigrateOptions", "MigrateResult", "MigrationRefused", "migrate_source"]

@@ -17,7 +17,7 @@ from amazon.ion import simpleion
 
 from ..iontext import timestamp_text
 from ..ionwrite import dumps_binary
-from ..verify.block import BlockCheck
+from ..verify.block import BlockCheck, document_tables
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
 from ..verify.ionvalue import as_bytes, field_or_none, is_null
@@ -90,25 +90,11 @@ def _datetime(value: Any) -> _dt.datetime | None:
                         value.microsecond, tz if isinstance(tz, _dt.timezone) else _dt.UTC)
 
 
-def tables_of(block: Any) -> dict[str, tuple[str, str]]:
-    """document id -> (table id, table name), from the block's transactionInfo."""
-    documents = field_or_none(field_or_none(block, "transactionInfo"), "documents")
-    out: dict[str, tuple[str, str]] = {}
-    if is_null(documents) or not hasattr(documents, "items"):
-        return out
-    for doc_id, info in documents.items():
-        name = field_or_none(info, "tableName")
-        table_id = field_or_none(info, "tableId")
-        if doc_id is not None and isinstance(name, str):
-            out[str(doc_id)] = (str(table_id) if isinstance(table_id, str) else name, name)
-    return out
-
-
 def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[HistoryRow]]:
     """The qldb.block row (run_id filled in later) and the history rows of a block that verified."""
     assert check.address is not None and check.computed_block_hash is not None
     seq = check.address.sequence_no
-    tables = tables_of(block)
+    tables = document_tables(block)
     revisions = field_or_none(block, "revisions")
     revisions = [] if is_null(revisions) else list(revisions)
     history: list[HistoryRow] = []
