@@ -21,7 +21,7 @@ from typing import Any
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
 from .exports import DataObject, ExportPlan, discover
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
-from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables
+from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, utc_instant
 from .verify.chain import ChainChecker, Digest
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionvalue import field_or_none, is_null
@@ -40,6 +40,7 @@ class BlockSummary:
     previous_block_hash: bytes
     transaction_id: str | None
     timestamp: str | None
+    instant: Any  # blockTimestamp as a plain UTC datetime (picklable), for the order check
     ok: bool
     statuses: tuple[str, ...]
     tables: tuple[str, ...]
@@ -123,6 +124,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
                     check.previous_block_hash,
                     check.transaction_id,
                     None if is_null(ts) else str(ts),
+                    utc_instant(ts),
                     check.ok,
                     tuple(r.status.value for r in check.revisions),
                     tuple(
@@ -331,6 +333,8 @@ def verify_source(
     done_bytes = 0
     unreachable = False
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    last_instant = None
+    last_instant_seq = None
     if sink is not None:
         sink.prime(chain)
     with_rows = sink is not None
@@ -354,6 +358,21 @@ def verify_source(
                     findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no)))
                 continue
             findings.extend(chain.add(_as_check(block)))
+            if last_instant is not None and block.instant is not None and block.instant < last_instant:
+                findings.append(
+                    Finding(
+                        "block-timestamp-order",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"blockTimestamp (in no hash) is earlier than that of the block before it "
+                        f"(sequenceNo {last_instant_seq}): one of the two was altered",
+                        Location(block.object_key, block.address),
+                        f"at or after {last_instant.isoformat()}",
+                        block.instant.isoformat(),
+                    )
+                )
+            if block.instant is not None:
+                last_instant, last_instant_seq = block.instant, block.address.sequence_no
             merger.seen[block.address.sequence_no] = block
             statuses.update(block.statuses)
             by_table.update(block.tables)
@@ -403,15 +422,19 @@ def verify_source(
                 Location(block=BlockAddress(st.strand_id or "", anchored + 1)),
             )
         )
-    unverifiable = statuses.get(RevisionStatus.UNVERIFIABLE.value, 0) > 0
+    json_count = statuses.get(RevisionStatus.UNVERIFIABLE.value, 0)
+    deleted_count = statuses.get(RevisionStatus.NOT_RECOMPUTED.value, 0)
+    not_rehashed = json_count + deleted_count
+    unverifiable = not_rehashed > 0
     if unverifiable:
         findings.append(
             Finding(
                 "unverifiable-revisions",
                 Kind.UNPROVEN,
                 Severity.WARNING,
-                f"{statuses[RevisionStatus.UNVERIFIABLE.value]} revisions could not be re-hashed (JSON export); "
-                "their stored hashes still count through the Merkle roots",
+                f"{not_rehashed} revisions could not be re-hashed ({json_count} through JSON, {deleted_count} "
+                "deleted-document revisions whose rule did not match); their stored hashes still count through "
+                "the Merkle roots",
                 Location(),
             )
         )

@@ -9,6 +9,7 @@ entries hash and the previous block hash.  What they do not prove is listed in
 
 from __future__ import annotations
 
+import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,19 @@ class BlockCheck:
         for rev in self.revisions:
             counts[rev.status.value] = counts.get(rev.status.value, 0) + 1
         return counts
+
+
+#: Every field QLDB writes in a block and a revision.  Anything else is in no hash and unexplained.
+BLOCK_FIELDS = frozenset({
+    "blockAddress", "transactionId", "blockTimestamp", "blockHash", "entriesHash", "previousBlockHash",
+    "entriesHashList", "transactionInfo", "redactionInfo", "revisions",
+})
+REVISION_FIELDS = frozenset({"blockAddress", "hash", "data", "dataHash", "metadata"})
+
+
+def _unexpected_fields(value: Any, allowed: frozenset[str]) -> list[str]:
+    keys = value.keys() if hasattr(value, "keys") else []
+    return sorted(str(k) for k in keys if k not in allowed)
 
 
 def _error(code: str, message: str, where: Location, expected: Any = None, computed: Any = None) -> Finding:
@@ -129,6 +143,12 @@ def _check_block(
         )
         return result
     entry_set = set(entries)
+    extra = _unexpected_fields(block, BLOCK_FIELDS)
+    if extra:
+        findings.append(_consistency("unexpected-field", f"block has fields QLDB does not write: {', '.join(extra)}",
+                                     where))
+    if is_null(field_or_none(block, "blockTimestamp")):
+        findings.append(_consistency("block-timestamp-missing", "block has no blockTimestamp", where))
 
     # Revisions: each recomputed where it can be, then their Merkle root.
     revisions_value = field_or_none(block, "revisions")
@@ -140,6 +160,12 @@ def _check_block(
         check, rev_findings = check_revision(revision, index, address, object_key, data_exact, encode)
         result.revisions.append(check)
         findings.extend(rev_findings)
+        extra = _unexpected_fields(revision, REVISION_FIELDS)
+        if extra:
+            findings.append(
+                _consistency("unexpected-field", f"revision has fields QLDB does not write: {', '.join(extra)}",
+                             Location(object_key, address, index, check.document_id, check.version))
+            )
         rev_address = _address(field_or_none(revision, "blockAddress"))
         if rev_address is not None and rev_address != address:
             findings.append(
@@ -189,6 +215,7 @@ def _check_block(
             code = "transaction-info-not-in-entries" if name == "transactionInfo" else "redaction-info-not-in-entries"
             findings.append(_error(code, f"H({name}) is not in entriesHashList", where, computed=digest))
     findings.extend(_check_statements(field_or_none(block, "transactionInfo"), where))
+    findings.extend(_check_block_time(block, revisions, where))
 
     entries_hash = merkle_root(entries)
     result.computed_entries_hash = entries_hash
@@ -215,6 +242,41 @@ def _check_block(
             )
         )
     return result
+
+
+def utc_instant(value: Any) -> _dt.datetime | None:
+    """A comparable UTC datetime for an Ion timestamp (unknown offset, -00:00, taken as UTC)."""
+    if not isinstance(value, _dt.datetime):
+        return None
+    tz = value.tzinfo or _dt.UTC
+    plain = _dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                         value.microsecond, tz if isinstance(tz, _dt.timezone) else _dt.UTC)
+    return plain.astimezone(_dt.UTC)
+
+
+def _check_block_time(block: Any, revisions: list[Any], where: Location) -> list[Finding]:
+    """blockTimestamp is in no hash; it cannot be older than the hashed startTime / txTime it commits."""
+    block_time = utc_instant(field_or_none(block, "blockTimestamp"))
+    if block_time is None:
+        return []
+    times = []
+    statements = field_or_none(field_or_none(block, "transactionInfo"), "statements")
+    if isinstance(statements, list):
+        times += [utc_instant(field_or_none(s, "startTime")) for s in statements]
+    times += [utc_instant(field_or_none(field_or_none(r, "metadata"), "txTime")) for r in revisions]
+    latest = max((t for t in times if t is not None), default=None)
+    if latest is not None and latest > block_time:
+        return [
+            _consistency(
+                "block-timestamp-before-transaction",
+                "blockTimestamp (in no hash) is earlier than a statement startTime or revision txTime the block "
+                "commits",
+                where,
+                f"at or after {latest.isoformat()}",
+                block_time.isoformat(),
+            )
+        ]
+    return []
 
 
 def _check_statements(transaction_info: Any, where: Location) -> list[Finding]:

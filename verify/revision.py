@@ -134,11 +134,13 @@ def check_revision(
         if status is RevisionStatus.DELETED:
             # No public source gives the rule for a deleted document's last
             # revision; we do not claim a mismatch we cannot stand behind.
+            # A warning, not a note: a revision stripped of its data looks exactly like this,
+            # so it counts as not re-hashable (--strict fails, migrate needs --allow-unverifiable).
             findings.append(
                 Finding(
                     "revision-hash-not-recomputed",
                     Kind.UNPROVEN,
-                    Severity.NOTE,
+                    Severity.WARNING,
                     "deleted document revision: hash not recomputed (its rule is not public); "
                     "the stored hash still counts through the block's Merkle root",
                     where,
