@@ -59,11 +59,17 @@ def parse_only(objects: list[Path], bare: bool) -> tuple[float, int]:
 
 RSS_SCRIPT = r"""
 import json, resource, sys
+def vm_hwm_kib():
+    # Peak RSS of this address space. getrusage's ru_maxrss is not: on Linux it keeps the peak of
+    # the process this one was forked from across exec (the bench process that built a big sample).
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+
 from qldb_migrate.sources import SourceSpec
 from qldb_migrate.verifier import verify_source
 r = verify_source(SourceSpec(sys.argv[1]), [], None)
 print(json.dumps({"revisions": r.revisions, "errors": len(r.errors),
-                  "main_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "main_kib": vm_hwm_kib(),
                   "worker_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
 """
 

@@ -325,15 +325,10 @@ def document_tables(block: Any) -> dict[str, tuple[str, str]]:
     return out
 
 
-def recomputed_revision_count(check: BlockCheck) -> int:
-    return sum(1 for r in check.revisions if r.status.recomputed)
-
-
 __all__ = [
     "UNPROVEN_BY_BLOCK_HASH",
     "BlockCheck",
     "RevisionStatus",
     "check_block",
     "document_tables",
-    "recomputed_revision_count",
 ]

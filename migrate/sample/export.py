@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from amazon.ion import simpleion
 from amazon.ion.core import IonType, Timestamp
-from amazon.ion.simple_types import IonPyDict, IonPyList, IonPyNull
+from amazon.ion.simple_types import IonPyDict, IonPyNull
 from amazon.ion.symbols import SymbolToken
 
 from ..ionwrite import dumps_binary_stream, dumps_text
@@ -139,7 +139,7 @@ def _moment(seq: int) -> _dt.datetime:
     return BASE_TIME + _dt.timedelta(seconds=seq * 7, milliseconds=(seq * 37) % 1000)
 
 
-def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[int] | None) -> tuple[BlockSpec, dict]:
+def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[int] | None) -> BlockSpec:
     """The block's spec; ``redacted_seqs`` are redaction blocks the export already saw."""
     rng = random.Random(seed * 1_000_003 + bp.seq)
     moment = _moment(bp.seq)
@@ -169,7 +169,7 @@ def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[
         })
         # the redaction transaction names the document it touched
         spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"redaction %d" % bp.seq).digest()))
-    return spec, {}
+    return spec
 
 
 # --- JSON down-conversion (what QLDB's JSON export does to Ion) ------------------
@@ -354,11 +354,11 @@ def write_sample_export(
                 continue
             seen = frozenset(s for s in redaction_seqs if s <= w.last)
             if seen not in variants:
-                spec, _ = render_block(plan, bp, seed, set(seen))
+                spec = render_block(plan, bp, seed, set(seen))
                 variants[seen] = build_block(spec, previous)
             w.add(bp.seq, variants[seen][0], exact=bp.exotic)
         if not variants:  # not in any export (cannot happen with contiguous ranges)
-            spec, _ = render_block(plan, bp, seed, set())
+            spec = render_block(plan, bp, seed, set())
             variants[frozenset()] = build_block(spec, previous)
         hashes = {v[1] for v in variants.values()}
         assert len(hashes) == 1, "a redaction must not change a block hash"
@@ -409,4 +409,4 @@ def write_sample_export(
     return SampleSummary(out, plan.strand_id, n, plan.revisions, summaries, digest_files)
 
 
-__all__ = ["FORMATS", "IonPyList", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]
+__all__ = ["FORMATS", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]
