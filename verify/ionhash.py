@@ -151,7 +151,7 @@ _FALSE = b"\x0b\x10\x0e"
 _INT_CACHE: dict[int, bytes] = {}
 _SYMBOL_CACHE: dict[str, bytes] = {}
 _TEXT_CACHE: dict[str, bytes] = {}  # short strings (states, currencies, codes) repeat
-_CACHE_LIMIT = 65536
+_CACHE_LIMIT = 8192  # per cache: enough for repeated names and values, small enough to stay flat
 _UNKNOWN_SYMBOL = b"\x0b\x71\x0e"
 
 
