@@ -17,7 +17,7 @@ from amazon.ion import simpleion
 
 from ..iontext import timestamp_text
 from ..ionwrite import dumps_binary
-from ..verify.block import BlockCheck, document_tables
+from ..verify.block import BlockCheck, document_tables, utc_instant
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
 from ..verify.ionvalue import as_bytes, field_or_none, is_null
@@ -81,15 +81,6 @@ def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
     raise DataIonMismatch("no Ion writer reproduces the data's hash")
 
 
-def _datetime(value: Any) -> _dt.datetime | None:
-    """A plain datetime (amazon-ion's Timestamp does not pickle across processes)."""
-    if not isinstance(value, _dt.datetime):
-        return None
-    tz = value.tzinfo or _dt.UTC  # -00:00: unknown local offset, the instant is UTC
-    return _dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
-                        value.microsecond, tz if isinstance(tz, _dt.timezone) else _dt.UTC)
-
-
 def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[HistoryRow]]:
     """The qldb.block row (run_id filled in later) and the history rows of a block that verified."""
     assert check.address is not None and check.computed_block_hash is not None
@@ -119,7 +110,7 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
                 table_id, table_name, rc.document_id, rc.version, data_json, data_ion,
                 exact_binary(metadata, rc.metadata_hash),
                 rc.hash_for_root, rc.data_hash, "delete" if deleted else ("insert" if rc.version == 0 else "update"),
-                redacted, check.transaction_id, _datetime(tx_time),
+                redacted, check.transaction_id, utc_instant(tx_time),
                 None if is_null(tx_time) else timestamp_text(tx_time), seq, rc.index,
             )
         )
@@ -131,7 +122,7 @@ def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[His
         check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
         check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions],
         [r.document_id if r.version is not None else None for r in check.revisions], check.transaction_id,
-        _datetime(ts), None if is_null(ts) else timestamp_text(ts),
+        utc_instant(ts), None if is_null(ts) else timestamp_text(ts),
         None if is_null(tx_info) else canonical_json(tx_info),
         None if is_null(tx_info) else exact_binary(tx_info, check.info_hashes.get("transactionInfo")),
         None if is_null(redaction) else exact_binary(redaction, check.info_hashes.get("redactionInfo")),
