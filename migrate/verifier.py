@@ -88,18 +88,19 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
             check = check_block(block, obj.key, data_exact, _c_binary if with_rows else None)
             result.findings.extend(check.findings)
+            doc_tables = document_tables(block)
             if with_rows and check.ok and check.sequence_no is not None:
                 from .pg.rows import DataIonMismatch, block_rows
 
                 try:
-                    result.rows[check.sequence_no] = block_rows(block, check)
+                    result.rows[check.sequence_no] = block_rows(block, check, doc_tables)
                 except DataIonMismatch as exc:
                     result.findings.append(
                         Finding(
                             "data-ion-mismatch", Kind.HASH, Severity.ERROR, str(exc), Location(obj.key, check.address)
                         )
                     )
-            tables = {doc: name for doc, (_tid, name) in document_tables(block).items()}
+            tables = {doc: name for doc, (_tid, name) in doc_tables.items()}
             seq = check.sequence_no
             if seq is not None and seq != expected:
                 result.findings.append(

@@ -17,7 +17,7 @@ from amazon.ion import simpleion
 
 from ..iontext import timestamp_text
 from ..ionwrite import dumps_binary
-from ..verify.block import BlockCheck, document_tables, utc_instant
+from ..verify.block import BlockCheck, utc_instant
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
 from ..verify.ionvalue import as_bytes, field_or_none, is_null
@@ -81,11 +81,15 @@ def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
     raise DataIonMismatch("no Ion writer reproduces the data's hash")
 
 
-def block_rows(block: Any, check: BlockCheck) -> tuple[tuple[Any, ...], list[HistoryRow]]:
-    """The qldb.block row (run_id filled in later) and the history rows of a block that verified."""
+def block_rows(
+    block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]
+) -> tuple[tuple[Any, ...], list[HistoryRow]]:
+    """The qldb.block row (run_id filled in later) and the history rows of a block that verified.
+
+    ``tables`` is ``document_tables(block)``, which the caller has already computed.
+    """
     assert check.address is not None and check.computed_block_hash is not None
     seq = check.address.sequence_no
-    tables = document_tables(block)
     revisions = field_or_none(block, "revisions")
     revisions = [] if is_null(revisions) else list(revisions)
     history: list[HistoryRow] = []
