@@ -2,7 +2,10 @@
 
 It stands between boto3 and the S3 server (moto) to prove reads resume: every
 ``cut_every``-th connection is closed after ``cut_after`` bytes have gone
-back to the client, wherever that falls (often inside an object body).
+back to the client, wherever that falls (often inside an object body).  It
+throttles two ways, as S3 does under load: responses trickle at
+``throttle_bytes_per_s``, and every ``slow_down_every``-th connection is
+answered ``503 SlowDown`` without reaching the server.
 Bounded: it serves only loopback and stops with the test.
 """
 
@@ -15,14 +18,16 @@ import time
 
 
 class CuttingProxy:
-    def __init__(self, upstream: tuple[str, int], cut_every: int = 2, cut_after: int = 3000,
-                 throttle_bytes_per_s: int | None = None) -> None:
+    def __init__(self, upstream: tuple[str, int], cut_every: int | None = 2, cut_after: int = 3000,
+                 throttle_bytes_per_s: int | None = None, slow_down_every: int | None = None) -> None:
         self.upstream = upstream
         self.cut_every = cut_every
         self.cut_after = cut_after
         self.throttle = throttle_bytes_per_s
+        self.slow_down_every = slow_down_every
         self.connections = 0
         self.cuts = 0
+        self.slow_downs = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
         self._stop = threading.Event()
@@ -42,8 +47,32 @@ class CuttingProxy:
             except OSError:
                 return
             self.connections += 1
-            cut = self.connections % self.cut_every != 0  # the first connection is always cut
+            if self.slow_down_every and self.connections % self.slow_down_every == 1 % self.slow_down_every:
+                threading.Thread(target=self._slow_down, args=(client,), daemon=True).start()
+                continue
+            # the first connection is always cut
+            cut = self.cut_every is not None and self.connections % self.cut_every != 0
             threading.Thread(target=self._serve, args=(client, cut), daemon=True).start()
+
+    def _slow_down(self, client: socket.socket) -> None:
+        """S3's throttling answer to one request; the client must back off and retry."""
+        try:
+            client.settimeout(10)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                data = client.recv(4096)
+                if not data:
+                    return
+                request += data
+            body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                    b"<Message>Please reduce your request rate.</Message></Error>")
+            client.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\n"
+                           b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            self.slow_downs += 1
+        except OSError:
+            pass
+        finally:
+            client.close()
 
     def _serve(self, client: socket.socket, cut: bool) -> None:
         try:

