@@ -24,7 +24,8 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import json
-import re
+import json.encoder
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -81,13 +82,13 @@ def _float(value: float) -> str:
     return text
 
 
-_NEEDS_ESCAPE = re.compile(r'[\x00-\x1f"\\]').search
+_encode_string = json.encoder.encode_basestring  # C: escapes '"', '\\' and controls, keeps the rest as is
 
 
 def _string(text: str) -> str:
-    if _NEEDS_ESCAPE(text) is None:
-        return '"' + text + '"'
-    return json.dumps(text.replace("\x00", "\\u0000"), ensure_ascii=False)
+    if "\x00" in text:
+        text = text.replace("\x00", "\\u0000")
+    return _encode_string(text)
 
 
 def _key_order(key: str) -> tuple[int, bytes]:
@@ -95,81 +96,99 @@ def _key_order(key: str) -> tuple[int, bytes]:
     return len(raw), raw
 
 
-def _struct(pairs: Any, out: list[str]) -> None:
-    fields: dict[str, Any] = {}
-    for key, item in pairs:
-        name = "$0" if key is None else (key.text if isinstance(key, SymbolToken) else key)
-        if "\x00" in name:
-            name = name.replace("\x00", "\\u0000")
-        fields[name] = item
-    out.append("{")
-    first = True
-    for key in sorted(fields, key=_key_order) if len(fields) > 1 else fields:
-        if not first:
-            out.append(", ")
-        first = False
-        out.append(_string(key))
-        out.append(": ")
-        _render(fields[key], out)
-    out.append("}")
+def _plain_keys_in_order(keys: list[Any]) -> list[str] | None:
+    """jsonb's key order for plain ASCII names (a character is a byte, str order is byte order); else None."""
+    if not all(type(k) is str for k in keys):
+        return None
+    joined = "".join(keys)
+    if not joined.isascii() or "\x00" in joined:
+        return None
+    keys.sort()
+    keys.sort(key=len)
+    return keys
 
 
-def _sequence(items: Any, out: list[str]) -> None:
-    out.append("[")
-    first = True
-    for item in items:
-        if not first:
-            out.append(", ")
-        first = False
-        _render(item, out)
-    out.append("]")
+def _struct(pairs: Callable[[], Iterable[tuple[Any, Any]]]) -> str:
+    fields: dict[Any, Any] = dict(pairs())  # a repeated field keeps its last value, as jsonb does
+    keys = _plain_keys_in_order(list(fields))
+    if keys is None:
+        named: dict[str, Any] = {}
+        for key, item in pairs():  # names, not keys, decide which repeat wins
+            name = key.text if isinstance(key, SymbolToken) else key
+            if name is None:
+                name = "$0"  # a field name of unknown text
+            named[name.replace("\x00", "\\u0000") if "\x00" in name else name] = item
+        fields = named
+        keys = sorted(named, key=_key_order)
+    return "{" + ", ".join([_encode_string(key) + ": " + _render(fields[key]) for key in keys]) + "}"
 
 
-def _bool(value: Any, out: list[str]) -> None:
-    out.append("true" if value else "false")
+def _ion_struct(value: Any) -> str:
+    store = getattr(value, "_IonPyDict__store", None)  # amazon-ion's multimap: name -> its values
+    if store is not None:
+        keys = _plain_keys_in_order(list(store))
+        if keys is not None:
+            return "{" + ", ".join([_encode_string(key) + ": " + _render(store[key][-1]) for key in keys]) + "}"
+    return _struct(value.iteritems)  # the general case (and a future amazon-ion that renames the store)
+
+
+def _sequence(items: Any) -> str:
+    return "[" + ", ".join(map(_render, items)) + "]"
+
+
+def _symbol(value: Any) -> str:
+    return _string("$0" if value.text is None else value.text)
 
 
 _RENDER: dict[type, Any] = {
-    str: lambda v, out: out.append(_string(v)),
-    int: lambda v, out: out.append(str(v)),
-    bool: _bool,
-    IonPyBool: _bool,
-    type(None): lambda v, out: out.append("null"),
-    IonPyNull: lambda v, out: out.append("null"),
-    Decimal: lambda v, out: out.append(_decimal(v)),
-    IonPyDecimal: lambda v, out: out.append(_decimal(v)),
-    float: lambda v, out: out.append(_float(v)),
-    IonPyFloat: lambda v, out: out.append(_float(v)),
-    IonPyInt: lambda v, out: out.append(str(int(v))),
-    IonPyText: lambda v, out: out.append(_string(str(v))),
-    SymbolToken: lambda v, out: out.append(_string("$0" if v.text is None else v.text)),
-    IonPySymbol: lambda v, out: out.append(_string("$0" if v.text is None else v.text)),
-    Timestamp: lambda v, out: out.append(_string(timestamp_text(v))),
-    IonPyTimestamp: lambda v, out: out.append(_string(timestamp_text(v))),
-    _dt.datetime: lambda v, out: out.append(_string(timestamp_text(v))),
-    bytes: lambda v, out: out.append(_string(base64.b64encode(v).decode("ascii"))),
-    IonPyBytes: lambda v, out: out.append(_string(base64.b64encode(bytes(v)).decode("ascii"))),
-    IonPyDict: lambda v, out: _struct(v.iteritems(), out),
-    dict: lambda v, out: _struct(v.items(), out),
+    str: _string,
+    int: str,
+    bool: lambda v: "true" if v else "false",
+    IonPyBool: lambda v: "true" if v else "false",
+    type(None): lambda v: "null",
+    IonPyNull: lambda v: "null",
+    Decimal: _decimal,
+    IonPyDecimal: _decimal,
+    float: _float,
+    IonPyFloat: _float,
+    IonPyInt: lambda v: str(int(v)),
+    IonPyText: lambda v: _string(str(v)),
+    SymbolToken: _symbol,
+    IonPySymbol: _symbol,
+    Timestamp: lambda v: _string(timestamp_text(v)),
+    IonPyTimestamp: lambda v: _string(timestamp_text(v)),
+    _dt.datetime: lambda v: _string(timestamp_text(v)),
+    bytes: lambda v: _string(base64.b64encode(v).decode("ascii")),
+    IonPyBytes: lambda v: _string(base64.b64encode(bytes(v)).decode("ascii")),
+    IonPyDict: _ion_struct,
+    dict: lambda v: _struct(v.items),
     IonPyList: _sequence,
     list: _sequence,
     tuple: _sequence,
 }
 
 
-def _render(value: Any, out: list[str]) -> None:
-    handler = _RENDER.get(type(value))
+def _render(value: Any) -> str:
+    kind = type(value)
+    # the kinds a parsed document is mostly made of, without a table look-up
+    if kind is str:
+        return _string(value)
+    if kind is IonPyDict:
+        return _ion_struct(value)
+    if value is None:
+        return "null"
+    if kind is Decimal:
+        return _decimal(value)
+    handler = _RENDER.get(kind)
     if handler is None:
-        for klass in type(value).__mro__:
+        for klass in kind.__mro__:
             handler = _RENDER.get(klass)
             if handler is not None:
                 break
         else:
-            raise TypeError(f"no canonical JSON for {type(value).__name__}")
-    handler(value, out)
+            raise TypeError(f"no canonical JSON for {kind.__name__}")
+    return handler(value)
 
 
 def canonical_json(value: Any) -> str:
-    out: list[str] = []
-    _render(value, out)
-    return "".join(out)
+    return _render(value)
