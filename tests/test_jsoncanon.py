@@ -24,6 +24,7 @@ def _struct(*pairs: tuple[Any, Any]) -> IonPyDict:
 
 
 EDGES = [
+    _struct(("bb", 1), ("a", 2), ("c", 3), ("B", 4), ("ab", 5)),  # plain ASCII names: shorter first, then bytes
     _struct(("b", 1), ("a", 2), ("aa", 3), ("é", 4), ("z", 5), ("b", 6)),  # order by bytes, repeat keeps last
     _struct((SymbolToken(None, 0), 1), (SymbolToken("x", None), 2), ("x\x00", 3)),  # $0, symbol names, U+0000
     _struct(("s", "tab\t quote\" backslash\\ nul\x00 del\x7f é ☃ 𝄞")),
