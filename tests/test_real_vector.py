@@ -110,3 +110,45 @@ def test_digest_shapes_console_and_sidecar(digest, tmp_path: Path) -> None:
 def test_bad_digest_files_are_named(text: bytes) -> None:
     with pytest.raises(DigestFileError, match=r"bad\.json"):
         parse_digest(text, "bad.json")
+
+
+def _c_writer(value):
+    from amazon.ion import simpleion
+
+    return simpleion.dumps(value, binary=True)
+
+
+def _lossy_writer(value):
+    """Drops the last field of every struct it writes: an inexact writer whose bytes must never be stored."""
+    from amazon.ion import simpleion
+
+    copy = loads(_c_writer(value))
+    if hasattr(copy, "iteritems"):
+        del copy[list(copy)[-1]]
+    return simpleion.dumps(copy, binary=True)
+
+
+def _failing_writer(value):
+    raise ValueError("cannot write this")
+
+
+def test_block_100_with_encodings_proves_the_bytes_it_keeps() -> None:
+    block, _ = _saved("get-block.json", "Block")
+    result = check_block(block, encode=_c_writer)
+    assert result.ok and result.findings == []
+    rev = result.revisions[0]
+    assert ion_hash(loads(rev.data_ion)) == rev.data_hash == ion_hash(block["revisions"][0]["data"])
+    assert ion_hash(loads(rev.metadata_ion)) == rev.metadata_hash == ion_hash(block["revisions"][0]["metadata"])
+    assert ion_hash(loads(result.info_ion["transactionInfo"])) == ion_hash(block["transactionInfo"])
+
+
+@pytest.mark.parametrize("writer", [_lossy_writer, _failing_writer])
+def test_an_inexact_or_failing_writer_falls_back_to_the_originals(writer) -> None:
+    block, _ = _saved("get-block.json", "Block")
+    result = check_block(block, encode=writer)
+    assert result.ok and result.findings == []  # the originals still verify
+    rev = result.revisions[0]
+    assert rev.status is RevisionStatus.VERIFIED
+    assert rev.data_ion is None and rev.metadata_ion is None and result.info_ion == {}
+    assert rev.metadata_hash == ion_hash(block["revisions"][0]["metadata"])
+    assert rev.data_hash == ion_hash(block["revisions"][0]["data"])

@@ -18,7 +18,7 @@ from .findings import BlockAddress, Finding, Kind, Location, Severity
 from .hashes import dot, merkle_root
 from .ionhash import IonHashError, ion_hash
 from .ionvalue import as_bytes, field_or_none, is_null
-from .revision import RevisionCheck, RevisionStatus, check_revision
+from .revision import RevisionCheck, RevisionStatus, check_revision, encoded_hash
 
 #: Properties of a block that no hash we can recompute covers.  A result
 #: never calls these verified; the chain and digests prove order and position.
@@ -45,6 +45,7 @@ class BlockCheck:
     revisions: list[RevisionCheck] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     info_hashes: dict[str, bytes] = field(default_factory=dict)  # H(transactionInfo), H(redactionInfo)
+    info_ion: dict[str, bytes] = field(default_factory=dict)  # with ``encode``: their verified binary Ion
 
     @property
     def ok(self) -> bool:
@@ -206,11 +207,15 @@ def _check_block(
         if is_null(value):
             continue
         try:
-            digest = ion_hash(value)
+            encoded, digest = encoded_hash(value, encode) if encode is not None else (None, ion_hash(value))
+            if encoded is not None and digest not in entry_set:
+                encoded, digest = None, ion_hash(value)  # an inexact writer, or wrong content: the original decides
         except IonHashError as exc:
             findings.append(_error("malformed-block", f"{name} cannot be Ion-hashed: {exc}", where))
             continue
         result.info_hashes[name] = digest
+        if encoded is not None:
+            result.info_ion[name] = encoded
         if digest not in entry_set:
             code = "transaction-info-not-in-entries" if name == "transactionInfo" else "redaction-info-not-in-entries"
             findings.append(_error(code, f"H({name}) is not in entriesHashList", where, computed=digest))

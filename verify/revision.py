@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from amazon.ion.exceptions import IonException
+
 from .findings import BlockAddress, Finding, Kind, Location, Severity
 from .ionhash import IonHashError, ion_hash
 from .ionparse import IonParseError, loads
@@ -38,6 +40,7 @@ class RevisionCheck:
     data_hash: bytes | None = None  # H(data), or the dataHash of a redacted revision
     metadata_hash: bytes | None = None  # H(metadata), kept so writers need not hash it again
     data_ion: bytes | None = None  # with ``encode``: the binary Ion whose hash was verified
+    metadata_ion: bytes | None = None  # likewise for the metadata
 
     @property
     def hash_for_root(self) -> bytes:
@@ -62,6 +65,19 @@ def metadata_identity(metadata: Any) -> tuple[str | None, int | None]:
     return (None if doc_id is None else str(doc_id)), number
 
 
+def encoded_hash(value: Any, encode: Callable[[Any], bytes]) -> tuple[bytes | None, bytes]:
+    """``(encoding, H(encoding parsed back))``: one hash that proves the value and the bytes to store.
+
+    Where the writer cannot encode the value, or its output does not parse,
+    ``(None, H(value))``: the writer's limits must not become the ledger's.
+    """
+    try:
+        encoded = encode(value)
+        return encoded, ion_hash(loads(encoded))
+    except (IonException, IonHashError, IonParseError, TypeError, ValueError, OverflowError):
+        return None, ion_hash(value)
+
+
 def check_revision(
     revision: Any,
     index: int,
@@ -77,15 +93,17 @@ def check_revision(
     still recomputed; if it matches, the reading was exact and the revision is
     verified; if not, it is "not recomputable", not a mismatch.
 
-    ``encode`` (migrate) turns the data into binary Ion; the hash is then taken
-    over that encoding *parsed back*, so one hash proves both the revision and
-    the bytes that will be stored.  Only when it does not match is the parsed
-    original hashed too, to tell an inexact writer from wrong content.
+    ``encode`` (migrate) turns the metadata and the data into binary Ion; the
+    hashes are then taken over those encodings *parsed back*, so one hash
+    proves both the revision and the bytes that will be stored.  Only when the
+    revision hash does not match are the parsed originals hashed too, to tell
+    an inexact writer from wrong content.
     """
     from .hashes import dot  # local: keeps the import graph flat
 
     findings: list[Finding] = []
     data_ion: bytes | None = None
+    metadata_ion: bytes | None = None
     stored = as_bytes(field_or_none(revision, "hash"))
     metadata = field_or_none(revision, "metadata")
     data = field_or_none(revision, "data")
@@ -102,22 +120,28 @@ def check_revision(
         return RevisionCheck(index, status, stored, None, doc_id, version), findings
 
     try:
-        metadata_hash = ion_hash(metadata)
+        if encode is not None:
+            metadata_ion, metadata_hash = encoded_hash(metadata, encode)
+        else:
+            metadata_hash = ion_hash(metadata)
         if data_hash_field is not None:
             data_hash: bytes | None = data_hash_field
             status = RevisionStatus.REDACTED
         elif data is not None or _has_field(revision, "data"):
             status = RevisionStatus.VERIFIED
             if encode is not None and data_exact:
-                data_ion = encode(data)
-                data_hash = ion_hash(loads(data_ion))
-                if stored is not None and dot(metadata_hash, data_hash) != stored:
-                    data_ion, data_hash = None, ion_hash(data)
+                data_ion, data_hash = encoded_hash(data, encode)
             else:
                 data_hash = ion_hash(data)
         else:
             data_hash = None
             status = RevisionStatus.DELETED
+        if (metadata_ion or data_ion) and stored is not None and dot(metadata_hash, data_hash or b"") != stored:
+            # an inexact writer, or wrong content: the originals decide
+            if metadata_ion is not None:
+                metadata_ion, metadata_hash = None, ion_hash(metadata)
+            if data_ion is not None:
+                data_ion, data_hash = None, ion_hash(data)
     except (IonHashError, IonParseError, TypeError, ValueError) as exc:
         findings.append(
             Finding("revision-unhashable", Kind.HASH, Severity.ERROR, f"revision cannot be Ion-hashed: {exc}", where)
@@ -161,7 +185,11 @@ def check_revision(
             )
         )
         return RevisionCheck(index, RevisionStatus.MISMATCH, stored, computed, doc_id, version, data_hash), findings
-    return RevisionCheck(index, status, stored, computed, doc_id, version, data_hash, metadata_hash, data_ion), findings
+    return (
+        RevisionCheck(index, status, stored, computed, doc_id, version, data_hash, metadata_hash, data_ion,
+                      metadata_ion),
+        findings,
+    )
 
 
 def _has_field(value: Any, name: str) -> bool:

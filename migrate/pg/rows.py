@@ -1,10 +1,12 @@
 """COPY-ready rows for one verified block, built in the worker that checked it.
 
-``data_ion`` is the binary Ion re-encoding of the data, and it is checked
-here: H(data_ion) must equal the data hash just verified.  amazon-ion's C
-writer is used first (fast) and its output re-hashed; where it is not exact
-(it rounds decimals beyond 34 digits) the exact pure-Python writer is used and
-checked the same way.
+``data_ion`` (and ``metadata_ion``, ``transaction_info_ion``,
+``redaction_info_ion``) is the binary Ion re-encoding of a value, and it is
+proven: its hash, parsed back, is the hash the block commits to.  Mostly the
+check already proved it (``check_block(..., encode=...)`` hashes the
+encoding instead of the original); where amazon-ion's C writer was not exact
+(it rounds decimals beyond 34 digits) the exact pure-Python writer is used
+here and checked the same way.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
     raise DataIonMismatch("no Ion writer reproduces the data's hash")
 
 
+def _info_ion(check: BlockCheck, name: str, value: Any) -> bytes:
+    return check.info_ion.get(name) or exact_binary(value, check.info_hashes.get(name))
+
+
 def block_rows(
     block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]
 ) -> tuple[tuple[Any, ...], list[HistoryRow]]:
@@ -112,7 +118,7 @@ def block_rows(
         history.append(
             HistoryRow(
                 table_id, table_name, rc.document_id, rc.version, data_json, data_ion,
-                exact_binary(metadata, rc.metadata_hash),
+                rc.metadata_ion or exact_binary(metadata, rc.metadata_hash),
                 rc.hash_for_root, rc.data_hash, "delete" if deleted else ("insert" if rc.version == 0 else "update"),
                 redacted, check.transaction_id, utc_instant(tx_time),
                 None if is_null(tx_time) else timestamp_text(tx_time), seq, rc.index,
@@ -128,8 +134,8 @@ def block_rows(
         [r.document_id if r.version is not None else None for r in check.revisions], check.transaction_id,
         utc_instant(ts), None if is_null(ts) else timestamp_text(ts),
         None if is_null(tx_info) else canonical_json(tx_info),
-        None if is_null(tx_info) else exact_binary(tx_info, check.info_hashes.get("transactionInfo")),
-        None if is_null(redaction) else exact_binary(redaction, check.info_hashes.get("redactionInfo")),
+        None if is_null(tx_info) else _info_ion(check, "transactionInfo", tx_info),
+        None if is_null(redaction) else _info_ion(check, "redactionInfo", redaction),
         check.object_key or "",
     )
     return row, history
