@@ -60,6 +60,10 @@ def _b(value: Any) -> bytes | None:
 
 def run_check(conn: psycopg.Connection, outside: list[Digest]) -> CheckResult:
     started = time.perf_counter()
+    # One snapshot for the whole check: a migration that commits meanwhile must not show the
+    # blocks of one state and the rows of another (READ COMMITTED would, statement by statement).
+    conn.commit()
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     result = CheckResult()
     result.outside = [DigestOutcome(d) for d in outside]
     stored = conn.execute("SELECT strand_id, tip_sequence_no, digest, source FROM qldb.digest").fetchall()
