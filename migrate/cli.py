@@ -254,7 +254,7 @@ def migrate_cmd(
     try:
         upgrade_schema(target)
         conn = connect(target)
-    except TargetUnreachable as exc:
+    except (TargetUnreachable, MigrationRefused) as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except Exception as exc:  # SQLAlchemy / psycopg errors while upgrading the schema

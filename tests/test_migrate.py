@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from amazon.ion import simpleion
 from amazon.ion.equivalence import ion_equals
-from qldb_migrate.pg.loader import LOCK_KEY
+from qldb_migrate.pg.target import LOCK_KEY
 from qldb_migrate.verify.ionhash import ion_hash
 
 from tests.conftest import run_cli
@@ -221,6 +221,18 @@ def test_second_migrate_refuses_while_one_holds_the_lock(sample_factory, tmp_pat
         proc = run_cli("migrate", export, "--dsn", pg_dsn)
     assert proc.returncode == 3
     assert "another qldb-migrate run" in proc.stderr
+
+
+def test_lock_is_taken_before_the_schema_is_created(sample_factory, tmp_path: Path, pg_dsn: str) -> None:
+    """Two first runs on an empty database must not race to create the schema: the second refuses at once."""
+    export = sample_factory(tmp_path, revisions=100, exports=1, seed=26)
+    with psycopg.connect(pg_dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", LOCK_KEY)
+        proc = run_cli("migrate", export, "--dsn", pg_dsn)
+        assert holder.execute("SELECT to_regclass('qldb.block')").fetchone()[0] is None
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "another qldb-migrate run" in proc.stderr and "Traceback" not in proc.stderr
+    assert run_cli("migrate", export, "--dsn", pg_dsn).returncode == 0  # the lock released, it runs
 
 
 @pytest.mark.parametrize("delays", [(0.8, 1.6, 2.6)])

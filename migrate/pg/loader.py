@@ -32,12 +32,7 @@ from ..verify.ionparse import loads
 from ..verify.ionvalue import field_or_none
 from .names import table_names
 from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, HistoryRow
-
-LOCK_KEY = (0x51444C42, 1)  # "QDLB": one migration at a time per database
-
-
-class MigrationRefused(Exception):
-    """The target is busy or unusable (exit 3)."""
+from .target import LOCK_KEY, MIGRATION_BUSY, MigrationRefused
 
 
 @dataclass
@@ -314,9 +309,7 @@ def migrate_source(
     started = time.perf_counter()
     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()[0]:
         conn.rollback()
-        raise MigrationRefused(
-            "another qldb-migrate run holds this database's migration lock; wait for it to finish"
-        )
+        raise MigrationRefused(MIGRATION_BUSY)
     conn.commit()  # the session-level lock outlives this transaction
     try:
         run_id = conn.execute(

@@ -21,8 +21,16 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 ENV_DSN = "QLDB_MIGRATE_DSN"
 
 
+LOCK_KEY = (0x51444C42, 1)  # "QDLB": one migration at a time per database
+MIGRATION_BUSY = "another qldb-migrate run holds this database's migration lock; wait for it to finish"
+
+
 class TargetUnreachable(Exception):
     """Exit 3: the database could not be reached or authorised."""
+
+
+class MigrationRefused(Exception):
+    """The target is busy or unusable (exit 3)."""
 
 
 @dataclass
@@ -116,7 +124,7 @@ def upgrade_schema(target: Target) -> None:
     """Alembic upgrade to head, from code (``alembic upgrade head`` does the same in a checkout)."""
     from alembic import command
     from alembic.config import Config
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, text
     from sqlalchemy.pool import NullPool
 
     config = Config()
@@ -124,6 +132,11 @@ def upgrade_schema(target: Target) -> None:
     engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(target.conninfo),
                            poolclass=NullPool)
     with engine.begin() as connection:
+        # Under the migration lock (for this transaction only, never waiting): two first runs
+        # must not race to create the schema, and a run in progress must not see it altered.
+        if not connection.execute(text("SELECT pg_try_advisory_xact_lock(:a, :b)"),
+                                  {"a": LOCK_KEY[0], "b": LOCK_KEY[1]}).scalar():
+            raise MigrationRefused(MIGRATION_BUSY)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()
