@@ -9,7 +9,8 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
 * ``verify_source`` over the export (full verification, a worker per core);
 * ``migrate`` into a fresh database (verification + COPY + publish);
 * the same history rows, pre-rendered, loaded by ``executemany`` INSERT and by
-  a bare COPY into an empty copy of the table (``--sample-rows`` of them).
+  a bare binary COPY (the loader's ``copy_rows``) into an empty copy of the
+  table (``--sample-rows`` of them).
 
 Then ``check`` over the migrated database, in a fresh process (its peak RSS
 is that process's).  Prints revisions/s and ``migrate_vs_verify``,
@@ -62,8 +63,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from qldb_migrate.exports import discover
-    from qldb_migrate.pg.loader import MigrateOptions, migrate_source
-    from qldb_migrate.pg.rows import HISTORY_COLUMNS
+    from qldb_migrate.pg.loader import MigrateOptions, copy_rows, migrate_source
+    from qldb_migrate.pg.rows import HISTORY_COLUMNS, HISTORY_TYPES
     from qldb_migrate.pg.target import Target, connect, upgrade_schema
     from qldb_migrate.sources import SourceSpec
     from qldb_migrate.verifier import check_object, verify_source
@@ -116,9 +117,7 @@ def main() -> None:
 
         table = fresh("copy")
         start = time.perf_counter()
-        with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, cols)) as copy:
-            for row in rows:
-                copy.write_row(row)
+        copy_rows(conn, table, HISTORY_COLUMNS, HISTORY_TYPES, rows)  # exactly as the loader does
         conn.commit()
         copy_s = time.perf_counter() - start
         conn.close()

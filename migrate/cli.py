@@ -258,7 +258,13 @@ def migrate_cmd(
         err.print(f"error: {exc}")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except Exception as exc:  # SQLAlchemy / psycopg errors while upgrading the schema
-        err.print(f"error: {target.description}: {sanitize(str(exc).splitlines()[0], target)}")
+        cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        first = sanitize((str(cause).strip().splitlines() or [type(cause).__name__])[0], target)
+        if isinstance(cause, psycopg.OperationalError):
+            err.print(f"error: lost the connection to {target.description} during the schema upgrade ({first}); "
+                      "nothing from this run was published — run it again")
+        else:
+            err.print(f"error: {target.description}: schema upgrade failed ({first}); nothing was published")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     try:
         result = _with_progress(lambda progress: migrate_source(conn, spec, digests, options, source, progress))

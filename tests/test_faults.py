@@ -97,8 +97,11 @@ def test_connection_lost_mid_run_publishes_nothing_and_rerun_completes(sample_fa
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
     killed = 0
-    with psycopg.connect(pg_admin, autocommit=True) as admin:
+    with psycopg.connect(pg_admin, autocommit=True) as admin, psycopg.connect(pg_dsn, autocommit=True) as watcher:
         for _ in range(300):
+            if watcher.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] is None:
+                time.sleep(0.05)  # still upgrading the schema: the advisory lock seen now would be that one's
+                continue
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND a.datname = %s", (dbname,)).fetchone()[0]
@@ -145,10 +148,11 @@ def test_postgres_restarted_mid_run_publishes_nothing_and_rerun_equals_an_uninte
         dsn, reference = make_conninfo(server, dbname="restarted"), make_conninfo(server, dbname="reference")
         proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with psycopg.connect(server, autocommit=True) as admin:  # wait until the run holds its lock
+        with psycopg.connect(dsn, autocommit=True) as watcher:  # wait until the run (not the upgrade) holds the lock
             for _ in range(300):
-                if admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] or (
-                        proc.poll() is not None):
+                if proc.poll() is not None or (
+                        watcher.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] is not None
+                        and watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]):
                     break
                 time.sleep(0.05)
         time.sleep(0.3)

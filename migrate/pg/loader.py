@@ -19,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
 from ..verify.chain import ChainChecker, Digest
@@ -31,8 +34,34 @@ from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from ..verify.ionparse import loads
 from ..verify.ionvalue import field_or_none
 from .names import table_names
-from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, HistoryRow
+from .rows import BLOCK_COLUMNS, BLOCK_TYPES, HISTORY_COLUMNS, HISTORY_TYPES, HistoryRow
 from .target import LOCK_KEY, MIGRATION_BUSY, MigrationRefused
+
+
+class _JsonbText:
+    """Never instantiated: it only registers the dumper below for the jsonb oid."""
+
+
+class _JsonbTextDumper(Dumper):
+    """Binary jsonb from JSON text that is already canonical: format version 1, then the text."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj.encode("utf-8")
+
+
+def copy_rows(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...], types: tuple[str, ...],
+              rows: Iterable[tuple[Any, ...]]) -> None:
+    """Binary COPY: no text escaping of bytea and JSON on either side; jsonb columns take canonical JSON text."""
+    with conn.cursor() as cur:
+        cur.adapters.register_dumper(_JsonbText, _JsonbTextDumper)
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
 
 
 @dataclass
@@ -145,20 +174,12 @@ class PgSink(BlockSink):
     def object_done(self, result: ObjectResult) -> None:
         self._flush_known(result)
         if self.pending_blocks:
-            with self.conn.cursor() as cur:
-                cols = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS))
-                with cur.copy(sql.SQL("COPY qldb.block ({}) FROM STDIN").format(cols)) as copy:
-                    for row in self.pending_blocks:
-                        copy.write_row(row)
+            copy_rows(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, BLOCK_TYPES, self.pending_blocks)
             self.pending_blocks.clear()
         for (strand, table_id), rows in self.pending_history.items():
             stats = self._table(strand, table_id, rows[0].table_name)
-            with self.conn.cursor() as cur:
-                cols = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
-                target = sql.Identifier(self.schema, stats.history)
-                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, cols)) as copy:
-                    for row in rows:
-                        copy.write_row(row.copy_values())
+            copy_rows(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS, HISTORY_TYPES,
+                      (row.copy_values() for row in rows))
             stats.read += len(rows)
             stats.loaded += len(rows)
             stats.deleted += sum(1 for r in rows if r.operation == "delete")

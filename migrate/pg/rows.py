@@ -63,10 +63,20 @@ HISTORY_COLUMNS = (
     "redacted", "tx_id", "tx_time", "tx_time_ion", "block_sequence", "index_in_block",
 )
 
+HISTORY_TYPES = (
+    "text", "int4", "jsonb", "bytea", "bytea", "bytea", "bytea", "text", "bool", "text", "timestamptz", "text",
+    "int8", "int4",
+)
+
 BLOCK_COLUMNS = (
     "strand_id", "sequence_no", "block_hash", "entries_hash", "previous_block_hash", "entries_hash_list",
     "revision_hashes", "revision_documents", "transaction_id", "block_timestamp", "block_timestamp_ion",
     "transaction_info", "transaction_info_ion", "redaction_info_ion", "source_object", "run_id",
+)
+
+BLOCK_TYPES = (
+    "text", "int8", "bytea", "bytea", "bytea", "bytea[]", "bytea[]", "text[]", "text", "timestamptz", "text", "jsonb",
+    "bytea", "bytea", "text", "int8",
 )
 
 
