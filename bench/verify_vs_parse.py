@@ -1,6 +1,6 @@
 """``verify`` throughput against bare parsing of the same objects, and its memory.
 
-    python bench/verify_vs_parse.py [--revisions 200000] [--seed 1] [--rss 50000,500000]
+    python bench/verify_vs_parse.py [--revisions 200000] [--seed 1] [--rss 20000,200000]
 
 Builds (once, cached in ``bench/out``) the pinned sample export
 ``sample-export --revisions N --seed S`` and, in one run:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from . import __version__, exitcodes
 from .report import write_report
+
+if TYPE_CHECKING:
+    from .pg.target import Target
 
 app = typer.Typer(
     name="qldb-migrate",
@@ -241,7 +244,7 @@ def migrate_cmd(
     import psycopg
 
     from .pg.loader import MigrateOptions, MigrationRefused, migrate_source
-    from .pg.target import TargetUnreachable, connect, sanitize, upgrade_schema
+    from .pg.target import TargetUnreachable, connect, first_line, sanitize, upgrade_schema
     from .sources import SourceError
 
     if dry_run:
@@ -259,10 +262,9 @@ def migrate_cmd(
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except Exception as exc:  # SQLAlchemy / psycopg errors while upgrading the schema
         cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
-        first = sanitize((str(cause).strip().splitlines() or [type(cause).__name__])[0], target)
+        first = sanitize(first_line(cause), target)
         if isinstance(cause, psycopg.OperationalError):
-            err.print(f"error: lost the connection to {target.description} during the schema upgrade ({first}); "
-                      "nothing from this run was published — run it again")
+            _lost_connection(target, first, when=" during the schema upgrade")
         else:
             err.print(f"error: {target.description}: schema upgrade failed ({first}); nothing was published")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
@@ -272,9 +274,7 @@ def migrate_cmd(
         err.print(f"error: {exc}")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except psycopg.OperationalError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        err.print(f"error: lost the connection to {target.description} ({sanitize(first, target)}); nothing from "
-                  "this run was published (its transaction rolled back) — run it again")
+        _lost_connection(target, sanitize(first_line(exc), target), why=" (its transaction rolled back)")
         raise typer.Exit(exitcodes.UNREACHABLE) from exc
     except SourceError as exc:
         err.print(f"error: {exc}")
@@ -299,6 +299,11 @@ def migrate_cmd(
         data["check"] = check_report
         write_report(report, data)
     raise typer.Exit(code)
+
+
+def _lost_connection(target: Target, first: str, when: str = "", why: str = "") -> None:
+    err.print(f"error: lost the connection to {target.description}{when} ({first}); nothing from this run was "
+              f"published{why} — run it again")
 
 
 def _print_check(checked, strict: bool, prefix: str = "check") -> dict:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from amazon.ion import simpleion
+
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
 from .exports import DataObject, ExportPlan, discover
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
@@ -63,9 +65,7 @@ _SOURCES: dict[SourceSpec, Source] = {}
 
 
 def _c_binary(value: Any) -> bytes:
-    """amazon-ion's fast C writer; its output is hash-checked by check_revision before it is stored."""
-    from amazon.ion import simpleion
-
+    """amazon-ion's fast C writer; its output is hash-checked by check_block before it is stored."""
     return simpleion.dumps(value, binary=True)
 
 

@@ -47,7 +47,7 @@ class CuttingProxy:
             except OSError:
                 return
             self.connections += 1
-            if self.slow_down_every and self.connections % self.slow_down_every == 1 % self.slow_down_every:
+            if self.slow_down_every and (self.connections - 1) % self.slow_down_every == 0:  # 1st too
                 threading.Thread(target=self._slow_down, args=(client,), daemon=True).start()
                 continue
             # the first connection is always cut

@@ -64,18 +64,30 @@ def test_throttled_s3_is_retried_to_the_same_result(sample_factory, tmp_path: Pa
     assert a["chain"] == b["chain"] and a["revisions"] == b["revisions"] and a["verdict"] == b["verdict"]
 
 
+def _wait_until_loading(dsn: str, proc: subprocess.Popen, tries: int = 300) -> bool:
+    """True once the run itself holds the migration lock; False if it ended (or the tries ran out) first.
+
+    The schema upgrade holds the same lock for its own transaction; the run's
+    is the one held once ``qldb.migration_run`` exists (the upgrade committed).
+    """
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        for _ in range(tries):
+            if proc.poll() is not None:
+                return False
+            if watcher.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] is not None and \
+                    watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]:
+                return True
+            time.sleep(0.05)
+    return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_migrate_says_so_and_publishes_nothing(sig: int, sample_factory, tmp_path: Path,
                                                           pg_dsn: str) -> None:
     export = sample_factory(tmp_path, revisions=3000, exports=1, seed=62)
     proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", pg_dsn],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # wait until the run is loading
-        for _ in range(200):
-            if conn.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] and conn.execute(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]:
-                break
-            time.sleep(0.05)
+    _wait_until_loading(pg_dsn, proc, tries=200)
     time.sleep(0.3)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
@@ -97,17 +109,11 @@ def test_connection_lost_mid_run_publishes_nothing_and_rerun_completes(sample_fa
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dbname = psycopg.conninfo.conninfo_to_dict(pg_dsn)["dbname"]
     killed = 0
-    with psycopg.connect(pg_admin, autocommit=True) as admin, psycopg.connect(pg_dsn, autocommit=True) as watcher:
-        for _ in range(300):
-            if watcher.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] is None:
-                time.sleep(0.05)  # still upgrading the schema: the advisory lock seen now would be that one's
-                continue
+    if _wait_until_loading(pg_dsn, proc):
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l JOIN pg_stat_activity a USING (pid) "
                 "WHERE l.locktype = 'advisory' AND a.datname = %s", (dbname,)).fetchone()[0]
-            if killed or proc.poll() is not None:
-                break
-            time.sleep(0.05)
     out, err = proc.communicate(timeout=120)
     if not killed:
         pytest.skip("the run finished before its session could be terminated")
@@ -148,13 +154,7 @@ def test_postgres_restarted_mid_run_publishes_nothing_and_rerun_equals_an_uninte
         dsn, reference = make_conninfo(server, dbname="restarted"), make_conninfo(server, dbname="reference")
         proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with psycopg.connect(dsn, autocommit=True) as watcher:  # wait until the run (not the upgrade) holds the lock
-            for _ in range(300):
-                if proc.poll() is not None or (
-                        watcher.execute("SELECT to_regclass('qldb.migration_run')").fetchone()[0] is not None
-                        and watcher.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0]):
-                    break
-                time.sleep(0.05)
+        _wait_until_loading(dsn, proc)
         time.sleep(0.3)
         if proc.poll() is not None:
             pytest.skip("the run finished before the server could be restarted")

@@ -110,7 +110,7 @@ def connect(target: Target) -> psycopg.Connection:
         conn = psycopg.connect(target.conninfo, connect_timeout=15, keepalives=1, keepalives_idle=30,
                                keepalives_interval=10, keepalives_count=3)
     except psycopg.OperationalError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         raise TargetUnreachable(f"{target.description}: {message}") from exc
     conn.execute("SET TimeZone = 'UTC'")
     # The server side of the same keepalives: a dead client's session (and with it the migration
@@ -140,6 +140,11 @@ def upgrade_schema(target: Target) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first message line (its class name when it has none): what a one-line report shows."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def sanitize(text: str, target: Target | None = None) -> str:
