@@ -49,6 +49,10 @@ TAMPERS = {
         "UPDATE ledger.person_history SET data_ion = (SELECT data_ion FROM ledger.person_history "
         "WHERE data_ion IS NOT NULL AND document_id <> %s LIMIT 1) WHERE document_id = %s AND version = %s",
         (d, d, v)),
+    # binary Ion on which amazon-ion's C reader loops forever (a NOP pad overrunning nested containers)
+    "malformed data_ion": lambda c, d, v, s: c.execute(
+        "UPDATE ledger.person_history SET data_ion = %s WHERE document_id = %s AND version = %s",
+        (bytes.fromhex("e00100eab3b103000000"), d, v)),
     "update a hash column": lambda c, d, v, s: c.execute(
         "UPDATE ledger.person_history SET data_hash = sha256(data_hash) WHERE document_id = %s AND version = %s",
         (d, v)),

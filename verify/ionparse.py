@@ -6,6 +6,10 @@ default), more than 13 annotations on a value, decimal exponents beyond its
 numeric range.  A valid export must never fail for that (DESIGN §2), so a
 value the C extension rejects is parsed again in pure Python, and only a
 value *both* readers reject is an error.
+
+Binary Ion from outside (export objects, database columns, digest files) is
+first checked by ``ionframe``: the C reader hangs on some malformed binary
+lengths instead of failing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import IO, Any
 
 from amazon.ion import simpleion
 from amazon.ion.exceptions import IonException
+
+from .ionframe import BINARY_IVM, FramedReader, IonFramingError, check_framing
 
 #: Strings up to this size go through the C extension; larger ones fall back.
 C_TEXT_BUFFER_LIMIT = 1 << 20
@@ -39,12 +45,25 @@ class IonParseError(ValueError):
 
 
 _C_ERRORS = (IonException, OverflowError, ValueError, MemoryError)
-_PY_ERRORS = (IonException, OverflowError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError,
-              RecursionError, AttributeError)
+# What the pure-Python reader raises on malformed input, found by fuzzing: besides IonException, e.g.
+# decimal.InvalidOperation (an ArithmeticError) for a bad timestamp fraction, StopIteration for text
+# cut inside a container (a RuntimeError once it crosses a generator), RecursionError for deep nesting.
+_PY_ERRORS = (IonException, ArithmeticError, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError,
+              RuntimeError, StopIteration, AttributeError)
 
 
-def loads(data: bytes | str) -> Any:
-    """One Ion value."""
+def loads(data: bytes | str, *, own_encoding: bool = False) -> Any:
+    """One Ion value.
+
+    ``own_encoding``: bytes amazon-ion's writer produced in this process,
+    well framed by construction, so the framing walk is skipped (it is on the
+    hot path of every revision's parse-back).
+    """
+    if not own_encoding and isinstance(data, bytes | bytearray | memoryview) and data[:4] == BINARY_IVM:
+        try:
+            check_framing(bytes(data))
+        except IonFramingError as exc:
+            raise IonParseError(f"invalid binary Ion: {exc}", exc.index) from exc
     if simpleion.c_ext:
         try:
             return simpleion.loads(data, text_buffer_size_limit=C_TEXT_BUFFER_LIMIT, value_model=VALUE_MODEL)
@@ -62,11 +81,13 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
 
     ``open_stream`` is called again if the C extension rejects a value: the
     pure-Python reader then resumes at that value, so the stream is never
-    held in memory whole.
+    held in memory whole.  Either reader sees binary Ion only through a
+    ``FramedReader``: a framing error ends its input after the last
+    well-framed value and is raised here once it has yielded them.
     """
     done = 0
     if simpleion.c_ext:
-        with open_stream() as fh:
+        with FramedReader(open_stream()) as fh:
             try:
                 for value in simpleion.load(
                     fh,
@@ -77,10 +98,12 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
                 ):
                     yield value
                     done += 1
-                return
             except _C_ERRORS:
                 pass
-    with open_stream() as fh:
+            else:
+                _raise_framing(fh)
+                return
+    with FramedReader(open_stream()) as fh:
         index = 0
         try:
             for value in simpleion.load_python(fh, single_value=False, parse_eagerly=False):
@@ -88,4 +111,12 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
                     yield value
                 index += 1
         except _PY_ERRORS as exc:
+            if fh.error is not None:  # the reader failed on the framed stream's early end
+                _raise_framing(fh)
             raise IonParseError(f"invalid Ion at top-level value #{index}: {exc}", index) from exc
+        _raise_framing(fh)
+
+
+def _raise_framing(fh: FramedReader) -> None:
+    if fh.error is not None:
+        raise IonParseError(f"invalid binary Ion: {fh.error}", fh.error.index) from fh.error

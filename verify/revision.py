@@ -73,7 +73,7 @@ def encoded_hash(value: Any, encode: Callable[[Any], bytes]) -> tuple[bytes | No
     """
     try:
         encoded = encode(value)
-        return encoded, ion_hash(loads(encoded))
+        return encoded, ion_hash(loads(encoded, own_encoding=True))
     except (IonException, IonHashError, IonParseError, TypeError, ValueError, OverflowError):
         return None, ion_hash(value)
 

@@ -23,7 +23,7 @@ from ..verify.chain import Digest, DigestOutcome
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from ..verify.hashes import MerkleAccumulator, dot, merkle_root
 from ..verify.ionhash import ion_hash
-from ..verify.ionparse import loads
+from ..verify.ionparse import IonParseError, loads
 from .jsoncanon import canonical_json
 
 
@@ -52,6 +52,19 @@ def _hash_error(code: str, message: str, where: Location, expected: Any = None, 
 
 def _consistency(code: str, message: str, where: Location, expected: Any = None, found: Any = None) -> Finding:
     return Finding(code, Kind.CONSISTENCY, Severity.ERROR, message, where, expected, found)
+
+
+_UNPARSEABLE = object()
+
+
+def _parse(ion: Any, column: str, where: Location, result: CheckResult) -> Any:
+    """The Ion value of a bytea column, or ``_UNPARSEABLE`` with a finding: a tampered column must be named."""
+    try:
+        return loads(bytes(ion))
+    except IonParseError as exc:
+        result.findings.append(_hash_error(f"{column.replace('_', '-')}-invalid", f"{column} is not valid Ion: {exc}",
+                                           where))
+        return _UNPARSEABLE
 
 
 def _b(value: Any) -> bytes | None:
@@ -134,8 +147,7 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult) -> None:
                 result.findings.append(_hash_error("revisions-root-not-in-entries", "Merkle root of "
                                                    "revision_hashes is not in entries_hash_list", where))
             for name, ion in (("transaction_info_ion", tx_ion), ("redaction_info_ion", redaction_ion)):
-                if ion is not None:
-                    value = loads(bytes(ion))
+                if ion is not None and (value := _parse(ion, name, where, result)) is not _UNPARSEABLE:
                     if ion_hash(value) not in entry_set:
                         result.findings.append(_hash_error(f"{name.replace('_', '-')}-not-in-entries",
                                                            f"H({name}) is not in entries_hash_list", where))
@@ -197,30 +209,32 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, strand: str, q
                                                    "qldb.block lists at that block and index", where, _b(listed),
                                                    rev_hash))
             if data_ion is not None:
-                value = loads(bytes(data_ion))
-                computed = ion_hash(value)
-                if computed != data_hash:
-                    result.findings.append(_hash_error("data-hash-mismatch", "H(data_ion) differs from data_hash",
-                                                       where, data_hash, computed))
-                if data != canonical_json(value):
-                    result.findings.append(_consistency("jsonb-mismatch", "data (jsonb) differs, as text, from the "
-                                                        "canonical JSON of data_ion", where))
+                value = _parse(data_ion, "data_ion", where, result)
+                if value is not _UNPARSEABLE:
+                    computed = ion_hash(value)
+                    if computed != data_hash:
+                        result.findings.append(_hash_error("data-hash-mismatch", "H(data_ion) differs from "
+                                                           "data_hash", where, data_hash, computed))
+                    if data != canonical_json(value):
+                        result.findings.append(_consistency("jsonb-mismatch", "data (jsonb) differs, as text, from "
+                                                            "the canonical JSON of data_ion", where))
             elif data is not None and not redacted:
                 result.findings.append(_consistency("jsonb-without-ion", "data (jsonb) has no data_ion to prove it",
                                                     where))
             if redacted and (data is not None or data_ion is not None):
                 result.findings.append(_consistency("redacted-with-data", "redacted revision still holds data", where))
-            meta_value = loads(bytes(meta_ion))
-            computed = dot(ion_hash(meta_value), data_hash or b"")
-            if computed != rev_hash and not (op == "delete" and data_hash is None):
-                result.findings.append(_hash_error("revision-hash-mismatch", "revision_hash differs from "
-                                                   "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))
-            meta_doc = meta_value.get("id") if hasattr(meta_value, "get") else None
-            meta_version = meta_value.get("version") if hasattr(meta_value, "get") else None
-            if (str(meta_doc), meta_version) != (doc, version):
-                result.findings.append(_consistency("row-key-mismatch", "document_id/version differ from the "
-                                                    "metadata the hash covers", where, f"{meta_doc} v{meta_version}",
-                                                    f"{doc} v{version}"))
+            meta_value = _parse(meta_ion, "metadata_ion", where, result)
+            if meta_value is not _UNPARSEABLE:
+                computed = dot(ion_hash(meta_value), data_hash or b"")
+                if computed != rev_hash and not (op == "delete" and data_hash is None):
+                    result.findings.append(_hash_error("revision-hash-mismatch", "revision_hash differs from "
+                                                       "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))
+                meta_doc = meta_value.get("id") if hasattr(meta_value, "get") else None
+                meta_version = meta_value.get("version") if hasattr(meta_value, "get") else None
+                if (str(meta_doc), meta_version) != (doc, version):
+                    result.findings.append(_consistency("row-key-mismatch", "document_id/version differ from the "
+                                                        "metadata the hash covers", where,
+                                                        f"{meta_doc} v{meta_version}", f"{doc} v{version}"))
             if tx_id != block_tx:
                 result.findings.append(_consistency("tx-id-mismatch", "tx_id differs from the block's "
                                                     "transaction_id (no hash covers either)", where, block_tx, tx_id))

@@ -85,10 +85,10 @@ def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
     if expected is None:
         expected = ion_hash(value)
     fast = simpleion.dumps(value, binary=True)
-    if ion_hash(loads(fast)) == expected:
+    if ion_hash(loads(fast, own_encoding=True)) == expected:
         return fast
     exact = dumps_binary(value)
-    if ion_hash(loads(exact)) == expected:
+    if ion_hash(loads(exact, own_encoding=True)) == expected:
         return exact
     raise DataIonMismatch("no Ion writer reproduces the data's hash")
 
