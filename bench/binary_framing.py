@@ -80,6 +80,7 @@ def main() -> None:
             start = time.process_time()
             counts[name] = run()
             best[name] = min(best.get(name, float("inf")), time.process_time() - start)
+            print(f"# {name} {time.process_time() - start:.2f}", flush=True)
     assert counts["bare"] == counts["framed"], counts
     print(f"binary_blocks={counts['bare']}")
     print(f"binary_bare_parse_cpu_s={best['bare']:.2f}")

@@ -187,3 +187,29 @@ def test_random_mutations_never_hang_or_crash(mode: str, seed: int) -> None:
         pytest.fail(f"hung on {last}")
     last = proc.stdout.strip().splitlines()[-1:]
     assert proc.returncode == 0 and last == ["DONE"], f"rc={proc.returncode} after {last}\n{proc.stderr[-3000:]}"
+
+
+class _Endless(io.RawIOBase):
+    """A stream that never ends: IVM, a struct declaring 2**40 bytes, then zeros for ever."""
+
+    def __init__(self) -> None:
+        self.served = 0
+        self.head = bytes.fromhex(IVM + "de") + bytes([0x20, 0, 0, 0, 0, 0x80])  # VarUInt 2**40
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        data = self.head[: len(buf)] if self.served < len(self.head) else bytes(len(buf))
+        self.head = self.head[len(data):]
+        buf[: len(data)] = data
+        self.served += len(data)
+        return len(data)
+
+
+def test_a_declared_length_beyond_any_block_is_refused_on_sight() -> None:
+    """Memory stays flat on hostile input: the reader does not buffer towards a 1 TiB value."""
+    raw = _Endless()
+    with pytest.raises(IonParseError, match="more than any QLDB block can hold"):
+        list(iter_values(lambda: io.BufferedReader(raw)))
+    assert raw.served < 1 << 20, raw.served

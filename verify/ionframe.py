@@ -17,9 +17,14 @@ from __future__ import annotations
 import io
 from typing import IO
 
-__all__ = ["BINARY_IVM", "FramedReader", "IonFramingError", "check_framing"]
+__all__ = ["BINARY_IVM", "MAX_TOP_LEVEL_BYTES", "FramedReader", "IonFramingError", "check_framing"]
 
 BINARY_IVM = b"\xe0\x01\x00\xea"
+
+#: The largest top-level value (one block) a stream may hold.  QLDB caps a transaction at 4 MB and a
+#: document at 128 KB (Ion binary), so a block is a few MB at most; a declared length beyond this is
+#: damage or hostility, refused on sight rather than buffered until the object ends.
+MAX_TOP_LEVEL_BYTES = 64 << 20
 
 _SYMBOL_TABLE_SID = 3  # $ion_symbol_table: such a top-level struct is no user value
 
@@ -194,6 +199,9 @@ def _top_level_end(buf: bytes, pos: int, end: int) -> tuple[int, bool] | None:
             if end - body > 10:  # no real length needs more bytes than that
                 raise
             return None
+    if size > MAX_TOP_LEVEL_BYTES:
+        raise _Overrun(pos, f"a top-level value declares {size} bytes, more than any QLDB block can hold "
+                            f"({MAX_TOP_LEVEL_BYTES} bytes)")
     value_end = body + size
     if value_end > end:
         return None
