@@ -68,16 +68,24 @@ def _fixed_size(descriptor: int) -> int:
 #: Bytes after the descriptor for the scalars whose length is in the descriptor
 #: (most values), -1 where the walk must look closer.
 _FIXED = tuple(_fixed_size(d) for d in range(256))
+#: The same, but every string looked at closer: its text is decoded.
+_FIXED_BUT_STRINGS = tuple(-1 if d >> 4 == 8 and d & 0x0F != 15 else size for d, size in enumerate(_FIXED))
 
 
-def _check_body(buf: bytes, pos: int, end: int, in_struct: bool) -> None:
+def _check_body(buf: bytes, pos: int, end: int, in_struct: bool, *, strings: bool = False) -> None:
     """Every value nested in ``buf[pos:end]`` ends inside the container that holds it.
 
     An explicit stack rather than recursion: nesting depth is the input's to
     choose, and a deep one must be an error message, not a RecursionError.
+
+    ``strings``: also require every string to be UTF-8.  The C reader crashes
+    the process (SIGSEGV) when a local symbol table defines a symbol whose
+    text is not UTF-8 and a field name then uses it.  Only annotated top-level
+    values can be symbol tables and QLDB blocks never are, so real exports
+    never pay for it.
     """
     stack: list[tuple[int, bool]] = []
-    fixed = _FIXED
+    fixed = _FIXED_BUT_STRINGS if strings else _FIXED
     while True:
         if pos >= end:
             if not stack:
@@ -115,6 +123,11 @@ def _check_body(buf: bytes, pos: int, end: int, in_struct: bool) -> None:
         if value_end > end:
             raise _Overrun(start,
                            f"a value of {size} bytes runs {value_end - end} bytes past the end of its container")
+        if kind == 8 and strings:
+            try:
+                buf[pos:value_end].decode("utf-8")
+            except UnicodeDecodeError:
+                raise _Overrun(start, "a string in an annotated value (a symbol table?) is not UTF-8") from None
         if 11 <= kind <= 13:  # list, sexp, struct: walk inside, then resume here
             stack.append((end, in_struct))
             end, in_struct = value_end, kind == 13
@@ -127,48 +140,6 @@ def _check_body(buf: bytes, pos: int, end: int, in_struct: bool) -> None:
                 raise _Overrun(start, "an annotation wrapper holds no value")
             stack.append((end, in_struct))
             end, in_struct = value_end, False
-        else:
-            pos = value_end
-
-
-def _check_strings(buf: bytes, pos: int, end: int) -> None:
-    """Every string in an (already framing-checked) top-level annotated value is UTF-8.
-
-    The C reader crashes the process (SIGSEGV) when a local symbol table
-    defines a symbol whose text is not UTF-8 and a later field name uses it.
-    Only annotated top-level values can be symbol tables; QLDB blocks never
-    are, so this costs nothing on real exports.
-    """
-    stack: list[tuple[int, bool]] = []
-    in_struct = False
-    while True:
-        if pos >= end:
-            if not stack:
-                return
-            end, in_struct = stack.pop()
-            continue
-        if in_struct:
-            _, pos = _varuint(buf, pos, end)
-        descriptor = buf[pos]
-        pos += 1
-        kind, size = descriptor >> 4, descriptor & 0x0F
-        if kind == 1 or size == 15:
-            continue
-        if size == 14 or (kind == 13 and size == 1):
-            size, pos = _varuint(buf, pos, end)
-        value_end = pos + size
-        if kind == 8:
-            try:
-                buf[pos:value_end].decode("utf-8")
-            except UnicodeDecodeError:
-                raise _Overrun(pos - 1, "a string in an annotated value (a symbol table?) is not UTF-8") from None
-        if 11 <= kind <= 13:
-            stack.append((end, in_struct))
-            end, in_struct = value_end, kind == 13
-        elif kind == 14:
-            length, pos = _varuint(buf, pos, value_end)
-            stack.append((end, in_struct))
-            end, in_struct, pos = value_end, False, pos + length
         else:
             pos = value_end
 
@@ -234,9 +205,8 @@ def _walk(buf: bytes, end: int, index: int, *,
                 raise _Overrun(pos, "the stream ends inside a value")
             value_end, counts = found
             if buf[pos] != 0xE0:  # an IVM has no length to check
-                _check_body(buf, pos, value_end, False)  # the value as the one child of a container that fits it
-                if buf[pos] >> 4 == 14:  # annotated: may be a local symbol table
-                    _check_strings(buf, pos, value_end)
+                # the value as the one child of a container that fits it; annotated, it may be a symbol table
+                _check_body(buf, pos, value_end, False, strings=buf[pos] >> 4 == 14)
         except _Overrun as exc:
             return pos, index, IonFramingError(exc.message, exc.offset, index)
         pos = value_end
