@@ -7,9 +7,13 @@ input must end in an error naming the object, not a hung cut-over, so every
 binary Ion byte is first walked here: each value's declared length must stay
 inside its container.  The walk only reads type descriptors and lengths; it
 decodes no value, and it accepts everything well-framed (the readers still
-judge the contents).
+judge the contents).  Two more checks ride along: the strings of annotated
+top-level values (possible local symbol tables) must be UTF-8 — otherwise
+the C reader crashes the process with SIGSEGV — and no top-level value may
+declare more than ``MAX_TOP_LEVEL_BYTES``, so hostile input cannot make the
+reader buffer without bound.
 
-Text Ion passes through untouched: the hang is specific to binary lengths.
+Text Ion passes through untouched: these failures are specific to binary.
 """
 
 from __future__ import annotations
