@@ -275,16 +275,11 @@ class FramedReader:
                 return
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            while not self._eof and self.error is None:
-                self._fill()
-            data = bytes(self._ready)
-            self._ready.clear()
-            self._handed += len(data)
-            self._last = data
-            return data
-        while len(self._ready) < size and not self._eof and self.error is None:
+        everything = size is None or size < 0
+        while (everything or len(self._ready) < size) and not self._eof and self.error is None:
             self._fill()
+        if everything:
+            size = len(self._ready)
         data = bytes(self._ready[:size])
         del self._ready[:size]
         self._handed += len(data)

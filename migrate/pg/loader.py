@@ -157,7 +157,7 @@ class PgSink(BlockSink):
             self.pending_history[(block_row[0], row.table_id)].append(row)
         redaction_ion = block_row[BLOCK_COLUMNS.index("redaction_info_ion")]
         if redaction_ion is not None:
-            info = loads(redaction_ion)
+            info = loads(redaction_ion, own_encoding=True)  # block_rows wrote it: no framing walk needed
             self.redactions.append((block_row[0], str(field_or_none(info, "tableId")),
                                     str(field_or_none(info, "documentId")), int(field_or_none(info, "version"))))
         self.new_blocks += 1
