@@ -8,9 +8,10 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
 
 * ``verify_source`` over the export (full verification, a worker per core);
 * ``migrate`` into a fresh database (verification + COPY + publish);
-* the same history rows, pre-rendered, loaded by ``executemany`` INSERT and by
-  a bare binary COPY (the loader's ``copy_rows``) into an empty copy of the
-  table (``--sample-rows`` of them).
+* the same history rows, pre-rendered, loaded into an empty copy of the table
+  (``--sample-rows`` of them) by ``executemany`` INSERT, by the loader's path
+  (encode to COPY tuples as the workers do, then ``copy_tuples``), and by a
+  bare COPY of the already-encoded tuples (``vs_raw_copy``'s yardstick).
 
 Then ``check`` over the migrated database, in a fresh process (its peak RSS
 is that process's).  Prints revisions/s and ``migrate_vs_verify``,
@@ -62,12 +63,16 @@ def main() -> None:
     parser.add_argument("--sample-rows", type=int, default=20000)
     args = parser.parse_args()
 
+    from qldb_migrate.blockstream import StreamDigest, iter_blocks
     from qldb_migrate.exports import discover
-    from qldb_migrate.pg.loader import MigrateOptions, copy_rows, migrate_source
-    from qldb_migrate.pg.rows import HISTORY_COLUMNS, HISTORY_TYPES
+    from qldb_migrate.native import prove
+    from qldb_migrate.pg.copybinary import row_encoder
+    from qldb_migrate.pg.loader import MigrateOptions, copy_tuples, migrate_source
+    from qldb_migrate.pg.rows import HISTORY_COLUMNS, HISTORY_TYPES, block_rows
     from qldb_migrate.pg.target import Target, connect, upgrade_schema
     from qldb_migrate.sources import SourceSpec
-    from qldb_migrate.verifier import check_object, verify_source
+    from qldb_migrate.verifier import verify_source
+    from qldb_migrate.verify.block import check_block, document_tables
 
     export = sample(args.revisions, args.seed)
     spec = SourceSpec(str(export))
@@ -88,11 +93,13 @@ def main() -> None:
         migrate_s = time.perf_counter() - start
         assert result.committed, [f.describe() for f in result.verify.errors[:3]]
 
-        # pre-rendered rows of the first objects, for the loader comparison
+        # pre-rendered rows of the first objects, built as the workers build them
         rows = []
-        for obj in discover(spec.open()).objects:
-            for _block_row, history in check_object(spec, obj, True).rows.values():
-                rows += [h.copy_values() for h in history]
+        source = spec.open()
+        for obj in discover(source).objects:
+            for block in iter_blocks(lambda obj=obj: source.open(obj.key), obj.fmt, StreamDigest()):
+                check = check_block(block, obj.key, True, prove)
+                rows += [h.copy_values() for h in block_rows(block, check, document_tables(block))[1]]
             if len(rows) >= args.sample_rows:
                 break
         rows = rows[: args.sample_rows]
@@ -117,19 +124,28 @@ def main() -> None:
 
         table = fresh("copy")
         start = time.perf_counter()
-        copy_rows(conn, table, HISTORY_COLUMNS, HISTORY_TYPES, rows)  # exactly as the loader does
+        encode = row_encoder(HISTORY_TYPES)
+        copy_tuples(conn, table, HISTORY_COLUMNS, [encode(row) for row in rows])  # as the workers and loader do
         conn.commit()
         copy_s = time.perf_counter() - start
+
+        table = fresh("raw")
+        tuples = [encode(row) for row in rows]
+        start = time.perf_counter()
+        copy_tuples(conn, table, HISTORY_COLUMNS, tuples)
+        conn.commit()
+        raw_copy_s = time.perf_counter() - start
         conn.close()
 
         migrate_rate = revisions / migrate_s
-        raw_copy_rate = len(rows) / copy_s
+        raw_copy_rate = len(rows) / raw_copy_s
         print(f"revisions={revisions}")
         print(f"verify_revisions_per_s={revisions / verify_s:.0f}")
         print(f"migrate_revisions_per_s={migrate_rate:.0f}")
         print(f"migrate_vs_verify={verify_s / migrate_s:.2f}")
         print(f"loader_sample_rows={len(rows)}")
         print(f"insert_rows_per_s={len(rows) / insert_s:.0f}")
+        print(f"copy_rows_per_s={len(rows) / copy_s:.0f}")
         print(f"raw_copy_rows_per_s={raw_copy_rate:.0f}")
         print(f"copy_vs_insert={insert_s / copy_s:.2f}")
         print(f"vs_raw_copy={migrate_rate / raw_copy_rate:.2f}")

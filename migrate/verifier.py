@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from amazon.ion import simpleion
-
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
 from .exports import DataObject, ExportPlan, discover
+from .native import prove
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
 from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, utc_instant
 from .verify.chain import ChainChecker, Digest
@@ -57,16 +56,11 @@ class ObjectResult:
     blocks: list[BlockSummary] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     unreadable: SourceError | None = None
-    # with rows: (qldb.block row, history rows) for each block that verified, keyed by sequence number
-    rows: dict[int, tuple[tuple[Any, ...], list[Any]]] = field(default_factory=dict)
+    # with rows: the COPY-ready rows (pg.rows.BlockRows) of each block that verified, keyed by sequence number
+    rows: dict[int, Any] = field(default_factory=dict)
 
 
 _SOURCES: dict[SourceSpec, Source] = {}
-
-
-def _c_binary(value: Any) -> bytes:
-    """amazon-ion's fast C writer; its output is hash-checked by check_block before it is stored."""
-    return simpleion.dumps(value, binary=True)
 
 
 def _source(spec: SourceSpec) -> Source:
@@ -86,14 +80,14 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     try:
         result.etag = source.info(obj.key).etag
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
-            check = check_block(block, obj.key, data_exact, _c_binary if with_rows else None)
+            check = check_block(block, obj.key, data_exact, prove if with_rows else None)
             result.findings.extend(check.findings)
             doc_tables = document_tables(block)
             if with_rows and check.ok and check.sequence_no is not None:
-                from .pg.rows import DataIonMismatch, block_rows
+                from .pg.rows import DataIonMismatch, pack_block
 
                 try:
-                    result.rows[check.sequence_no] = block_rows(block, check, doc_tables)
+                    result.rows[check.sequence_no] = pack_block(block, check, doc_tables)
                 except DataIonMismatch as exc:
                     result.findings.append(
                         Finding(

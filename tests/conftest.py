@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -138,9 +139,9 @@ def pg_admin(request: pytest.FixtureRequest) -> str:
     return os.environ["QLDB_MIGRATE_TEST_DSN"]
 
 
-@pytest.fixture()
-def pg_dsn(pg_admin: str) -> Iterator[str]:
-    """A fresh database the ordinary migration role may CONNECT to and CREATE schemas in."""
+@contextlib.contextmanager
+def fresh_database(pg_admin: str) -> Iterator[str]:
+    """A new database the ordinary migration role may CONNECT to and CREATE schemas in; dropped after."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -153,6 +154,15 @@ def pg_dsn(pg_admin: str) -> Iterator[str]:
     params = conninfo_to_dict(pg_admin)
     params.update(dbname=name, user=MIGRATOR)
     params.pop("password", None)
-    yield make_conninfo("", **params)
-    with psycopg.connect(pg_admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield make_conninfo("", **params)
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def pg_dsn(pg_admin: str) -> Iterator[str]:
+    """A fresh database for one test (``fresh_database``)."""
+    with fresh_database(pg_admin) as dsn:
+        yield dsn

@@ -10,7 +10,6 @@ entries hash and the previous block hash.  What they do not prove is listed in
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from .findings import BlockAddress, Finding, Kind, Location, Severity
 from .hashes import dot, merkle_root
 from .ionhash import IonHashError, ion_hash
 from .ionvalue import as_bytes, field_or_none, is_null
-from .revision import RevisionCheck, RevisionStatus, check_revision, encoded_hash
+from .revision import Prover, RevisionCheck, RevisionStatus, check_revision
 
 #: Properties of a block that no hash we can recompute covers.  A result
 #: never calls these verified; the chain and digests prove order and position.
@@ -45,7 +44,7 @@ class BlockCheck:
     revisions: list[RevisionCheck] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     info_hashes: dict[str, bytes] = field(default_factory=dict)  # H(transactionInfo), H(redactionInfo)
-    info_ion: dict[str, bytes] = field(default_factory=dict)  # with ``encode``: their verified binary Ion
+    info_ion: dict[str, bytes] = field(default_factory=dict)  # with ``prove``: their verified binary Ion
 
     @property
     def ok(self) -> bool:
@@ -96,17 +95,18 @@ def _address(value: Any) -> BlockAddress | None:
 
 
 def check_block(
-    block: Any, object_key: str | None = None, data_exact: bool = True, encode: Callable[[Any], bytes] | None = None
+    block: Any, object_key: str | None = None, data_exact: bool = True, prove: Prover | None = None
 ) -> BlockCheck:
     """Recompute every hash of ``block`` that its contents allow.
 
     ``data_exact`` is False for JSON exports, whose user data lost its Ion
     types: revision data hashes are then not recomputed (and said so), while
     every other hash in the block still is.  A block of the wrong shape is a
-    finding, never an exception.
+    finding, never an exception.  ``prove`` (migrate) hashes the binary Ion
+    to be stored instead of the parsed value (see ``check_revision``).
     """
     try:
-        return _check_block(block, object_key, data_exact, encode)
+        return _check_block(block, object_key, data_exact, prove)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         address = _address(field_or_none(block, "blockAddress"))
         result = BlockCheck(address, object_key, None, None, b"", None, None)
@@ -117,7 +117,7 @@ def check_block(
 
 
 def _check_block(
-    block: Any, object_key: str | None, data_exact: bool, encode: Callable[[Any], bytes] | None
+    block: Any, object_key: str | None, data_exact: bool, prove: Prover | None
 ) -> BlockCheck:
     address = _address(field_or_none(block, "blockAddress"))
     where = Location(object_key, address)
@@ -158,7 +158,7 @@ def _check_block(
         return result
     revisions = [] if is_null(revisions_value) else list(revisions_value)
     for index, revision in enumerate(revisions):
-        check, rev_findings = check_revision(revision, index, address, object_key, data_exact, encode)
+        check, rev_findings = check_revision(revision, index, address, object_key, data_exact, prove)
         result.revisions.append(check)
         findings.extend(rev_findings)
         extra = _unexpected_fields(revision, REVISION_FIELDS)
@@ -207,7 +207,7 @@ def _check_block(
         if is_null(value):
             continue
         try:
-            encoded, digest = encoded_hash(value, encode) if encode is not None else (None, ion_hash(value))
+            encoded, digest = prove(value) if prove is not None else (None, ion_hash(value))
             if encoded is not None and digest not in entry_set:
                 encoded, digest = None, ion_hash(value)  # an inexact writer, or wrong content: the original decides
         except IonHashError as exc:

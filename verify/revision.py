@@ -39,7 +39,7 @@ class RevisionCheck:
     version: int | None = None
     data_hash: bytes | None = None  # H(data), or the dataHash of a redacted revision
     metadata_hash: bytes | None = None  # H(metadata), kept so writers need not hash it again
-    data_ion: bytes | None = None  # with ``encode``: the binary Ion whose hash was verified
+    data_ion: bytes | None = None  # with ``prove``: the binary Ion whose hash was verified
     metadata_ion: bytes | None = None  # likewise for the metadata
 
     @property
@@ -65,6 +65,11 @@ def metadata_identity(metadata: Any) -> tuple[str | None, int | None]:
     return (None if doc_id is None else str(doc_id)), number
 
 
+#: ``prove(value) -> (encoding, hash)``: binary Ion of a value and the Ion hash *of that encoding*
+#: (not of the value), or ``(None, H(value))`` where no encoding could be made.
+Prover = Callable[[Any], tuple[bytes | None, bytes]]
+
+
 def encoded_hash(value: Any, encode: Callable[[Any], bytes]) -> tuple[bytes | None, bytes]:
     """``(encoding, H(encoding parsed back))``: one hash that proves the value and the bytes to store.
 
@@ -84,7 +89,7 @@ def check_revision(
     block: BlockAddress | None = None,
     object_key: str | None = None,
     data_exact: bool = True,
-    encode: Callable[[Any], bytes] | None = None,
+    prove: Prover | None = None,
 ) -> tuple[RevisionCheck, list[Finding]]:
     """Recompute one revision's hash and compare it with the stored one.
 
@@ -93,9 +98,9 @@ def check_revision(
     still recomputed; if it matches, the reading was exact and the revision is
     verified; if not, it is "not recomputable", not a mismatch.
 
-    ``encode`` (migrate) turns the metadata and the data into binary Ion; the
-    hashes are then taken over those encodings *parsed back*, so one hash
-    proves both the revision and the bytes that will be stored.  Only when the
+    ``prove`` (migrate) turns the metadata and the data into binary Ion and
+    hashes *those encodings*, so one hash proves both the revision and the
+    bytes that will be stored.  Only when the
     revision hash does not match are the parsed originals hashed too, to tell
     an inexact writer from wrong content.
     """
@@ -120,8 +125,8 @@ def check_revision(
         return RevisionCheck(index, status, stored, None, doc_id, version), findings
 
     try:
-        if encode is not None:
-            metadata_ion, metadata_hash = encoded_hash(metadata, encode)
+        if prove is not None:
+            metadata_ion, metadata_hash = prove(metadata)
         else:
             metadata_hash = ion_hash(metadata)
         if data_hash_field is not None:
@@ -129,8 +134,8 @@ def check_revision(
             status = RevisionStatus.REDACTED
         elif data is not None or _has_field(revision, "data"):
             status = RevisionStatus.VERIFIED
-            if encode is not None and data_exact:
-                data_ion, data_hash = encoded_hash(data, encode)
+            if prove is not None and data_exact:
+                data_ion, data_hash = prove(data)
             else:
                 data_hash = ion_hash(data)
         else:

@@ -19,12 +19,13 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from .. import native
+from ..native import canonical_json
 from ..verify.chain import Digest, DigestOutcome
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from ..verify.hashes import MerkleAccumulator, dot, merkle_root
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import IonParseError, loads
-from .jsoncanon import canonical_json
 
 
 @dataclass
@@ -65,6 +66,11 @@ def _parse(ion: Any, column: str, where: Location, result: CheckResult) -> Any:
         result.findings.append(_hash_error(f"{column.replace('_', '-')}-invalid", f"{column} is not valid Ion: {exc}",
                                            where))
         return _UNPARSEABLE
+
+
+def _hash_of(ion: Any, value: Any) -> bytes:
+    """H of a column's Ion: straight from its bytes where the C hasher can state it, else of the parsed value."""
+    return native.hash_binary(bytes(ion)) or ion_hash(value)
 
 
 def _b(value: Any) -> bytes | None:
@@ -148,7 +154,7 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult) -> None:
                                                    "revision_hashes is not in entries_hash_list", where))
             for name, ion in (("transaction_info_ion", tx_ion), ("redaction_info_ion", redaction_ion)):
                 if ion is not None and (value := _parse(ion, name, where, result)) is not _UNPARSEABLE:
-                    if ion_hash(value) not in entry_set:
+                    if _hash_of(ion, value) not in entry_set:
                         result.findings.append(_hash_error(f"{name.replace('_', '-')}-not-in-entries",
                                                            f"H({name}) is not in entries_hash_list", where))
                     if name == "transaction_info_ion" and tx_json != canonical_json(value):
@@ -211,7 +217,7 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, strand: str, q
             if data_ion is not None:
                 value = _parse(data_ion, "data_ion", where, result)
                 if value is not _UNPARSEABLE:
-                    computed = ion_hash(value)
+                    computed = _hash_of(data_ion, value)
                     if computed != data_hash:
                         result.findings.append(_hash_error("data-hash-mismatch", "H(data_ion) differs from "
                                                            "data_hash", where, data_hash, computed))
@@ -225,7 +231,7 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, strand: str, q
                 result.findings.append(_consistency("redacted-with-data", "redacted revision still holds data", where))
             meta_value = _parse(meta_ion, "metadata_ion", where, result)
             if meta_value is not _UNPARSEABLE:
-                computed = dot(ion_hash(meta_value), data_hash or b"")
+                computed = dot(_hash_of(meta_ion, meta_value), data_hash or b"")
                 if computed != rev_hash and not (op == "delete" and data_hash is None):
                     result.findings.append(_hash_error("revision-hash-mismatch", "revision_hash differs from "
                                                        "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))

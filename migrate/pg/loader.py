@@ -24,44 +24,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import postgres, sql
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
+from psycopg import sql
 
 from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
 from ..verify.chain import ChainChecker, Digest
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
-from ..verify.ionparse import loads
-from ..verify.ionvalue import field_or_none
+from .copybinary import SIGNATURE, TRAILER
 from .names import table_names
-from .rows import BLOCK_COLUMNS, BLOCK_TYPES, HISTORY_COLUMNS, HISTORY_TYPES, HistoryRow
+from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_field
 from .target import LOCK_KEY, MIGRATION_BUSY, MigrationRefused
 
 
-class _JsonbText:
-    """Never instantiated: it only registers the dumper below for the jsonb oid."""
-
-
-class _JsonbTextDumper(Dumper):
-    """Binary jsonb from JSON text that is already canonical: format version 1, then the text."""
-
-    format = Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: Any) -> bytes:
-        return b"\x01" + obj.encode("utf-8")
-
-
-def copy_rows(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...], types: tuple[str, ...],
-              rows: Iterable[tuple[Any, ...]]) -> None:
-    """Binary COPY: no text escaping of bytea and JSON on either side; jsonb columns take canonical JSON text."""
-    with conn.cursor() as cur:
-        cur.adapters.register_dumper(_JsonbText, _JsonbTextDumper)
-        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as copy:
-            copy.set_types(list(types))
-            for row in rows:
-                copy.write_row(row)
+def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
+                chunks: Iterable[bytes]) -> None:
+    """Binary COPY of tuples the workers already encoded (``copybinary``): this process only forwards bytes."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as copy:
+        copy.write(b"".join([SIGNATURE, *chunks, TRAILER]))
 
 
 @dataclass
@@ -113,8 +92,9 @@ class PgSink(BlockSink):
         self.conn = conn
         self.run_id = run_id
         self.schema = schema
-        self.pending_blocks: list[tuple[Any, ...]] = []
-        self.pending_history: dict[tuple[str, str], list[HistoryRow]] = defaultdict(list)
+        self.run_field = run_id_field(run_id)
+        self.pending_blocks: list[bytes] = []
+        self.pending_history: dict[tuple[str, str], list[TableRows]] = defaultdict(list)
         self.known: list[tuple[BlockSummary, Any]] = []
         self.tables: dict[tuple[str, str], TableStats] = {}
         self.strand: str | None = None
@@ -148,18 +128,15 @@ class PgSink(BlockSink):
                 self.stored_last = seq
 
     # --- blocks -------------------------------------------------------------------------------
-    def new_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
-        if rows is None:
+    def new_block(self, block: BlockSummary, rows: BlockRows | None) -> list[Finding]:
+        if rows is None or block.address is None:
             return []  # the block failed its checks: the run will not commit
-        block_row, history = rows
-        self.pending_blocks.append((*block_row, self.run_id))
-        for row in history:
-            self.pending_history[(block_row[0], row.table_id)].append(row)
-        redaction_ion = block_row[BLOCK_COLUMNS.index("redaction_info_ion")]
-        if redaction_ion is not None:
-            info = loads(redaction_ion, own_encoding=True)  # block_rows wrote it: no framing walk needed
-            self.redactions.append((block_row[0], str(field_or_none(info, "tableId")),
-                                    str(field_or_none(info, "documentId")), int(field_or_none(info, "version"))))
+        strand = block.address.strand_id
+        self.pending_blocks.append(rows.block_copy + self.run_field)
+        for table_id, table_rows in rows.tables.items():
+            self.pending_history[(strand, table_id)].append(table_rows)
+        if rows.redaction is not None:
+            self.redactions.append((strand, *rows.redaction))
         self.new_blocks += 1
         return []
 
@@ -174,17 +151,20 @@ class PgSink(BlockSink):
     def object_done(self, result: ObjectResult) -> None:
         self._flush_known(result)
         if self.pending_blocks:
-            copy_rows(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, BLOCK_TYPES, self.pending_blocks)
+            copy_tuples(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, self.pending_blocks)
             self.pending_blocks.clear()
-        for (strand, table_id), rows in self.pending_history.items():
-            stats = self._table(strand, table_id, rows[0].table_name)
-            copy_rows(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS, HISTORY_TYPES,
-                      (row.copy_values() for row in rows))
-            stats.read += len(rows)
-            stats.loaded += len(rows)
-            stats.deleted += sum(1 for r in rows if r.operation == "delete")
-            stats.redacted += sum(1 for r in rows if r.redacted)
-            self.touched[(strand, table_id)].update(r.document_id for r in rows)
+        for (strand, table_id), parts in self.pending_history.items():
+            stats = self._table(strand, table_id, parts[0].table_name)
+            copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
+                        [p.copy_data for p in parts])
+            loaded = sum(p.count for p in parts)
+            stats.read += loaded
+            stats.loaded += loaded
+            stats.deleted += sum(p.deleted for p in parts)
+            stats.redacted += sum(len(p.redacted) for p in parts)
+            touched = self.touched[(strand, table_id)]
+            for p in parts:
+                touched.update(p.documents)
         self.pending_history.clear()
 
     def _flush_known(self, result: ObjectResult) -> None:
@@ -210,9 +190,9 @@ class PgSink(BlockSink):
                 continue
             if rows is None:
                 continue
-            for row in rows[1]:
-                if row.redacted:
-                    self.redactions.append((strand, row.table_id, row.document_id, row.version))
+            for table_id, table_rows in rows.tables.items():
+                for document_id, version in table_rows.redacted:
+                    self.redactions.append((strand, table_id, document_id, version))
 
     def _table(self, strand: str, table_id: str, name: str) -> TableStats:
         key = (strand, table_id)

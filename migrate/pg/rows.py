@@ -1,4 +1,4 @@
-"""COPY-ready rows for one verified block, built in the worker that checked it.
+"""COPY-ready rows for one verified block, built (and encoded to COPY tuples) in the worker that checked it.
 
 ``data_ion`` (and ``metadata_ion``, ``transaction_info_ion``,
 ``redaction_info_ion``) is the binary Ion re-encoding of a value, and it is
@@ -19,12 +19,13 @@ from amazon.ion import simpleion
 
 from ..iontext import timestamp_text
 from ..ionwrite import dumps_binary
+from ..native import canonical_json
 from ..verify.block import BlockCheck, utc_instant
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
 from ..verify.ionvalue import as_bytes, field_or_none, is_null
 from ..verify.revision import RevisionStatus
-from .jsoncanon import canonical_json
+from .copybinary import field, row_encoder
 
 
 class DataIonMismatch(ValueError):
@@ -149,3 +150,58 @@ def block_rows(
         check.object_key or "",
     )
     return row, history
+
+
+@dataclass(slots=True)
+class TableRows:
+    """One block's history rows of one QLDB table: COPY tuples for its history table, and what the summary needs."""
+
+    table_name: str
+    copy_data: bytes
+    count: int
+    documents: list[str]
+    deleted: int
+    redacted: list[tuple[str, int]]  # (document id, version) of each redacted revision
+
+
+@dataclass(slots=True)
+class BlockRows:
+    """What the main process loads for one verified block; small to pickle, nothing left to adapt."""
+
+    block_copy: bytes  # the qldb.block tuple without its last field, run_id, which the main process appends
+    redaction: tuple[str, str, int] | None  # (table id, document id, version) that the block's redactionInfo names
+    tables: dict[str, TableRows]  # by QLDB table id
+
+
+_history_tuple = row_encoder(HISTORY_TYPES)
+_block_tuple = row_encoder(BLOCK_TYPES[:-1], extra_fields=1)
+assert BLOCK_COLUMNS[-1] == "run_id"
+
+
+def run_id_field(run_id: int) -> bytes:
+    return field(BLOCK_TYPES[-1], run_id)
+
+
+def pack_block(block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]) -> BlockRows:
+    """``block_rows`` as COPY tuples, grouped by QLDB table."""
+    block_row, history = block_rows(block, check, tables)
+    grouped: dict[str, list[HistoryRow]] = {}
+    for row in history:
+        grouped.setdefault(row.table_id, []).append(row)
+    packed = {
+        table_id: TableRows(
+            rows[0].table_name,
+            b"".join([_history_tuple(r.copy_values()) for r in rows]),
+            len(rows),
+            [r.document_id for r in rows],
+            sum(1 for r in rows if r.operation == "delete"),
+            [(r.document_id, r.version) for r in rows if r.redacted],
+        )
+        for table_id, rows in grouped.items()
+    }
+    redaction = field_or_none(block, "redactionInfo")
+    named = None
+    if not is_null(redaction):
+        named = (str(field_or_none(redaction, "tableId")), str(field_or_none(redaction, "documentId")),
+                 int(field_or_none(redaction, "version")))
+    return BlockRows(_block_tuple(block_row), named, packed)

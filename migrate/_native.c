@@ -1,0 +1,1543 @@
+/* qldb_migrate._native: the work `migrate` and `check` add on top of verification, in C.
+ *
+ * Three functions, each with an exact pure-Python counterpart that stays the reference:
+ *
+ *   encode(value) -> bytes        binary Ion 1.0 of a value amazon-ion parsed (IVM, one local
+ *                                 symbol table, the value).  Raises on anything it does not
+ *                                 handle; the caller then uses amazon-ion's writers.
+ *   hash_binary(data, identity=False) -> bytes
+ *                                 Ion Hash (SHA-256) of the one value in binary Ion ``data``,
+ *                                 computed from the bytes, with no Python objects in between.
+ *                                 It accepts only the canonical subset of binary Ion whose hash
+ *                                 it can state for certain (minimal integers and VarUInts, no
+ *                                 NOP pads, symbol tables of plain strings, ...) and raises
+ *                                 NonCanonical for everything else: the caller then parses with
+ *                                 amazon-ion and hashes in Python.  ``identity`` returns the
+ *                                 serialised bytes s(value) with identity field "hashes", as
+ *                                 the Ion Hash test suite states its expectations.
+ *   canonical_json(value, render) -> str
+ *                                 the jsonb text of jsoncanon.canonical_json for structs, lists,
+ *                                 strings, symbols, ints, bools and nulls; every other value
+ *                                 (decimals, floats, timestamps, blobs, unusual field names) is
+ *                                 handed to ``render``, the Python implementation.
+ *
+ * Why it is safe to trust: every byte ``encode`` writes is proven by ``hash_binary`` against the
+ * hash the ledger commits to before it is stored, and ``hash_binary`` reads every byte of its
+ * input (any byte it cannot account for is an error, never skipped).  An encoder fault therefore
+ * shows as a hash mismatch (and the Python path decides), never as wrong bytes stored.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 200
+
+/* ------------------------------------------------------------------------------------------ */
+/* growable byte buffer */
+
+typedef struct {
+    unsigned char *p;
+    Py_ssize_t len, cap;
+} buf_t;
+
+static int buf_reserve(buf_t *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra) cap *= 2;
+    unsigned char *p = PyMem_Realloc(b->p, cap);
+    if (!p) { PyErr_NoMemory(); return -1; }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int buf_byte(buf_t *b, unsigned char c) {
+    if (b->len >= b->cap && buf_reserve(b, 1) < 0) return -1;
+    b->p[b->len++] = c;
+    return 0;
+}
+
+static void buf_free(buf_t *b) {
+    PyMem_Free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Ion primitives */
+
+static int varuint_size(uint64_t v) {
+    int n = 1;
+    while (v >>= 7) n++;
+    return n;
+}
+
+static void varuint_write(unsigned char *out, uint64_t v, int n) {
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = v & 0x7F;
+        v >>= 7;
+    }
+    out[n - 1] |= 0x80;
+}
+
+static int buf_varuint(buf_t *b, uint64_t v) {
+    int n = varuint_size(v);
+    if (buf_reserve(b, n) < 0) return -1;
+    varuint_write(b->p + b->len, v, n);
+    b->len += n;
+    return 0;
+}
+
+/* VarInt: sign in bit 0x40 of the first byte, end flag 0x80 on the last; minimal. */
+static int buf_varint(buf_t *b, int64_t v) {
+    uint64_t mag = v < 0 ? (uint64_t)(-(v + 1)) + 1 : (uint64_t)v;
+    unsigned char tmp[12];
+    int n = 0;
+    tmp[n++] = mag & 0x7F;
+    mag >>= 7;
+    while (mag) {
+        tmp[n++] = mag & 0x7F;
+        mag >>= 7;
+    }
+    if (tmp[n - 1] & 0x40) tmp[n++] = 0;
+    if (v < 0) tmp[n - 1] |= 0x40;
+    tmp[0] |= 0x80;
+    if (buf_reserve(b, n) < 0) return -1;
+    for (int i = 0; i < n; i++) b->p[b->len + i] = tmp[n - 1 - i];
+    b->len += n;
+    return 0;
+}
+
+/* Close a container or wrapper whose one-byte header slot is at ``start``. */
+static int close_header(buf_t *b, Py_ssize_t start, unsigned char type) {
+    uint64_t body = (uint64_t)(b->len - start - 1);
+    if (body < 14) {
+        b->p[start] = (unsigned char)(type << 4 | body);
+        return 0;
+    }
+    int n = varuint_size(body);
+    if (buf_reserve(b, n) < 0) return -1;
+    memmove(b->p + start + 1 + n, b->p + start + 1, (size_t)body);
+    b->p[start] = (unsigned char)(type << 4 | 14);
+    varuint_write(b->p + start + 1, body, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_header(buf_t *b, unsigned char type, uint64_t length) {
+    if (length < 14) return buf_byte(b, (unsigned char)(type << 4 | length));
+    if (buf_byte(b, (unsigned char)(type << 4 | 14)) < 0) return -1;
+    return buf_varuint(b, length);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* module state: amazon-ion's classes, given by setup() */
+
+static PyObject *T_IonPyDict, *T_IonPyList, *T_IonPyText, *T_IonPySymbol, *T_IonPyInt, *T_IonPyBool,
+    *T_IonPyFloat, *T_IonPyDecimal, *T_IonPyTimestamp, *T_IonPyBytes, *T_IonPyNull, *T_SymbolToken,
+    *T_Timestamp, *T_Decimal, *ION_SYMBOL, *ION_SEXP, *ION_CLOB, *NULL_CODES /* dict IonType -> int */;
+static PyObject *NonCanonical;
+static PyObject *S_store, *S_annotations, *S_ion_type, *S_as_tuple, *S_precision, *S_fractional_seconds,
+    *S_fractional_precision, *S_utcoffset;
+
+#define IS(obj, t) ((PyObject *)Py_TYPE(obj) == (t))
+
+/* ------------------------------------------------------------------------------------------ */
+/* encode */
+
+typedef struct {
+    buf_t out;
+    PyObject *sids; /* dict: text -> sid */
+    PyObject *texts; /* list of texts in sid order from 10 */
+} enc_t;
+
+static int enc_sid(enc_t *e, PyObject *text, uint64_t *sid) {
+    PyObject *found = PyDict_GetItemWithError(e->sids, text);
+    if (found) {
+        *sid = PyLong_AsUnsignedLongLong(found);
+        return 0;
+    }
+    if (PyErr_Occurred()) return -1;
+    Py_ssize_t n = PyList_GET_SIZE(e->texts);
+    PyObject *num = PyLong_FromSsize_t(10 + n);
+    if (!num) return -1;
+    int rc = PyDict_SetItem(e->sids, text, num);
+    Py_DECREF(num);
+    if (rc < 0 || PyList_Append(e->texts, text) < 0) return -1;
+    *sid = 10 + (uint64_t)n;
+    return 0;
+}
+
+/* A field name, annotation or symbol value: str, or a SymbolToken (text, sid, location). */
+static int enc_symbol_ref(enc_t *e, PyObject *token, uint64_t *sid) {
+    if (token == Py_None) { /* amazon-ion's field name of unknown text, $0 */
+        *sid = 0;
+        return 0;
+    }
+    if (PyUnicode_CheckExact(token) || IS(token, T_IonPyText)) return enc_sid(e, token, sid);
+    if (IS(token, T_SymbolToken) || IS(token, T_IonPySymbol)) {
+        PyObject *text = PyTuple_GET_ITEM(token, 0);
+        if (text == Py_None) {
+            PyObject *num = PyTuple_GET_ITEM(token, 1);
+            if (PyLong_Check(num) && PyLong_AsLong(num) == 0) {
+                *sid = 0;
+                return 0;
+            }
+            PyErr_SetString(PyExc_ValueError, "symbol of unknown text");
+            return -1;
+        }
+        if (!PyUnicode_Check(text)) {
+            PyErr_SetString(PyExc_TypeError, "symbol text is not str");
+            return -1;
+        }
+        return enc_sid(e, text, sid);
+    }
+    PyErr_Format(PyExc_TypeError, "cannot encode a symbol of type %s", Py_TYPE(token)->tp_name);
+    return -1;
+}
+
+static int enc_value(enc_t *e, PyObject *v, int depth);
+
+static int enc_uint_bytes(buf_t *b, unsigned char type, PyObject *magnitude) {
+    /* magnitude: a non-negative int */
+    int overflow = 0;
+    unsigned long long m = PyLong_AsUnsignedLongLong(magnitude);
+    if (m == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        overflow = 1;
+    }
+    if (!overflow) {
+        int n = 0;
+        unsigned long long t = m;
+        while (t) { n++; t >>= 8; }
+        if (put_header(b, type, n) < 0 || buf_reserve(b, n) < 0) return -1;
+        for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = m & 0xFF; m >>= 8; }
+        b->len += n;
+        return 0;
+    }
+    size_t bits = _PyLong_NumBits(magnitude);
+    if (bits == (size_t)-1) return -1;
+    Py_ssize_t n = (Py_ssize_t)((bits + 7) / 8);
+    if (put_header(b, type, n) < 0 || buf_reserve(b, n) < 0) return -1;
+    if (_PyLong_AsByteArray((PyLongObject *)magnitude, b->p + b->len, n, 0, 0) < 0) return -1;
+    b->len += n;
+    return 0;
+}
+
+static int enc_int(buf_t *b, PyObject *v) {
+    int negative = _PyLong_Sign(v) < 0;
+    if (!negative) return enc_uint_bytes(b, 0x2, v);
+    PyObject *mag = PyNumber_Negative(v);
+    if (!mag) return -1;
+    int rc = enc_uint_bytes(b, 0x3, mag);
+    Py_DECREF(mag);
+    return rc;
+}
+
+static int enc_float(buf_t *b, double d) {
+    uint64_t bits;
+    if (d != d) {
+        bits = 0x7ff8000000000000ULL;
+    } else {
+        memcpy(&bits, &d, 8);
+        if (bits == 0) return buf_byte(b, 0x40);
+    }
+    if (buf_byte(b, 0x48) < 0 || buf_reserve(b, 8) < 0) return -1;
+    for (int i = 7; i >= 0; i--) { b->p[b->len + i] = bits & 0xFF; bits >>= 8; }
+    b->len += 8;
+    return 0;
+}
+
+/* Decimal -> (sign, coefficient, exponent).  The coefficient is in *coefficient when it has at most
+ * 18 digits, else a new int in *big (which the caller releases). */
+static int decimal_parts(PyObject *v, int *sign, uint64_t *coefficient, int64_t *exponent, PyObject **big) {
+    PyObject *t = PyObject_CallMethodNoArgs(v, S_as_tuple);
+    if (!t) return -1;
+    int rc = -1;
+    PyObject *s = PyTuple_GET_ITEM(t, 0), *digits = PyTuple_GET_ITEM(t, 1), *exp = PyTuple_GET_ITEM(t, 2);
+    char *text = NULL;
+    if (!PyLong_Check(exp)) {
+        PyErr_SetString(PyExc_ValueError, "decimal is not finite");
+        goto done;
+    }
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(exp, &overflow);
+    if (overflow || x > ((long long)1 << 60) || x < -((long long)1 << 60)) {
+        PyErr_SetString(PyExc_ValueError, "decimal exponent out of range");
+        goto done;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(digits);
+    uint64_t c = 0;
+    if (big) *big = NULL;
+    if (n > 18) {
+        if (!big) {
+            PyErr_SetString(PyExc_ValueError, "decimal coefficient beyond 18 digits");
+            goto done;
+        }
+        text = PyMem_Malloc(n + 1);
+        if (!text) { PyErr_NoMemory(); goto done; }
+        for (Py_ssize_t i = 0; i < n; i++) text[i] = (char)('0' + PyLong_AsLong(PyTuple_GET_ITEM(digits, i)));
+        text[n] = 0;
+        *big = PyLong_FromString(text, NULL, 10);
+        if (!*big) goto done;
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) c = c * 10 + (uint64_t)PyLong_AsLong(PyTuple_GET_ITEM(digits, i));
+    }
+    *sign = PyObject_IsTrue(s);
+    *coefficient = c;
+    *exponent = x;
+    rc = 0;
+done:
+    PyMem_Free(text);
+    Py_DECREF(t);
+    return rc;
+}
+
+static int put_signed_magnitude(buf_t *b, int negative, uint64_t magnitude) {
+    /* Ion Int: sign in the high bit of the first byte; as many bytes as bit_length // 8 + 1 */
+    int bits = 0;
+    uint64_t t = magnitude;
+    while (t) { bits++; t >>= 1; }
+    int n = bits / 8 + 1;
+    if (buf_reserve(b, n) < 0) return -1;
+    for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = magnitude & 0xFF; magnitude >>= 8; }
+    if (negative) b->p[b->len] |= 0x80;
+    b->len += n;
+    return 0;
+}
+
+static int enc_decimal(buf_t *b, PyObject *v) {
+    int sign;
+    uint64_t c;
+    int64_t exp;
+    PyObject *big;
+    if (decimal_parts(v, &sign, &c, &exp, &big) < 0) return -1;
+    if (!big && c == 0 && exp == 0 && !sign) return buf_byte(b, 0x50);
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0 || buf_varint(b, exp) < 0) goto fail;
+    if (big) {
+        /* bit_length // 8 + 1 bytes, sign in the high bit of the first */
+        size_t bits = _PyLong_NumBits(big);
+        Py_ssize_t n = (Py_ssize_t)(bits / 8 + 1);
+        if (bits == (size_t)-1 || buf_reserve(b, n) < 0) goto fail;
+        if (_PyLong_AsByteArray((PyLongObject *)big, b->p + b->len, n, 0, 0) < 0) goto fail;
+        if (sign) b->p[b->len] |= 0x80;
+        b->len += n;
+        Py_DECREF(big);
+    } else if ((c || sign) && put_signed_magnitude(b, sign, c) < 0) {
+        return -1;
+    }
+    return close_header(b, start, 0x5);
+fail:
+    Py_XDECREF(big);
+    return -1;
+}
+
+static int days_in_month(int y, int m) {
+    static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) return 29;
+    return dim[m - 1];
+}
+
+static int64_t days_from_civil(int64_t y, int m, int d) {
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d) {
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+/* The representation bytes of a timestamp, exactly as ionhash._timestamp_uncached makes them. */
+static int enc_timestamp(buf_t *b, PyObject *v) {
+    int precision = 4; /* SECOND, for a bare datetime */
+    PyObject *p = NULL;
+    if (!PyDateTime_Check(v)) {
+        PyErr_SetString(PyExc_TypeError, "not a datetime");
+        return -1;
+    }
+    if (!IS(v, (PyObject *)PyDateTimeAPI->DateTimeType)) {
+        p = PyObject_GetAttr(v, S_precision);
+        if (!p) return -1;
+        if (p != Py_None) {
+            precision = (int)PyLong_AsLong(p);
+            if (precision == -1 && PyErr_Occurred()) { Py_DECREF(p); return -1; }
+        }
+        Py_DECREF(p);
+    }
+    if (precision < 0 || precision > 4) {
+        PyErr_SetString(PyExc_ValueError, "unknown timestamp precision");
+        return -1;
+    }
+    int64_t year = PyDateTime_GET_YEAR(v);
+    int month = PyDateTime_GET_MONTH(v), day = PyDateTime_GET_DAY(v);
+    int hour = PyDateTime_DATE_GET_HOUR(v), minute = PyDateTime_DATE_GET_MINUTE(v);
+    int second = PyDateTime_DATE_GET_SECOND(v), micro = PyDateTime_DATE_GET_MICROSECOND(v);
+    int known_offset = 0;
+    int64_t offset = 0;
+    if (precision >= 3) {
+        PyObject *delta = PyObject_CallMethodNoArgs(v, S_utcoffset);
+        if (!delta) return -1;
+        if (delta != Py_None) {
+            if (!PyDelta_Check(delta)) { Py_DECREF(delta); PyErr_SetString(PyExc_TypeError, "utcoffset"); return -1; }
+            int64_t secs = (int64_t)PyDateTime_DELTA_GET_DAYS(delta) * 86400 + PyDateTime_DELTA_GET_SECONDS(delta);
+            int us = PyDateTime_DELTA_GET_MICROSECONDS(delta);
+            Py_DECREF(delta);
+            if (us || secs % 60) {
+                PyErr_SetString(PyExc_ValueError, "offset is not whole minutes");
+                return -1;
+            }
+            known_offset = 1;
+            offset = secs / 60;
+            int64_t total = days_from_civil(year, month, day) * 1440 + hour * 60 + minute - offset;
+            int64_t days = total >= 0 ? total / 1440 : -((-total + 1439) / 1440);
+            int64_t mins = total - days * 1440;
+            civil_from_days(days, &year, &month, &day);
+            hour = (int)(mins / 60);
+            minute = (int)(mins % 60);
+            if (year < 1 || year > 9999) {
+                PyErr_SetString(PyExc_ValueError, "timestamp outside years 1-9999 in UTC");
+                return -1;
+            }
+        } else {
+            Py_DECREF(delta);
+        }
+    }
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0) return -1;
+    if (known_offset) {
+        if (buf_varint(b, offset) < 0) return -1;
+    } else if (buf_byte(b, 0xC0) < 0) {
+        return -1;
+    }
+    if (buf_varuint(b, (uint64_t)year) < 0) return -1;
+    if (precision >= 1 && buf_varuint(b, month) < 0) return -1;
+    if (precision >= 2 && buf_varuint(b, day) < 0) return -1;
+    if (precision >= 3 && (buf_varuint(b, hour) < 0 || buf_varuint(b, minute) < 0)) return -1;
+    if (precision >= 4) {
+        if (buf_varuint(b, second) < 0) return -1;
+        /* the fraction: fractional_seconds if present, else fractional_precision digits of microsecond */
+        int has = 0;
+        int64_t fexp = 0;
+        uint64_t fcoef = 0;
+        PyObject *fs = PyObject_GetAttr(v, S_fractional_seconds);
+        if (!fs) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+            PyErr_Clear();
+            fs = Py_NewRef(Py_None);
+        }
+        if (fs != Py_None) {
+            int sign;
+            int rc = decimal_parts(fs, &sign, &fcoef, &fexp, NULL); /* 18 digits at most, else the fallback */
+            Py_DECREF(fs);
+            if (rc < 0) return -1;
+            if (sign && fcoef) {
+                PyErr_SetString(PyExc_ValueError, "negative fractional seconds");
+                return -1;
+            }
+            has = !(fexp >= 0 && fcoef == 0);
+        } else {
+            Py_DECREF(fs);
+            PyObject *fp = PyObject_GetAttr(v, S_fractional_precision);
+            long prec = 0;
+            if (!fp) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+                PyErr_Clear();
+            } else {
+                if (fp != Py_None) prec = PyLong_AsLong(fp);
+                Py_DECREF(fp);
+                if (prec == -1 && PyErr_Occurred()) return -1;
+            }
+            if (prec > 6) {
+                PyErr_SetString(PyExc_ValueError, "fractional precision beyond microseconds");
+                return -1;
+            }
+            if (prec > 0) {
+                has = 1;
+                fexp = -prec;
+                uint64_t div = 1;
+                for (long i = prec; i < 6; i++) div *= 10;
+                fcoef = (uint64_t)micro / div;
+            }
+        }
+        if (has) {
+            if (buf_varint(b, fexp) < 0) return -1;
+            if (fcoef && put_signed_magnitude(b, 0, fcoef) < 0) return -1;
+        }
+    }
+    return close_header(b, start, 0x6);
+}
+
+static int enc_text_value(buf_t *b, unsigned char type, PyObject *text) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    if (!s) return -1;
+    if (put_header(b, type, (uint64_t)n) < 0) return -1;
+    return buf_put(b, s, n);
+}
+
+static int enc_bytes(buf_t *b, unsigned char type, PyObject *v) {
+    char *s;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(v, &s, &n) < 0) return -1;
+    if (put_header(b, type, (uint64_t)n) < 0) return -1;
+    return buf_put(b, s, n);
+}
+
+static int enc_sid_value(buf_t *b, uint64_t sid) {
+    int n = 0;
+    uint64_t t = sid;
+    while (t) { n++; t >>= 8; }
+    if (buf_byte(b, (unsigned char)(0x70 | n)) < 0 || buf_reserve(b, n) < 0) return -1;
+    for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = sid & 0xFF; sid >>= 8; }
+    b->len += n;
+    return 0;
+}
+
+static int enc_sequence(enc_t *e, PyObject *seq, unsigned char type, int depth) {
+    PyObject *fast = PySequence_Fast(seq, "not a sequence");
+    if (!fast) return -1;
+    Py_ssize_t start = e->out.len;
+    if (buf_byte(&e->out, 0) < 0) goto fail;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (enc_value(e, PySequence_Fast_GET_ITEM(fast, i), depth + 1) < 0) goto fail;
+    Py_DECREF(fast);
+    return close_header(&e->out, start, type);
+fail:
+    Py_DECREF(fast);
+    return -1;
+}
+
+static int enc_field(enc_t *e, PyObject *name, PyObject *value, int depth) {
+    uint64_t sid;
+    if (enc_symbol_ref(e, name, &sid) < 0 || buf_varuint(&e->out, sid) < 0) return -1;
+    return enc_value(e, value, depth + 1);
+}
+
+static int enc_struct(enc_t *e, PyObject *v, int depth) {
+    Py_ssize_t start = e->out.len;
+    if (buf_byte(&e->out, 0) < 0) return -1;
+    if (PyDict_CheckExact(v)) {
+        PyObject *k, *val;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(v, &pos, &k, &val))
+            if (enc_field(e, k, val, depth) < 0) return -1;
+    } else {
+        PyObject *store = PyObject_GetAttr(v, S_store);
+        if (!store) return -1;
+        if (!PyDict_CheckExact(store)) {
+            Py_DECREF(store);
+            PyErr_SetString(PyExc_TypeError, "IonPyDict store is not a dict");
+            return -1;
+        }
+        PyObject *k, *vals;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(store, &pos, &k, &vals)) {
+            if (!PyList_CheckExact(vals)) {
+                Py_DECREF(store);
+                PyErr_SetString(PyExc_TypeError, "IonPyDict store value is not a list");
+                return -1;
+            }
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(vals); i++)
+                if (enc_field(e, k, PyList_GET_ITEM(vals, i), depth) < 0) { Py_DECREF(store); return -1; }
+        }
+        Py_DECREF(store);
+    }
+    if (e->out.len - start - 1 == 1) {
+        PyErr_SetString(PyExc_ValueError, "struct of one byte");
+        return -1;
+    }
+    return close_header(&e->out, start, 0xD);
+}
+
+static int enc_unannotated(enc_t *e, PyObject *v, int depth) {
+    buf_t *b = &e->out;
+    if (v == Py_None) return buf_byte(b, 0x0F);
+    if (PyUnicode_CheckExact(v)) return enc_text_value(b, 0x8, v);
+    if (PyLong_CheckExact(v) || IS(v, T_IonPyInt)) return enc_int(b, v);
+    if (IS(v, T_IonPyDict) || PyDict_CheckExact(v)) return enc_struct(e, v, depth);
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v)) return enc_sequence(e, v, 0xB, depth);
+    if (IS(v, T_IonPyList)) {
+        PyObject *t = PyObject_GetAttr(v, S_ion_type);
+        if (!t) return -1;
+        Py_DECREF(t);
+        return enc_sequence(e, v, t == ION_SEXP ? 0xC : 0xB, depth);
+    }
+    if (IS(v, T_IonPyText)) {
+        PyObject *t = PyObject_GetAttr(v, S_ion_type);
+        if (!t) return -1;
+        Py_DECREF(t);
+        if (t == ION_SYMBOL) {
+            uint64_t sid;
+            if (enc_sid(e, v, &sid) < 0) return -1;
+            return enc_sid_value(b, sid);
+        }
+        return enc_text_value(b, 0x8, v);
+    }
+    if (IS(v, T_Decimal) || IS(v, T_IonPyDecimal)) return enc_decimal(b, v);
+    if (PyBool_Check(v)) return buf_byte(b, v == Py_True ? 0x11 : 0x10);
+    if (IS(v, T_IonPyBool)) {
+        int t = PyObject_IsTrue(v);
+        if (t < 0) return -1;
+        return buf_byte(b, t ? 0x11 : 0x10);
+    }
+    if (PyFloat_CheckExact(v) || IS(v, T_IonPyFloat)) return enc_float(b, PyFloat_AS_DOUBLE(v));
+    if (IS(v, T_IonPyTimestamp) || IS(v, T_Timestamp) || IS(v, (PyObject *)PyDateTimeAPI->DateTimeType))
+        return enc_timestamp(b, v);
+    if (IS(v, T_SymbolToken) || IS(v, T_IonPySymbol)) {
+        uint64_t sid;
+        if (enc_symbol_ref(e, v, &sid) < 0) return -1;
+        return enc_sid_value(b, sid);
+    }
+    if (PyBytes_CheckExact(v)) return enc_bytes(b, 0xA, v);
+    if (IS(v, T_IonPyBytes)) {
+        PyObject *t = PyObject_GetAttr(v, S_ion_type);
+        if (!t) return -1;
+        Py_DECREF(t);
+        return enc_bytes(b, t == ION_CLOB ? 0x9 : 0xA, v);
+    }
+    if (IS(v, T_IonPyNull)) {
+        PyObject *t = PyObject_GetAttr(v, S_ion_type);
+        if (!t) return -1;
+        PyObject *code = PyDict_GetItemWithError(NULL_CODES, t);
+        Py_DECREF(t);
+        if (!code) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "unknown null type");
+            return -1;
+        }
+        return buf_byte(b, (unsigned char)(PyLong_AsLong(code) << 4 | 0x0F));
+    }
+    PyErr_Format(PyExc_TypeError, "cannot encode a value of type %s", Py_TYPE(v)->tp_name);
+    return -1;
+}
+
+static int is_ionpy(PyObject *v) {
+    PyObject *t = (PyObject *)Py_TYPE(v);
+    return t == T_IonPyDict || t == T_IonPyList || t == T_IonPyText || t == T_IonPySymbol || t == T_IonPyInt ||
+           t == T_IonPyBool || t == T_IonPyFloat || t == T_IonPyDecimal || t == T_IonPyTimestamp ||
+           t == T_IonPyBytes || t == T_IonPyNull;
+}
+
+static int enc_value(enc_t *e, PyObject *v, int depth) {
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "value nested too deeply");
+        return -1;
+    }
+    PyObject *ann = NULL;
+    if (is_ionpy(v)) {
+        ann = PyObject_GetAttr(v, S_annotations);
+        if (!ann) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+            PyErr_Clear();
+        } else if (PyObject_Not(ann)) {
+            Py_CLEAR(ann);
+        }
+    }
+    if (!ann) return enc_unannotated(e, v, depth);
+    PyObject *fast = PySequence_Fast(ann, "annotations are not a sequence");
+    Py_DECREF(ann);
+    if (!fast) return -1;
+    buf_t sids = {0};
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t sid;
+        if (enc_symbol_ref(e, PySequence_Fast_GET_ITEM(fast, i), &sid) < 0 || buf_varuint(&sids, sid) < 0) {
+            Py_DECREF(fast);
+            buf_free(&sids);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    Py_ssize_t start = e->out.len;
+    int rc = buf_byte(&e->out, 0);
+    if (rc == 0) rc = buf_varuint(&e->out, (uint64_t)sids.len);
+    if (rc == 0) rc = buf_put(&e->out, sids.p, sids.len);
+    buf_free(&sids);
+    if (rc == 0) rc = enc_unannotated(e, v, depth);
+    if (rc == 0) rc = close_header(&e->out, start, 0xE);
+    return rc;
+}
+
+static PyObject *py_encode(PyObject *self, PyObject *value) {
+    if (!T_IonPyDict) {
+        PyErr_SetString(PyExc_RuntimeError, "_native.setup() was not called");
+        return NULL;
+    }
+    enc_t e = {{0}, PyDict_New(), PyList_New(0)};
+    buf_t head = {0}, table = {0};
+    PyObject *result = NULL;
+    if (!e.sids || !e.texts) goto done;
+    if (enc_value(&e, value, 0) < 0) goto done;
+    if (buf_put(&head, "\xE0\x01\x00\xEA", 4) < 0) goto done;
+    Py_ssize_t n = PyList_GET_SIZE(e.texts);
+    if (n) {
+        /* $ion_symbol_table::{symbols:[...]} */
+        Py_ssize_t ann = head.len;
+        if (buf_byte(&head, 0) < 0 || buf_put(&head, "\x81\x83", 2) < 0) goto done;
+        Py_ssize_t st = head.len;
+        if (buf_byte(&head, 0) < 0 || buf_byte(&head, 0x87) < 0) goto done;
+        Py_ssize_t list = head.len;
+        if (buf_byte(&head, 0) < 0) goto done;
+        for (Py_ssize_t i = 0; i < n; i++)
+            if (enc_text_value(&head, 0x8, PyList_GET_ITEM(e.texts, i)) < 0) goto done;
+        if (close_header(&head, list, 0xB) < 0 || close_header(&head, st, 0xD) < 0 ||
+            close_header(&head, ann, 0xE) < 0)
+            goto done;
+    }
+    (void)table;
+    result = PyBytes_FromStringAndSize(NULL, head.len + e.out.len);
+    if (result) {
+        memcpy(PyBytes_AS_STRING(result), head.p, head.len);
+        memcpy(PyBytes_AS_STRING(result) + head.len, e.out.p, e.out.len);
+    }
+done:
+    buf_free(&e.out);
+    buf_free(&head);
+    Py_XDECREF(e.sids);
+    Py_XDECREF(e.texts);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* hash_binary */
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t len;
+} text_t; /* p == NULL: unknown text */
+
+typedef struct {
+    const unsigned char *base;
+    text_t *symbols;
+    Py_ssize_t nsymbols, cap;
+    int identity;
+} hctx_t;
+
+static const char *SYSTEM_SYMBOLS[] = {NULL, "$ion", "$ion_1_0", "$ion_symbol_table", "name", "version",
+                                        "imports", "symbols", "max_id", "$ion_shared_symbol_table"};
+
+static int nc(hctx_t *c, const unsigned char *at, const char *why) {
+    PyErr_Format(NonCanonical, "%s (byte %zd)", why, (Py_ssize_t)(at - c->base));
+    return -1;
+}
+
+static int read_varuint(hctx_t *c, const unsigned char **p, const unsigned char *end, uint64_t *out) {
+    uint64_t v = 0;
+    const unsigned char *q = *p;
+    for (int i = 0; i < 9; i++) {
+        if (q >= end) return nc(c, q, "VarUInt runs past its container");
+        unsigned char x = *q++;
+        v = (v << 7) | (x & 0x7F);
+        if (x & 0x80) {
+            *p = q;
+            *out = v;
+            return 0;
+        }
+    }
+    return nc(c, q, "VarUInt too long");
+}
+
+static int read_varint(hctx_t *c, const unsigned char **p, const unsigned char *end, int64_t *out, int *negzero) {
+    const unsigned char *q = *p;
+    if (q >= end) return nc(c, q, "VarInt runs past its container");
+    unsigned char x = *q++;
+    int negative = x & 0x40;
+    uint64_t v = x & 0x3F;
+    int i = 0;
+    while (!(x & 0x80)) {
+        if (q >= end) return nc(c, q, "VarInt runs past its container");
+        if (++i > 8) return nc(c, q, "VarInt too long");
+        x = *q++;
+        v = (v << 7) | (x & 0x7F);
+    }
+    if (v > ((uint64_t)1 << 60)) return nc(c, q, "VarInt out of range");
+    *p = q;
+    *out = negative ? -(int64_t)v : (int64_t)v;
+    if (negzero) *negzero = negative && v == 0;
+    return 0;
+}
+
+static int utf8_valid(const unsigned char *s, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c < 0x80) { i++; continue; }
+        int len;
+        uint32_t cp;
+        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+        else return 0;
+        if (i + len > n) return 0;
+        for (int k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
+        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+        i += len;
+    }
+    return 1;
+}
+
+/* 0x0B TQ escape(rep) 0x0E */
+static int ser_scalar(buf_t *out, unsigned char tq, const unsigned char *rep, Py_ssize_t n) {
+    if (buf_reserve(out, 2 * n + 3) < 0) return -1;
+    unsigned char *w = out->p + out->len;
+    *w++ = 0x0B;
+    *w++ = tq;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char x = rep[i];
+        if (x == 0x0B || x == 0x0C || x == 0x0E) *w++ = 0x0C;
+        *w++ = x;
+    }
+    *w++ = 0x0E;
+    out->len = w - out->p;
+    return 0;
+}
+
+static int ser_symbol(hctx_t *c, buf_t *out, uint64_t sid, const unsigned char *at) {
+    if (sid == 0) return buf_put(out, "\x0B\x71\x0E", 3);
+    if (sid >= (uint64_t)c->nsymbols || c->symbols[sid].p == NULL) return nc(c, at, "symbol of unknown text");
+    return ser_scalar(out, 0x70, c->symbols[sid].p, c->symbols[sid].len);
+}
+
+/* Header of the value at *p: type, and the [start, end) of its representation. */
+static int read_header(hctx_t *c, const unsigned char **p, const unsigned char *end, int *type, int *low,
+                       const unsigned char **rep, const unsigned char **rep_end) {
+    const unsigned char *q = *p;
+    if (q >= end) return nc(c, q, "value expected");
+    unsigned char td = *q++;
+    int t = td >> 4, l = td & 0x0F;
+    uint64_t length;
+    if (t == 0x0 && l != 0x0F) return nc(c, q - 1, "NOP pad");
+    if (t == 0xF) return nc(c, q - 1, "reserved type code");
+    if (l == 0x0F) {
+        if (t == 0xE) return nc(c, q - 1, "invalid type descriptor");
+        length = 0; /* null.<type> */
+    } else if (t == 0x1) {
+        length = 0; /* bool */
+    } else if (t == 0xD && l == 1) {
+        return nc(c, q - 1, "sorted-struct form");
+    } else if (l == 14) {
+        if (read_varuint(c, &q, end, &length) < 0) return -1;
+    } else {
+        length = l;
+    }
+    if (length > (uint64_t)(end - q)) return nc(c, q, "value runs past its container");
+    *type = t;
+    *low = l;
+    *rep = q;
+    *rep_end = q + length;
+    *p = q + length;
+    return 0;
+}
+
+static int ser_value(hctx_t *c, buf_t *out, const unsigned char **p, const unsigned char *end, int depth,
+                     int annotated_ok);
+
+static int cmp_digest(const void *a, const void *b) { return memcmp(a, b, 32); }
+
+typedef struct {
+    const unsigned char *p;
+    Py_ssize_t len;
+} span_t;
+
+static int cmp_span(const void *a, const void *b) {
+    const span_t *x = a, *y = b;
+    Py_ssize_t n = x->len < y->len ? x->len : y->len;
+    int r = memcmp(x->p, y->p, (size_t)n);
+    if (r) return r;
+    return (x->len > y->len) - (x->len < y->len);
+}
+
+static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsigned char *end, int depth) {
+    buf_t field = {0}, hashes = {0};
+    buf_t ident = {0}; /* identity mode: the serialisations, back to back */
+    span_t *spans = NULL;
+    Py_ssize_t nfields = 0, cap = 0;
+    int rc = -1;
+    while (q < end) {
+        uint64_t sid;
+        const unsigned char *at = q;
+        if (read_varuint(c, &q, end, &sid) < 0) goto done;
+        field.len = 0;
+        if (ser_symbol(c, &field, sid, at) < 0) goto done;
+        if (ser_value(c, &field, &q, end, depth + 1, 1) < 0) goto done;
+        if (c->identity) {
+            if (nfields == cap) {
+                cap = cap ? cap * 2 : 16;
+                span_t *s = PyMem_Realloc(spans, cap * sizeof(span_t));
+                if (!s) { PyErr_NoMemory(); goto done; }
+                spans = s;
+            }
+            spans[nfields].p = (const unsigned char *)(intptr_t)ident.len; /* offset, fixed up below */
+            spans[nfields].len = field.len;
+            if (buf_put(&ident, field.p, field.len) < 0) goto done;
+        } else {
+            if (buf_reserve(&hashes, 32) < 0) goto done;
+            SHA256(field.p, (size_t)field.len, hashes.p + hashes.len);
+            hashes.len += 32;
+        }
+        nfields++;
+    }
+    if (c->identity) {
+        for (Py_ssize_t i = 0; i < nfields; i++) spans[i].p = ident.p + (intptr_t)spans[i].p;
+        qsort(spans, (size_t)nfields, sizeof(span_t), cmp_span);
+        hashes.len = 0;
+        for (Py_ssize_t i = 0; i < nfields; i++)
+            if (buf_put(&hashes, spans[i].p, spans[i].len) < 0) goto done;
+    } else {
+        qsort(hashes.p, (size_t)nfields, 32, cmp_digest);
+    }
+    rc = ser_scalar(out, 0xD0, hashes.p, hashes.len);
+done:
+    buf_free(&field);
+    buf_free(&hashes);
+    buf_free(&ident);
+    PyMem_Free(spans);
+    return rc;
+}
+
+/* uint from big-endian bytes, at most 8 of them */
+static int small_uint(const unsigned char *p, Py_ssize_t n, uint64_t *out) {
+    if (n > 8) return -1;
+    uint64_t v = 0;
+    for (Py_ssize_t i = 0; i < n; i++) v = (v << 8) | p[i];
+    *out = v;
+    return 0;
+}
+
+static int ser_timestamp(hctx_t *c, buf_t *out, const unsigned char *q, const unsigned char *end) {
+    buf_t r = {0};
+    int64_t offset;
+    int negzero;
+    const unsigned char *start = q;
+    if (read_varint(c, &q, end, &offset, &negzero) < 0) return -1;
+    uint64_t f[6] = {0};
+    int nf = 0;
+    while (q < end && nf < 6) {
+        /* year, month, day, hour, minute, second; a fraction follows the second */
+        if (read_varuint(c, &q, end, &f[nf]) < 0) return -1;
+        nf++;
+        if (nf == 6) break;
+    }
+    if (nf == 0 || nf == 4) return nc(c, start, "timestamp fields incomplete");
+    uint64_t year = f[0], month = nf > 1 ? f[1] : 1, day = nf > 2 ? f[2] : 1;
+    if (year < 2 || year > 9998) return nc(c, start, "timestamp year at the edge of the range");
+    if (month < 1 || month > 12 || day < 1 || (int)day > days_in_month((int)year, (int)month))
+        return nc(c, start, "timestamp date out of range");
+    if (nf >= 5 && (f[3] > 23 || f[4] > 59)) return nc(c, start, "timestamp time out of range");
+    if (nf == 6 && f[5] > 59) return nc(c, start, "timestamp second out of range");
+    if (nf <= 3 && !negzero) return nc(c, start, "date with an offset");
+    if (!negzero && (offset <= -1440 || offset >= 1440)) return nc(c, start, "offset out of range");
+    int rc = -1;
+    if (negzero) {
+        if (buf_byte(&r, 0xC0) < 0) goto done;
+    } else if (buf_varint(&r, offset) < 0) {
+        goto done;
+    }
+    for (int i = 0; i < nf; i++)
+        if (buf_varuint(&r, f[i]) < 0) goto done;
+    if (q < end) {
+        if (nf != 6) { nc(c, q, "fraction without seconds"); goto done; }
+        int64_t fexp;
+        if (read_varint(c, &q, end, &fexp, NULL) < 0) goto done;
+        if (fexp < -9) { nc(c, start, "fraction finer than nanoseconds"); goto done; } /* amazon-ion clamps it */
+        const unsigned char *mag = q;
+        Py_ssize_t n = end - q;
+        q = end;
+        if (n && (mag[0] & 0x80)) { nc(c, mag, "negative fraction"); goto done; }
+        while (n && mag[0] == 0) { mag++; n--; } /* leading zero bytes of the magnitude */
+        if (fexp >= 0) {
+            if (n) { nc(c, start, "fraction of a second not below one"); goto done; }
+            /* a zero fraction at a non-negative exponent is no fraction at all */
+        } else {
+            if (n) {
+                uint64_t coef, limit = 1;
+                if (-fexp > 19 || small_uint(mag, n, &coef) < 0) { nc(c, start, "long fraction"); goto done; }
+                for (int64_t i = 0; i < -fexp; i++) limit *= 10;
+                if (coef >= limit) { nc(c, start, "fraction of a second not below one"); goto done; }
+            }
+            if (buf_varint(&r, fexp) < 0) goto done;
+            if (n) {
+                if ((mag[0] & 0x80) && buf_byte(&r, 0) < 0) goto done;
+                if (buf_put(&r, mag, n) < 0) goto done;
+            }
+        }
+    }
+    rc = ser_scalar(out, 0x60, r.p, r.len);
+done:
+    buf_free(&r);
+    return rc;
+}
+
+static int ser_decimal(hctx_t *c, buf_t *out, const unsigned char *q, const unsigned char *end) {
+    if (q == end) return buf_put(out, "\x0B\x50\x0E", 3);
+    int64_t exp;
+    const unsigned char *at = q;
+    if (read_varint(c, &q, end, &exp, NULL) < 0) return -1;
+    /* amazon-ion's C reader holds decimals in decNumber: beyond these it reads a different value than
+     * the bytes say (it clamps exponents), so its readers and this hash would disagree.  Not ours to
+     * settle here: the Python path decides. */
+    if (exp < -6000 || exp > 6000) return nc(c, at, "decimal exponent beyond 6000");
+    int negative = 0;
+    const unsigned char *mag = q;
+    Py_ssize_t n = end - q;
+    unsigned char first = 0;
+    if (n) {
+        negative = mag[0] & 0x80;
+        first = mag[0] & 0x7F;
+    }
+    /* magnitude: first byte without its sign bit, then the rest; strip leading zeros */
+    buf_t m = {0};
+    int rc = -1;
+    if (n) {
+        if (buf_byte(&m, first) < 0 || buf_put(&m, mag + 1, n - 1) < 0) goto done;
+    }
+    Py_ssize_t skip = 0;
+    while (skip < m.len && m.p[skip] == 0) skip++;
+    Py_ssize_t mlen = m.len - skip;
+    static const unsigned char max34[15] = {0x01, 0xed, 0x09, 0xbe, 0xad, 0x87, 0xc0, 0x37, 0x8d, 0x8e, 0x63, 0xff,
+                                            0xff, 0xff, 0xff}; /* 10**34 - 1 */
+    if (mlen > 15 || (mlen == 15 && memcmp(m.p + skip, max34, 15) > 0)) {
+        nc(c, at, "decimal beyond 34 digits");
+        goto done;
+    }
+    if (mlen == 0 && exp == 0 && !negative) {
+        rc = buf_put(out, "\x0B\x50\x0E", 3);
+        goto done;
+    }
+    buf_t r = {0};
+    if (buf_varint(&r, exp) < 0) { buf_free(&r); goto done; }
+    if (mlen || negative) {
+        if (mlen == 0) {
+            if (buf_byte(&r, negative ? 0x80 : 0x00) < 0) { buf_free(&r); goto done; }
+        } else {
+            unsigned char lead = m.p[skip];
+            if (lead & 0x80) {
+                if (buf_byte(&r, negative ? 0x80 : 0x00) < 0 || buf_put(&r, m.p + skip, mlen) < 0) {
+                    buf_free(&r);
+                    goto done;
+                }
+            } else {
+                if (buf_byte(&r, lead | (negative ? 0x80 : 0)) < 0 || buf_put(&r, m.p + skip + 1, mlen - 1) < 0) {
+                    buf_free(&r);
+                    goto done;
+                }
+            }
+        }
+    }
+    rc = ser_scalar(out, 0x50, r.p, r.len);
+    buf_free(&r);
+done:
+    buf_free(&m);
+    return rc;
+}
+
+static int ser_value(hctx_t *c, buf_t *out, const unsigned char **p, const unsigned char *end, int depth,
+                     int annotated_ok) {
+    if (depth > MAX_DEPTH) return nc(c, *p, "nested too deeply");
+    const unsigned char *at = *p, *q, *e;
+    int t, l;
+    if (read_header(c, p, end, &t, &l, &q, &e) < 0) return -1;
+    if (l == 0x0F) {
+        unsigned char s[3] = {0x0B, (unsigned char)(t << 4 | 0x0F), 0x0E};
+        return buf_put(out, s, 3);
+    }
+    switch (t) {
+    case 0x1:
+        if (l > 1) return nc(c, at, "invalid bool");
+        return buf_put(out, l ? "\x0B\x11\x0E" : "\x0B\x10\x0E", 3);
+    case 0x2:
+    case 0x3:
+        if (e > q && q[0] == 0) return nc(c, at, "integer with a leading zero byte");
+        if (t == 0x3 && e == q) return nc(c, at, "negative zero integer");
+        return ser_scalar(out, (unsigned char)(t << 4), q, e - q);
+    case 0x4: {
+        double d;
+        if (e - q == 0) return buf_put(out, "\x0B\x40\x0E", 3);
+        if (e - q == 8) {
+            uint64_t bits = 0;
+            for (int i = 0; i < 8; i++) bits = (bits << 8) | q[i];
+            memcpy(&d, &bits, 8);
+        } else if (e - q == 4) {
+            uint32_t bits = 0;
+            float f;
+            for (int i = 0; i < 4; i++) bits = (bits << 8) | q[i];
+            memcpy(&f, &bits, 4);
+            d = f;
+        } else {
+            return nc(c, at, "float of unusual width");
+        }
+        uint64_t bits;
+        if (d != d) bits = 0x7ff8000000000000ULL;
+        else memcpy(&bits, &d, 8);
+        if (bits == 0) return buf_put(out, "\x0B\x40\x0E", 3);
+        unsigned char rep[8];
+        for (int i = 7; i >= 0; i--) { rep[i] = bits & 0xFF; bits >>= 8; }
+        return ser_scalar(out, 0x40, rep, 8);
+    }
+    case 0x5:
+        return ser_decimal(c, out, q, e);
+    case 0x6:
+        return ser_timestamp(c, out, q, e);
+    case 0x7: {
+        if (e > q && q[0] == 0) return nc(c, at, "symbol id with a leading zero byte");
+        uint64_t sid;
+        if (small_uint(q, e - q, &sid) < 0) return nc(c, at, "symbol id too large");
+        return ser_symbol(c, out, sid, at);
+    }
+    case 0x8:
+        if (!utf8_valid(q, e - q)) return nc(c, at, "string is not UTF-8");
+        return ser_scalar(out, 0x80, q, e - q);
+    case 0x9:
+    case 0xA:
+        return ser_scalar(out, (unsigned char)(t << 4), q, e - q);
+    case 0xB:
+    case 0xC:
+        if (buf_byte(out, 0x0B) < 0 || buf_byte(out, (unsigned char)(t << 4)) < 0) return -1;
+        while (q < e)
+            if (ser_value(c, out, &q, e, depth + 1, 1) < 0) return -1;
+        return buf_byte(out, 0x0E);
+    case 0xD:
+        return ser_struct(c, out, q, e, depth);
+    case 0xE: {
+        if (!annotated_ok) return nc(c, at, "annotation wrapper inside an annotation wrapper");
+        uint64_t alen;
+        if (read_varuint(c, &q, e, &alen) < 0) return -1;
+        if (alen == 0 || alen > (uint64_t)(e - q)) return nc(c, at, "annotation list length");
+        const unsigned char *aend = q + alen;
+        if (buf_put(out, "\x0B\xE0", 2) < 0) return -1;
+        while (q < aend) {
+            uint64_t sid;
+            const unsigned char *sat = q;
+            if (read_varuint(c, &q, aend, &sid) < 0 || ser_symbol(c, out, sid, sat) < 0) return -1;
+        }
+        if (ser_value(c, out, &q, e, depth + 1, 0) < 0) return -1;
+        if (q != e) return nc(c, q, "annotation wrapper holds more than one value");
+        return buf_byte(out, 0x0E);
+    }
+    }
+    return nc(c, at, "unknown type");
+}
+
+static int add_symbol(hctx_t *c, const unsigned char *p, Py_ssize_t n) {
+    if (c->nsymbols == c->cap) {
+        Py_ssize_t cap = c->cap * 2;
+        text_t *s = PyMem_Realloc(c->symbols, cap * sizeof(text_t));
+        if (!s) { PyErr_NoMemory(); return -1; }
+        c->symbols = s;
+        c->cap = cap;
+    }
+    c->symbols[c->nsymbols].p = p;
+    c->symbols[c->nsymbols].len = n;
+    c->nsymbols++;
+    return 0;
+}
+
+/* $ion_symbol_table::{ [imports: $ion_symbol_table,] symbols: [ "..."... ] } — nothing else */
+static int read_symbol_table(hctx_t *c, const unsigned char *q, const unsigned char *end) {
+    int append = 0, seen_symbols = 0, seen_imports = 0;
+    const unsigned char *list = NULL, *list_end = NULL;
+    while (q < end) {
+        uint64_t sid;
+        const unsigned char *at = q, *r, *re;
+        int t, l;
+        if (read_varuint(c, &q, end, &sid) < 0 || read_header(c, &q, end, &t, &l, &r, &re) < 0) return -1;
+        if (sid == 6 && !seen_imports) {
+            seen_imports = 1;
+            if (t != 0x7 || l != 1 || r[0] != 3) return nc(c, at, "symbol table imports other than the current");
+            append = 1;
+        } else if (sid == 7 && !seen_symbols) {
+            seen_symbols = 1;
+            if (t != 0xB || l == 0x0F) return nc(c, at, "symbol table symbols is not a list");
+            list = r;
+            list_end = re;
+        } else {
+            return nc(c, at, "symbol table field other than imports and symbols");
+        }
+    }
+    if (!append) c->nsymbols = 10;
+    while (list && list < list_end) {
+        const unsigned char *at = list, *r, *re;
+        int t, l;
+        if (read_header(c, &list, list_end, &t, &l, &r, &re) < 0) return -1;
+        if (t == 0x8 && l != 0x0F) {
+            if (!utf8_valid(r, re - r)) return nc(c, at, "symbol text is not UTF-8");
+            if (add_symbol(c, r, re - r) < 0) return -1;
+        } else {
+            return nc(c, at, "symbol table entry that is not a string");
+        }
+    }
+    return 0;
+}
+
+static PyObject *py_hash_binary(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"data", "identity", NULL};
+    Py_buffer view;
+    int identity = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|p", kwlist, &view, &identity)) return NULL;
+    const unsigned char *p = view.buf, *end = p + view.len;
+    hctx_t c = {p, NULL, 0, 64, identity};
+    buf_t out = {0};
+    PyObject *result = NULL;
+    c.symbols = PyMem_Malloc(c.cap * sizeof(text_t));
+    if (!c.symbols) { PyErr_NoMemory(); goto done; }
+    for (int i = 0; i < 10; i++) {
+        c.symbols[i].p = (const unsigned char *)SYSTEM_SYMBOLS[i];
+        c.symbols[i].len = SYSTEM_SYMBOLS[i] ? (Py_ssize_t)strlen(SYSTEM_SYMBOLS[i]) : 0;
+    }
+    c.nsymbols = 10;
+    if (view.len < 4 || memcmp(p, "\xE0\x01\x00\xEA", 4) != 0) {
+        nc(&c, p, "no binary Ion version marker");
+        goto done;
+    }
+    p += 4;
+    int values = 0;
+    while (p < end) {
+        const unsigned char *at = p;
+        if (*p == 0xE0) {
+            nc(&c, p, "version marker after the first");
+            goto done;
+        }
+        /* a local symbol table: an annotation wrapper whose first annotation is $ion_symbol_table */
+        if ((*p >> 4) == 0xE && (*p & 0x0F) != 0x0F) {
+            const unsigned char *q = p, *r, *re;
+            int t, l;
+            if (read_header(&c, &q, end, &t, &l, &r, &re) < 0) goto done;
+            const unsigned char *a = r;
+            uint64_t alen, first;
+            if (read_varuint(&c, &a, re, &alen) < 0) goto done;
+            const unsigned char *aend = a + alen;
+            if (alen && aend <= re && read_varuint(&c, &a, aend, &first) == 0) {
+                int is_table = first == 3;
+                if (!is_table && first < (uint64_t)c.nsymbols && c.symbols[first].p &&
+                    c.symbols[first].len == 17 && memcmp(c.symbols[first].p, "$ion_symbol_table", 17) == 0) {
+                    nc(&c, at, "$ion_symbol_table by a local symbol id");
+                    goto done;
+                }
+                if (is_table) {
+                    if (values) {
+                        nc(&c, at, "symbol table after the value");
+                        goto done;
+                    }
+                    const unsigned char *s = aend, *sr, *sre;
+                    int st, sl;
+                    if (a != aend) {
+                        nc(&c, at, "symbol table with several annotations");
+                        goto done;
+                    }
+                    if (read_header(&c, &s, re, &st, &sl, &sr, &sre) < 0) goto done;
+                    if (st != 0xD || sl == 0x0F || s != re) {
+                        nc(&c, at, "$ion_symbol_table on a value that is not a struct");
+                        goto done;
+                    }
+                    if (read_symbol_table(&c, sr, sre) < 0) goto done;
+                    p = q;
+                    continue;
+                }
+            }
+            if (PyErr_Occurred()) goto done;
+        }
+        if ((*p >> 4) == 0x7 && values == 0) {
+            /* a top-level symbol could be a system value ($ion_1_0); not in our subset */
+            nc(&c, p, "top-level symbol value");
+            goto done;
+        }
+        if (values) {
+            nc(&c, p, "more than one top-level value");
+            goto done;
+        }
+        if (ser_value(&c, &out, &p, end, 0, 1) < 0) goto done;
+        values++;
+    }
+    if (!values) {
+        nc(&c, p, "no value");
+        goto done;
+    }
+    if (identity) {
+        result = PyBytes_FromStringAndSize((const char *)out.p, out.len);
+    } else {
+        unsigned char digest[32];
+        SHA256(out.p, (size_t)out.len, digest);
+        result = PyBytes_FromStringAndSize((const char *)digest, 32);
+    }
+done:
+    PyMem_Free(c.symbols);
+    buf_free(&out);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* canonical JSON */
+
+typedef struct {
+    buf_t out;
+    PyObject *render; /* Python fallback for one value -> str */
+} json_t;
+
+static int json_value(json_t *j, PyObject *v, int depth);
+
+static int json_fallback(json_t *j, PyObject *v) {
+    PyObject *s = PyObject_CallOneArg(j->render, v);
+    if (!s) return -1;
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    int rc = u ? buf_put(&j->out, u, n) : -1;
+    Py_DECREF(s);
+    return rc;
+}
+
+/* json.encoder.encode_basestring (ensure_ascii=False); U+0000 first becomes the text \u0000 */
+static int json_string_utf8(buf_t *b, const unsigned char *s, Py_ssize_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (buf_reserve(b, n + 2) < 0) return -1;
+    b->p[b->len++] = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            if (buf_byte(b, c) < 0) return -1;
+            continue;
+        }
+        const char *esc = NULL;
+        char u[7];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case 0: esc = "\\\\u0000"; break;
+        default:
+            u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0'; u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = 0;
+            esc = u;
+        }
+        if (buf_put(b, esc, (Py_ssize_t)strlen(esc)) < 0) return -1;
+    }
+    return buf_byte(b, '"');
+}
+
+static int json_string(json_t *j, PyObject *text) {
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    if (!s) {
+        PyErr_Clear(); /* lone surrogates: the Python rendering decides */
+        return json_fallback(j, text);
+    }
+    return json_string_utf8(&j->out, (const unsigned char *)s, n);
+}
+
+typedef struct {
+    const char *key;
+    Py_ssize_t len;
+    PyObject *value;
+} field_t;
+
+static int cmp_field(const void *a, const void *b) {
+    const field_t *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return memcmp(x->key, y->key, (size_t)x->len);
+}
+
+/* Fast path: every key a plain str without U+0000; jsonb order (byte length, then bytes). */
+static int json_struct(json_t *j, PyObject *v, int depth) {
+    PyObject *src;
+    int multi = 0;
+    if (PyDict_CheckExact(v)) {
+        src = Py_NewRef(v);
+    } else {
+        src = PyObject_GetAttr(v, S_store);
+        if (!src) return -1;
+        multi = 1;
+        if (!PyDict_CheckExact(src)) { Py_DECREF(src); return json_fallback(j, v); }
+    }
+    Py_ssize_t n = PyDict_GET_SIZE(src), i = 0, pos = 0;
+    field_t stack[32];
+    field_t *fields = n <= 32 ? stack : PyMem_Malloc(n * sizeof(field_t));
+    int rc = -1;
+    if (!fields) { PyErr_NoMemory(); goto done; }
+    PyObject *k, *val;
+    while (PyDict_Next(src, &pos, &k, &val)) {
+        if (!PyUnicode_CheckExact(k)) goto slow;
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(k, &len);
+        if (!s) { PyErr_Clear(); goto slow; }
+        if (memchr(s, 0, (size_t)len)) goto slow;
+        if (multi) {
+            if (!PyList_CheckExact(val) || PyList_GET_SIZE(val) == 0) goto slow;
+            val = PyList_GET_ITEM(val, PyList_GET_SIZE(val) - 1); /* a repeated field keeps its last value */
+        }
+        fields[i].key = s;
+        fields[i].len = len;
+        fields[i].value = val;
+        i++;
+    }
+    qsort(fields, (size_t)n, sizeof(field_t), cmp_field);
+    if (buf_byte(&j->out, '{') < 0) goto done;
+    for (i = 0; i < n; i++) {
+        if (i && buf_put(&j->out, ", ", 2) < 0) goto done;
+        if (json_string_utf8(&j->out, (const unsigned char *)fields[i].key, fields[i].len) < 0 ||
+            buf_put(&j->out, ": ", 2) < 0 || json_value(j, fields[i].value, depth + 1) < 0)
+            goto done;
+    }
+    rc = buf_byte(&j->out, '}');
+    goto done;
+slow:
+    rc = json_fallback(j, v);
+done:
+    if (fields != stack) PyMem_Free(fields);
+    Py_DECREF(src);
+    return rc;
+}
+
+static int json_sequence(json_t *j, PyObject *seq, int depth) {
+    PyObject *fast = PySequence_Fast(seq, "not a sequence");
+    if (!fast) return -1;
+    int rc = -1;
+    if (buf_byte(&j->out, '[') < 0) goto done;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i && buf_put(&j->out, ", ", 2) < 0) goto done;
+        if (json_value(j, PySequence_Fast_GET_ITEM(fast, i), depth + 1) < 0) goto done;
+    }
+    rc = buf_byte(&j->out, ']');
+done:
+    Py_DECREF(fast);
+    return rc;
+}
+
+static int json_int(json_t *j, PyObject *v) {
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        PyObject *plain = PyNumber_Long(v);
+        if (!plain) return -1;
+        PyObject *s = PyObject_Str(plain);
+        Py_DECREF(plain);
+        if (!s) return -1;
+        Py_ssize_t n;
+        const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+        int rc = u ? buf_put(&j->out, u, n) : -1;
+        Py_DECREF(s);
+        return rc;
+    }
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%lld", x);
+    return buf_put(&j->out, tmp, n);
+}
+
+static int json_value(json_t *j, PyObject *v, int depth) {
+    if (depth > MAX_DEPTH) {
+        PyErr_SetString(PyExc_ValueError, "value nested too deeply");
+        return -1;
+    }
+    if (PyUnicode_CheckExact(v) || IS(v, T_IonPyText)) return json_string(j, v);
+    if (IS(v, T_IonPyDict) || PyDict_CheckExact(v)) return json_struct(j, v, depth);
+    if (v == Py_None || IS(v, T_IonPyNull)) return buf_put(&j->out, "null", 4);
+    if (PyBool_Check(v)) return v == Py_True ? buf_put(&j->out, "true", 4) : buf_put(&j->out, "false", 5);
+    if (IS(v, T_IonPyBool)) {
+        int t = PyObject_IsTrue(v);
+        if (t < 0) return -1;
+        return t ? buf_put(&j->out, "true", 4) : buf_put(&j->out, "false", 5);
+    }
+    if (PyLong_CheckExact(v) || IS(v, T_IonPyInt)) return json_int(j, v);
+    if (PyList_CheckExact(v) || PyTuple_CheckExact(v) || IS(v, T_IonPyList)) return json_sequence(j, v, depth);
+    if (IS(v, T_SymbolToken) || IS(v, T_IonPySymbol)) {
+        PyObject *text = PyTuple_GET_ITEM(v, 0);
+        if (text == Py_None) return buf_put(&j->out, "\"$0\"", 4);
+        if (PyUnicode_Check(text)) return json_string(j, text);
+    }
+    return json_fallback(j, v);
+}
+
+static PyObject *py_canonical_json(PyObject *self, PyObject *args) {
+    PyObject *value, *render;
+    if (!PyArg_ParseTuple(args, "OO", &value, &render)) return NULL;
+    if (!T_IonPyDict) {
+        PyErr_SetString(PyExc_RuntimeError, "_native.setup() was not called");
+        return NULL;
+    }
+    json_t j = {{0}, render};
+    PyObject *result = NULL;
+    if (json_value(&j, value, 0) == 0) result = PyUnicode_DecodeUTF8((const char *)j.out.p, j.out.len, "strict");
+    buf_free(&j.out);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static PyObject *py_setup(PyObject *self, PyObject *args) {
+    PyObject *d;
+    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &d)) return NULL;
+    static const char *names[] = {"IonPyDict", "IonPyList", "IonPyText", "IonPySymbol", "IonPyInt", "IonPyBool",
+                                  "IonPyFloat", "IonPyDecimal", "IonPyTimestamp", "IonPyBytes", "IonPyNull",
+                                  "SymbolToken", "Timestamp", "Decimal", "SYMBOL", "SEXP", "CLOB", "NULL_CODES"};
+    PyObject **slots[] = {&T_IonPyDict, &T_IonPyList, &T_IonPyText, &T_IonPySymbol, &T_IonPyInt, &T_IonPyBool,
+                          &T_IonPyFloat, &T_IonPyDecimal, &T_IonPyTimestamp, &T_IonPyBytes, &T_IonPyNull,
+                          &T_SymbolToken, &T_Timestamp, &T_Decimal, &ION_SYMBOL, &ION_SEXP, &ION_CLOB, &NULL_CODES};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        PyObject *v = PyDict_GetItemString(d, names[i]);
+        if (!v) return PyErr_Format(PyExc_KeyError, "setup() needs %s", names[i]);
+        Py_XSETREF(*slots[i], Py_NewRef(v));
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"setup", py_setup, METH_VARARGS, "Give the module amazon-ion's classes (called once by qldb_migrate.native)."},
+    {"encode", py_encode, METH_O, "Binary Ion of a value amazon-ion parsed."},
+    {"hash_binary", (PyCFunction)(void (*)(void))py_hash_binary, METH_VARARGS | METH_KEYWORDS,
+     "Ion Hash (SHA-256) of the one value in canonical binary Ion; NonCanonical otherwise."},
+    {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyDateTime_IMPORT;
+    if (!PyDateTimeAPI) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    NonCanonical = PyErr_NewExceptionWithDoc("qldb_migrate._native.NonCanonical",
+                                             "Binary Ion outside the subset hash_binary states a hash for.",
+                                             PyExc_ValueError, NULL);
+    if (!NonCanonical || PyModule_AddObjectRef(m, "NonCanonical", NonCanonical) < 0) return NULL;
+    S_store = PyUnicode_InternFromString("_IonPyDict__store");
+    S_annotations = PyUnicode_InternFromString("ion_annotations");
+    S_ion_type = PyUnicode_InternFromString("ion_type");
+    S_as_tuple = PyUnicode_InternFromString("as_tuple");
+    S_precision = PyUnicode_InternFromString("precision");
+    S_fractional_seconds = PyUnicode_InternFromString("fractional_seconds");
+    S_fractional_precision = PyUnicode_InternFromString("fractional_precision");
+    S_utcoffset = PyUnicode_InternFromString("utcoffset");
+    return m;
+}

@@ -1,0 +1,98 @@
+"""The C accelerator (``_native``) behind one small interface, with the pure-Python paths as fallback.
+
+``migrate`` must store every revision's data as binary Ion whose hash is the
+ledger's (DESIGN §4).  In Python that means writing with amazon-ion, parsing
+the output back and hashing the parsed value again: more than verification
+itself costs.  ``_native`` writes the binary Ion and hashes *those bytes*
+directly (Ion Hash over binary Ion, no Python objects), so the hash that
+proves the revision is taken over exactly the bytes that will be stored.
+Anything it does not handle (values it cannot write, bytes outside the
+canonical subset it hashes) goes down the pure-Python path, which stays the
+reference; so do all bytes when the extension is not built or
+``QLDB_MIGRATE_PURE_PYTHON`` is set.
+"""
+
+from __future__ import annotations
+
+import decimal
+import os
+from typing import Any
+
+from amazon.ion import simpleion
+from amazon.ion.core import IonType, Timestamp
+from amazon.ion.simple_types import (
+    IonPyBool,
+    IonPyBytes,
+    IonPyDecimal,
+    IonPyDict,
+    IonPyFloat,
+    IonPyInt,
+    IonPyList,
+    IonPyNull,
+    IonPySymbol,
+    IonPyText,
+    IonPyTimestamp,
+)
+from amazon.ion.symbols import SymbolToken
+
+from .pg import jsoncanon
+from .verify.revision import encoded_hash
+
+try:
+    from . import _native
+except ImportError:  # not built (no compiler or no OpenSSL headers at install)
+    _native = None  # type: ignore[assignment]
+
+if os.environ.get("QLDB_MIGRATE_PURE_PYTHON"):
+    _native = None  # type: ignore[assignment]
+
+AVAILABLE = _native is not None
+
+if _native is not None:
+    _native.setup({
+        "IonPyDict": IonPyDict, "IonPyList": IonPyList, "IonPyText": IonPyText, "IonPySymbol": IonPySymbol,
+        "IonPyInt": IonPyInt, "IonPyBool": IonPyBool, "IonPyFloat": IonPyFloat, "IonPyDecimal": IonPyDecimal,
+        "IonPyTimestamp": IonPyTimestamp, "IonPyBytes": IonPyBytes, "IonPyNull": IonPyNull,
+        "SymbolToken": SymbolToken, "Timestamp": Timestamp, "Decimal": decimal.Decimal,
+        "SYMBOL": IonType.SYMBOL, "SEXP": IonType.SEXP, "CLOB": IonType.CLOB,
+        "NULL_CODES": {t: code for code, t in enumerate(
+            (IonType.NULL, IonType.BOOL, IonType.INT, None, IonType.FLOAT, IonType.DECIMAL, IonType.TIMESTAMP,
+             IonType.SYMBOL, IonType.STRING, IonType.CLOB, IonType.BLOB, IonType.LIST, IonType.SEXP,
+             IonType.STRUCT)) if t is not None},
+    })
+
+
+def _c_writer(value: Any) -> bytes:
+    return simpleion.dumps(value, binary=True)
+
+
+def prove(value: Any) -> tuple[bytes | None, bytes]:
+    """(binary Ion of ``value``, the Ion hash of those bytes); ``(None, H(value))`` if no writer manages it.
+
+    The hash is never of ``value`` itself when bytes are returned: what is
+    proven against the ledger is what will be stored.
+    """
+    if _native is not None:
+        try:
+            encoded = _native.encode(value)
+            return encoded, _native.hash_binary(encoded)
+        except (TypeError, ValueError, OverflowError):
+            pass  # a value the C writer does not handle, or bytes outside the C hasher's subset
+    return encoded_hash(value, _c_writer)
+
+
+def hash_binary(data: bytes) -> bytes | None:
+    """Ion hash of the one value in binary Ion ``data``; None where only parsing can tell (or no extension)."""
+    if _native is None:
+        return None
+    try:
+        return _native.hash_binary(data)
+    except ValueError:
+        return None
+
+
+def canonical_json(value: Any) -> str:
+    """``jsoncanon.canonical_json``, the common kinds rendered in C."""
+    if _native is None:
+        return jsoncanon.canonical_json(value)
+    return _native.canonical_json(value, jsoncanon.canonical_json)

@@ -1,0 +1,171 @@
+"""The C accelerator agrees with the pure-Python reference, byte for byte, or declines.
+
+``_native.hash_binary`` is what proves the bytes ``migrate`` stores, so it is
+held to three things: the official Ion Hash suite (through binary Ion written
+three ways, including the suite's own hand-made binary cases); agreement with
+``ionhash`` on random values; and, on random corruptions of its input, either
+the hash ``ionhash`` gives for what amazon-ion reads, or a refusal — never a
+hash for bytes amazon-ion would not read as that value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+from amazon.ion import simpleion
+from hypothesis import HealthCheck, given, settings
+from qldb_migrate import native
+from qldb_migrate.pg import jsoncanon
+from qldb_migrate.verify.ionhash import ion_hash
+from qldb_migrate.verify.ionparse import IonParseError, loads
+
+from tests.strategies import documents, ion_values
+from tests.test_ion_hash_suite import CASES, ION_BVM, _bytes
+from tests.test_jsoncanon import EDGES
+
+pytestmark = pytest.mark.skipif(not native.AVAILABLE, reason="qldb_migrate._native is not built")
+
+if native.AVAILABLE:
+    from qldb_migrate import _native
+
+
+def _final(case) -> bytes | None:
+    finals = [b for kind, b in case.expectations if kind == "final_digest"]
+    digests = [b for kind, b in case.expectations if kind == "digest"]
+    return finals[-1] if finals else (digests[-1] if digests else None)
+
+
+def _suite_inputs():
+    from qldb_migrate.verify.ionparse import iter_values
+
+    from tests.vectors import ION_HASH_TESTS
+
+    raw = list(iter_values(lambda: open(ION_HASH_TESTS, "rb")))  # noqa: SIM115 (iter_values closes it)
+    by_index = {}
+    for i, case in enumerate(raw):
+        if "10n" in case:
+            by_index[i] = ION_BVM + _bytes(case["10n"])
+    return by_index
+
+
+def test_hash_binary_on_the_ion_hash_suite() -> None:
+    """Every identity/sha256 case: bytes from amazon-ion's writer, ours and the suite's own."""
+    ten_n = _suite_inputs()
+    accepted = refused = 0
+    for case in CASES:
+        if case.algorithm not in ("identity", "sha256"):
+            continue
+        expected = _final(case)
+        index = int(case.name.split(":", 1)[0])
+        inputs = [simpleion.dumps(case.source, binary=True)]
+        with contextlib.suppress(TypeError, ValueError):
+            inputs.append(_native.encode(case.source))
+        if index in ten_n:
+            inputs.append(ten_n[index])
+        for data in inputs:
+            try:
+                got = _native.hash_binary(data, identity=case.algorithm == "identity")
+            except _native.NonCanonical:
+                refused += 1
+                continue
+            accepted += 1
+            assert got == expected, (case.name, data.hex())
+    # the subset must cover the suite, not decline it
+    assert accepted >= 250 and refused <= accepted // 5, (accepted, refused)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ion_values)
+def test_encode_and_hash_binary_agree_with_the_reference(value) -> None:
+    encoded, digest = native.prove(value)
+    assert digest == ion_hash(value)
+    if encoded is not None:
+        assert ion_hash(loads(encoded)) == digest  # amazon-ion reads the bytes back as the same value
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(documents)
+def test_c_encoder_handles_documents(value) -> None:
+    """Documents of the common kinds take the C path (not the fallback) and prove their own hash."""
+    encoded = _native.encode(value)
+    try:
+        digest = _native.hash_binary(encoded)
+    except _native.NonCanonical as exc:
+        assert "decimal beyond 34 digits" in str(exc)  # amazon-ion's reader is not exact there
+        return
+    assert digest == ion_hash(value) == ion_hash(loads(encoded))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ion_values)
+def test_canonical_json_matches_the_python_renderer(value) -> None:
+    assert native.canonical_json(value) == jsoncanon.canonical_json(value)
+
+
+def test_canonical_json_edges() -> None:
+    for value in EDGES:
+        assert native.canonical_json(value) == jsoncanon.canonical_json(value)
+
+
+def test_hash_binary_on_corrupted_bytes_agrees_or_refuses() -> None:
+    """Random byte flips of real encodings: the C hash is amazon-ion's reading's hash, or a refusal."""
+    rng = random.Random(7)
+    samples = [
+        '{a: 1, b: "text", c: [1, 2.5e0, 12.30, -0.0], d: 2024-01-02T03:04:05.678+01:00, e: 2024-02-03T,'
+        ' f: x::y::{g: sym, h: {{aGVsbG8=}}}, i: null.int, j: (a b), k: -123456789012345678901234567890}',
+        '{VIN: "1N4AL11D75C109151", LicensePlateNumber: "LEWISR261LL", State: "WA", PendingPenaltyTicketAmount:'
+        ' 90.25, ValidFromDate: 2017-08-21T, ValidToDate: 2020-05-11T, Owners: {PrimaryOwner: {PersonId: "294jJ"},'
+        ' SecondaryOwners: []}}',
+    ]
+    agreed = refused = 0
+    for text in samples:
+        good = _native.encode(simpleion.loads(text))
+        for _ in range(4000):
+            data = bytearray(good)
+            for _ in range(rng.choice((1, 1, 2))):
+                data[rng.randrange(4, len(data))] = rng.randrange(256)
+            data = bytes(data)
+            try:
+                got = _native.hash_binary(data)
+            except _native.NonCanonical:
+                refused += 1
+                continue
+            try:
+                reading = loads(data)
+            except IonParseError:
+                pytest.fail(f"C hash given for bytes amazon-ion refuses: {data.hex()}")
+            assert got == ion_hash(reading), data.hex()
+            agreed += 1
+    assert agreed > 1000 and refused > 1000, (agreed, refused)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"", "version marker"),
+        (b"\xe0\x01\x00\xea", "no value"),
+        (b"\xe0\x01\x00\xea\x21\x01\x21\x02", "more than one"),
+        (b"\xe0\x01\x00\xea\x22\x00\x01", "leading zero"),
+        (b"\xe0\x01\x00\xea\xb3\x00\x00\x00", "NOP"),
+        (b"\xe0\x01\x00\xea\xb3\x21\x01", "past its container"),
+        (b"\xe0\x01\x00\xea\xb2\x71\x0a", "unknown text"),
+        (b"\xe0\x01\x00\xea\x71\x02", "top-level symbol"),
+        (b"\xe0\x01\x00\xea\x82\xff\xfe", "UTF-8"),
+    ],
+)
+def test_hash_binary_refuses_with_a_reason(data: bytes, why: str) -> None:
+    with pytest.raises(_native.NonCanonical, match=why):
+        _native.hash_binary(data)
+
+
+def test_pure_python_switch() -> None:
+    """QLDB_MIGRATE_PURE_PYTHON=1 turns the extension off (the CI run of test_migrate uses it too)."""
+    code = "from qldb_migrate import native; print(native.AVAILABLE)"
+    env = {**os.environ, "QLDB_MIGRATE_PURE_PYTHON": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
