@@ -1,6 +1,6 @@
 /* qldb_migrate._native: the work `migrate` and `check` add on top of verification, in C.
  *
- * Three functions, each with an exact pure-Python counterpart that stays the reference:
+ * Four functions, each with an exact pure-Python counterpart that stays the reference:
  *
  *   encode(value) -> bytes        binary Ion 1.0 of a value amazon-ion parsed (IVM, one local
  *                                 symbol table, the value).  Raises on anything it does not
@@ -15,6 +15,8 @@
  *                                 amazon-ion and hashes in Python.  ``identity`` returns the
  *                                 serialised bytes s(value) with identity field "hashes", as
  *                                 the Ion Hash test suite states its expectations.
+ *   copy_tuple(kinds, row, fields) -> bytes
+ *                                 one PostgreSQL binary COPY tuple (copybinary.row_encoder's).
  *   canonical_json(value, render) -> str
  *                                 the jsonb text of jsoncanon.canonical_json for structs, lists,
  *                                 strings, symbols, ints, bools and nulls; every other value
@@ -1493,6 +1495,135 @@ static PyObject *py_canonical_json(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* PostgreSQL binary COPY tuples (copybinary.py is the reference) */
+
+static inline int put_be32(buf_t *b, int32_t v) {
+    if (buf_reserve(b, 4) < 0) return -1;
+    unsigned char *w = b->p + b->len;
+    w[0] = (unsigned char)((uint32_t)v >> 24); w[1] = (unsigned char)((uint32_t)v >> 16);
+    w[2] = (unsigned char)((uint32_t)v >> 8); w[3] = (unsigned char)v;
+    b->len += 4;
+    return 0;
+}
+
+static inline int put_be64(buf_t *b, int64_t v) {
+    if (put_be32(b, (int32_t)((uint64_t)v >> 32)) < 0) return -1;
+    return put_be32(b, (int32_t)(uint32_t)v);
+}
+
+static int put_sized(buf_t *b, const void *data, Py_ssize_t n) {
+    if (n > INT32_MAX - 1) { PyErr_SetString(PyExc_OverflowError, "field too large"); return -1; }
+    if (put_be32(b, (int32_t)n) < 0) return -1;
+    return buf_put(b, data, n);
+}
+
+static int copy_text(buf_t *b, PyObject *v, int jsonb) {
+    if (!PyUnicode_Check(v)) { PyErr_SetString(PyExc_TypeError, "text field is not str"); return -1; }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (!s) return -1;
+    if (!jsonb) return put_sized(b, s, n);
+    if (put_be32(b, (int32_t)(n + 1)) < 0 || buf_byte(b, 1) < 0) return -1;
+    return buf_put(b, s, n);
+}
+
+static int copy_bytes(buf_t *b, PyObject *v) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(v, &view, PyBUF_SIMPLE) < 0) return -1;
+    int rc = put_sized(b, view.buf, view.len);
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+static int copy_array(buf_t *b, PyObject *v, int text) {
+    if (!PyList_CheckExact(v)) { PyErr_SetString(PyExc_TypeError, "array field is not a list"); return -1; }
+    Py_ssize_t n = PyList_GET_SIZE(v), start = b->len;
+    if (put_be32(b, 0) < 0) return -1; /* size, filled in below */
+    int has_null = 0;
+    for (Py_ssize_t i = 0; i < n; i++) has_null |= PyList_GET_ITEM(v, i) == Py_None;
+    if (n == 0) {
+        if (put_be32(b, 0) < 0 || put_be32(b, 0) < 0 || put_be32(b, text ? 25 : 17) < 0) return -1;
+    } else {
+        if (put_be32(b, 1) < 0 || put_be32(b, has_null) < 0 || put_be32(b, text ? 25 : 17) < 0 ||
+            put_be32(b, (int32_t)n) < 0 || put_be32(b, 1) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *item = PyList_GET_ITEM(v, i);
+            int rc = item == Py_None ? put_be32(b, -1) : text ? copy_text(b, item, 0) : copy_bytes(b, item);
+            if (rc < 0) return -1;
+        }
+    }
+    Py_ssize_t size = b->len - start - 4;
+    if (size > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "array too large"); return -1; }
+    unsigned char *w = b->p + start;
+    w[0] = (unsigned char)(size >> 24); w[1] = (unsigned char)(size >> 16); w[2] = (unsigned char)(size >> 8);
+    w[3] = (unsigned char)size;
+    return 0;
+}
+
+static int copy_timestamptz(buf_t *b, PyObject *v) {
+    /* only an aware datetime in UTC: anything else is the Python encoder's to convert */
+    if (!PyDateTime_Check(v) || !((_PyDateTime_BaseTZInfo *)v)->hastzinfo ||
+        PyDateTime_DATE_GET_TZINFO(v) != PyDateTime_TimeZone_UTC) {
+        PyErr_SetString(PyExc_TypeError, "timestamptz field is not a datetime in UTC");
+        return -1;
+    }
+    int64_t days = days_from_civil(PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v)) -
+                   days_from_civil(2000, 1, 1);
+    int64_t secs = days * 86400 + PyDateTime_DATE_GET_HOUR(v) * 3600 + PyDateTime_DATE_GET_MINUTE(v) * 60 +
+                   PyDateTime_DATE_GET_SECOND(v);
+    if (put_be32(b, 8) < 0) return -1;
+    return put_be64(b, secs * 1000000 + PyDateTime_DATE_GET_MICROSECOND(v));
+}
+
+static int copy_int(buf_t *b, PyObject *v, int wide) {
+    if (!PyLong_Check(v)) { PyErr_SetString(PyExc_TypeError, "integer field is not int"); return -1; }
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (wide) return put_be32(b, 8) < 0 ? -1 : put_be64(b, x);
+    if (x < INT32_MIN || x > INT32_MAX) { PyErr_SetString(PyExc_OverflowError, "int4 out of range"); return -1; }
+    return put_be32(b, 4) < 0 ? -1 : put_be32(b, (int32_t)x);
+}
+
+static PyObject *py_copy_tuple(PyObject *self, PyObject *args) {
+    const char *kinds;
+    Py_ssize_t nkinds;
+    PyObject *row;
+    int fields;
+    if (!PyArg_ParseTuple(args, "y#O!i", &kinds, &nkinds, &PyTuple_Type, &row, &fields)) return NULL;
+    if (PyTuple_GET_SIZE(row) != nkinds) return PyErr_Format(PyExc_ValueError, "row has %zd values for %zd kinds",
+                                                             PyTuple_GET_SIZE(row), nkinds);
+    buf_t b = {0};
+    PyObject *result = NULL;
+    if (buf_byte(&b, (unsigned char)(fields >> 8)) < 0 || buf_byte(&b, (unsigned char)fields) < 0) goto done;
+    for (Py_ssize_t i = 0; i < nkinds; i++) {
+        PyObject *v = PyTuple_GET_ITEM(row, i);
+        int rc;
+        if (v == Py_None) {
+            rc = put_be32(&b, -1);
+        } else {
+            switch (kinds[i]) {
+            case 't': rc = copy_text(&b, v, 0); break;
+            case 'j': rc = copy_text(&b, v, 1); break;
+            case 'i': rc = copy_int(&b, v, 0); break;
+            case 'l': rc = copy_int(&b, v, 1); break;
+            case 'b': rc = copy_bytes(&b, v); break;
+            case '?': rc = put_be32(&b, 1) < 0 ? -1 : buf_byte(&b, PyObject_IsTrue(v) ? 1 : 0); break;
+            case 'T': rc = copy_timestamptz(&b, v); break;
+            case 'B': rc = copy_array(&b, v, 0); break;
+            case 'S': rc = copy_array(&b, v, 1); break;
+            default: PyErr_Format(PyExc_ValueError, "unknown field kind %c", kinds[i]); rc = -1;
+            }
+        }
+        if (rc < 0) goto done;
+    }
+    result = PyBytes_FromStringAndSize((const char *)b.p, b.len);
+done:
+    buf_free(&b);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyObject *py_setup(PyObject *self, PyObject *args) {
     PyObject *d;
@@ -1517,6 +1648,7 @@ static PyMethodDef methods[] = {
     {"hash_binary", (PyCFunction)(void (*)(void))py_hash_binary, METH_VARARGS | METH_KEYWORDS,
      "Ion Hash (SHA-256) of the one value in canonical binary Ion; NonCanonical otherwise."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
+    {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
     {NULL, NULL, 0, NULL},
 };
 

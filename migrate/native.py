@@ -62,6 +62,10 @@ if _native is not None:
     })
 
 
+#: ``_native.copy_tuple`` (used by ``pg.copybinary``), or None without the extension
+copy_tuple = _native.copy_tuple if _native is not None else None
+
+
 def _c_writer(value: Any) -> bytes:
     return simpleion.dumps(value, binary=True)
 

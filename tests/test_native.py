@@ -11,6 +11,7 @@ hash for bytes amazon-ion would not read as that value.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import random
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import pytest
 from amazon.ion import simpleion
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from qldb_migrate import native
 from qldb_migrate.pg import jsoncanon
 from qldb_migrate.verify.ionhash import ion_hash
@@ -169,3 +171,24 @@ def test_pure_python_switch() -> None:
     env = {**os.environ, "QLDB_MIGRATE_PURE_PYTHON": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+_ROW_TYPES = ("text", "int4", "int8", "bytea", "bool", "jsonb", "timestamptz", "bytea[]", "text[]")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.tuples(
+    st.none() | st.text(),
+    st.none() | st.integers(-(2**31), 2**31 - 1),
+    st.none() | st.integers(-(2**63), 2**63 - 1),
+    st.none() | st.binary(max_size=40),
+    st.none() | st.booleans(),
+    st.none() | st.text(),
+    st.none() | st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=5))])),
+    st.none() | st.lists(st.none() | st.binary(max_size=8), max_size=4),
+    st.none() | st.lists(st.none() | st.text(max_size=8), max_size=4),
+))
+def test_copy_tuple_matches_the_python_encoder(row) -> None:
+    from qldb_migrate.pg.copybinary import python_row_encoder, row_encoder
+
+    assert row_encoder(_ROW_TYPES, 1)(row) == python_row_encoder(_ROW_TYPES, 1)(row)

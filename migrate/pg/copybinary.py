@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import native
+
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # + flags, header extension
 TRAILER = b"\xff\xff"
 NULL = b"\xff\xff\xff\xff"
@@ -68,17 +70,40 @@ _ENCODERS: dict[str, Callable[[Any], bytes]] = {
 }
 
 
-def row_encoder(types: Iterable[str], extra_fields: int = 0) -> Callable[[tuple[Any, ...]], bytes]:
-    """A function from a row of ``types`` to its COPY tuple.
+_KINDS = {"text": "t", "jsonb": "j", "int4": "i", "int8": "l", "bytea": "b", "bool": "?", "timestamptz": "T",
+          "bytea[]": "B", "text[]": "S"}  # _native.copy_tuple's codes
 
-    ``extra_fields`` are counted in the tuple's header but appended by the
-    caller (``field``): the main process adds the run id the workers do not know.
-    """
+
+def python_row_encoder(types: Iterable[str], extra_fields: int = 0) -> Callable[[tuple[Any, ...]], bytes]:
+    """``row_encoder`` in pure Python: the reference, and the fallback."""
     encoders = [_ENCODERS[t] for t in types]
     header = _i16(len(encoders) + extra_fields)
 
     def encode(row: tuple[Any, ...]) -> bytes:
         return header + b"".join([NULL if v is None else enc(v) for enc, v in zip(encoders, row, strict=True)])
+
+    return encode
+
+
+def row_encoder(types: Iterable[str], extra_fields: int = 0) -> Callable[[tuple[Any, ...]], bytes]:
+    """A function from a row of ``types`` to its COPY tuple (in C where the extension is built).
+
+    ``extra_fields`` are counted in the tuple's header but appended by the
+    caller (``field``): the main process adds the run id the workers do not know.
+    """
+    types = tuple(types)
+    python = python_row_encoder(types, extra_fields)
+    copy_tuple = native.copy_tuple
+    if copy_tuple is None:
+        return python
+    kinds = "".join(_KINDS[t] for t in types).encode("ascii")
+    count = len(types) + extra_fields
+
+    def encode(row: tuple[Any, ...]) -> bytes:
+        try:
+            return copy_tuple(kinds, row, count)
+        except (TypeError, ValueError, OverflowError):
+            return python(row)  # a value the C encoder leaves to Python (say, a datetime not in UTC)
 
     return encode
 
