@@ -689,7 +689,7 @@ static PyObject *py_encode(PyObject *self, PyObject *value) {
         return NULL;
     }
     enc_t e = {{0}, PyDict_New(), PyList_New(0)};
-    buf_t head = {0}, table = {0};
+    buf_t head = {0};
     PyObject *result = NULL;
     if (!e.sids || !e.texts) goto done;
     if (enc_value(&e, value, 0) < 0) goto done;
@@ -709,7 +709,6 @@ static PyObject *py_encode(PyObject *self, PyObject *value) {
             close_header(&head, ann, 0xE) < 0)
             goto done;
     }
-    (void)table;
     result = PyBytes_FromStringAndSize(NULL, head.len + e.out.len);
     if (result) {
         memcpy(PyBytes_AS_STRING(result), head.p, head.len);
@@ -1305,15 +1304,17 @@ typedef struct {
 
 static int json_value(json_t *j, PyObject *v, int depth);
 
-static int json_fallback(json_t *j, PyObject *v) {
-    PyObject *s = PyObject_CallOneArg(j->render, v);
+/* Append the UTF-8 of ``s`` (a new reference, released here; NULL: an error is set). */
+static int put_str_steal(buf_t *b, PyObject *s) {
     if (!s) return -1;
     Py_ssize_t n;
     const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    int rc = u ? buf_put(&j->out, u, n) : -1;
+    int rc = u ? buf_put(b, u, n) : -1;
     Py_DECREF(s);
     return rc;
 }
+
+static int json_fallback(json_t *j, PyObject *v) { return put_str_steal(&j->out, PyObject_CallOneArg(j->render, v)); }
 
 /* json.encoder.encode_basestring (ensure_ascii=False); U+0000 first becomes the text \u0000 */
 static int json_string_utf8(buf_t *b, const unsigned char *s, Py_ssize_t n) {
@@ -1444,12 +1445,7 @@ static int json_int(json_t *j, PyObject *v) {
         if (!plain) return -1;
         PyObject *s = PyObject_Str(plain);
         Py_DECREF(plain);
-        if (!s) return -1;
-        Py_ssize_t n;
-        const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-        int rc = u ? buf_put(&j->out, u, n) : -1;
-        Py_DECREF(s);
-        return rc;
+        return put_str_steal(&j->out, s);
     }
     char tmp[24];
     int n = snprintf(tmp, sizeof tmp, "%lld", x);

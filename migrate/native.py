@@ -18,21 +18,9 @@ import decimal
 import os
 from typing import Any
 
+from amazon.ion import simple_types as st
 from amazon.ion import simpleion
 from amazon.ion.core import IonType, Timestamp
-from amazon.ion.simple_types import (
-    IonPyBool,
-    IonPyBytes,
-    IonPyDecimal,
-    IonPyDict,
-    IonPyFloat,
-    IonPyInt,
-    IonPyList,
-    IonPyNull,
-    IonPySymbol,
-    IonPyText,
-    IonPyTimestamp,
-)
 from amazon.ion.symbols import SymbolToken
 
 from .pg import jsoncanon
@@ -50,9 +38,9 @@ AVAILABLE = _native is not None
 
 if _native is not None:
     _native.setup({
-        "IonPyDict": IonPyDict, "IonPyList": IonPyList, "IonPyText": IonPyText, "IonPySymbol": IonPySymbol,
-        "IonPyInt": IonPyInt, "IonPyBool": IonPyBool, "IonPyFloat": IonPyFloat, "IonPyDecimal": IonPyDecimal,
-        "IonPyTimestamp": IonPyTimestamp, "IonPyBytes": IonPyBytes, "IonPyNull": IonPyNull,
+        **{name: getattr(st, name) for name in (
+            "IonPyDict", "IonPyList", "IonPyText", "IonPySymbol", "IonPyInt", "IonPyBool", "IonPyFloat",
+            "IonPyDecimal", "IonPyTimestamp", "IonPyBytes", "IonPyNull")},
         "SymbolToken": SymbolToken, "Timestamp": Timestamp, "Decimal": decimal.Decimal,
         "SYMBOL": IonType.SYMBOL, "SEXP": IonType.SEXP, "CLOB": IonType.CLOB,
         "NULL_CODES": {t: code for code, t in enumerate(
