@@ -192,3 +192,14 @@ def test_copy_tuple_matches_the_python_encoder(row) -> None:
     from qldb_migrate.pg.copybinary import python_row_encoder, row_encoder
 
     assert row_encoder(_ROW_TYPES, 1)(row) == python_row_encoder(_ROW_TYPES, 1)(row)
+
+
+def test_migrate_takes_the_c_path_for_a_real_revision() -> None:
+    """The speed claim rests on prove() using the C writer and hasher, not quietly falling back."""
+    from tests.test_real_vector import _saved
+
+    block, _ = _saved("get-block.json", "Block")
+    for value in (block["revisions"][0]["data"], block["revisions"][0]["metadata"], block["transactionInfo"]):
+        encoded, digest = native.prove(value)
+        assert encoded == _native.encode(value)
+        assert digest == _native.hash_binary(encoded) == ion_hash(value)
