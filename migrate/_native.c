@@ -57,6 +57,7 @@ static int buf_reserve(buf_t *b, Py_ssize_t extra) {
 }
 
 static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
+    if (n == 0) return 0;
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, data, n);
     b->len += n;
@@ -907,12 +908,12 @@ static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsig
     }
     if (c->identity) {
         for (Py_ssize_t i = 0; i < nfields; i++) spans[i].p = ident.p + (intptr_t)spans[i].p;
-        qsort(spans, (size_t)nfields, sizeof(span_t), cmp_span);
+        if (nfields > 1) qsort(spans, (size_t)nfields, sizeof(span_t), cmp_span);
         hashes.len = 0;
         for (Py_ssize_t i = 0; i < nfields; i++)
             if (buf_put(&hashes, spans[i].p, spans[i].len) < 0) goto done;
     } else {
-        qsort(hashes.p, (size_t)nfields, 32, cmp_digest);
+        if (nfields > 1) qsort(hashes.p, (size_t)nfields, 32, cmp_digest);
     }
     rc = ser_scalar(out, 0xD0, hashes.p, hashes.len);
 done:
@@ -1402,7 +1403,7 @@ static int json_struct(json_t *j, PyObject *v, int depth) {
         fields[i].value = val;
         i++;
     }
-    qsort(fields, (size_t)n, sizeof(field_t), cmp_field);
+    if (n > 1) qsort(fields, (size_t)n, sizeof(field_t), cmp_field);
     if (buf_byte(&j->out, '{') < 0) goto done;
     for (i = 0; i < n; i++) {
         if (i && buf_put(&j->out, ", ", 2) < 0) goto done;

@@ -87,4 +87,7 @@ def canonical_json(value: Any) -> str:
     """``jsoncanon.canonical_json``, the common kinds rendered in C."""
     if _native is None:
         return jsoncanon.canonical_json(value)
-    return _native.canonical_json(value, jsoncanon.canonical_json)
+    try:
+        return _native.canonical_json(value, jsoncanon.canonical_json)
+    except ValueError:  # nested deeper than the C renderer goes: the Python one decides
+        return jsoncanon.canonical_json(value)

@@ -2,11 +2,11 @@
 
 ``data_ion`` (and ``metadata_ion``, ``transaction_info_ion``,
 ``redaction_info_ion``) is the binary Ion re-encoding of a value, and it is
-proven: its hash, parsed back, is the hash the block commits to.  Mostly the
-check already proved it (``check_block(..., encode=...)`` hashes the
-encoding instead of the original); where amazon-ion's C writer was not exact
-(it rounds decimals beyond 34 digits) the exact pure-Python writer is used
-here and checked the same way.
+proven: the Ion hash of those bytes is the hash the block commits to.  Mostly
+the check already proved it (``check_block(..., prove=...)`` hashes the
+encoding instead of the original); where no fast writer was exact (amazon-ion's
+rounds decimals beyond 34 digits) the exact pure-Python writer is used here
+and checked the same way.
 """
 
 from __future__ import annotations
