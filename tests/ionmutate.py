@@ -31,7 +31,8 @@ def _value(rng: random.Random, depth: int = 0) -> object:
     return {f"k{i}": _value(rng, depth + 1) for i in range(rng.randint(0, 4))}
 
 
-def _mutate(rng: random.Random, data: bytes) -> bytes:
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """1 to 3 edits past the version marker: bit flips, cuts, NOP pads, random bytes, container descriptors."""
     b = bytearray(data)
     for _ in range(rng.randint(1, 3)):
         op, pos = rng.random(), rng.randrange(4, max(5, len(b)))
@@ -58,7 +59,7 @@ def main() -> None:
         bases.append(simpleion.dumps(values, binary=True) if mode == "binary"
                      else simpleion.dumps(values, binary=False).encode())
     for case in range(count):
-        data = _mutate(rng, rng.choice(bases))
+        data = mutate(rng, rng.choice(bases))
         print(case, data.hex(), flush=True)
         with contextlib.suppress(IonParseError):
             loads(data)

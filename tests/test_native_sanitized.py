@@ -3,7 +3,7 @@
 ``hash_binary`` reads bytes from outside (``check`` reads ``data_ion`` from a
 database anyone with write access could have changed), so its memory safety is
 tested, not assumed: the extension is rebuilt with ``-fsanitize=address,undefined``
-and a child process feeds it corrupted encodings, random values, deep nesting
+and a child process feeds it encodings corrupted as tests/ionmutate.py corrupts them, random values, deep nesting
 and COPY rows.  Any out-of-bounds access or undefined behaviour aborts the child.
 Skipped where gcc or its sanitizer runtimes are missing.
 """
@@ -31,6 +31,7 @@ from amazon.ion import simpleion
 from hypothesis import HealthCheck, given, settings
 from qldb_migrate import native
 from qldb_migrate.pg.copybinary import row_encoder
+from tests.ionmutate import mutate
 from tests.strategies import ion_values
 assert native._native is module, "the sanitized build is not the one in use"
 _native = module
@@ -43,23 +44,11 @@ texts = [
 for text in texts:
     value = simpleion.loads(text)
     for base in (_native.encode(value), simpleion.dumps(value, binary=True)):
-        for _ in range(3000):
-            data = bytearray(base)
-            op = rng.random()
-            if op < 0.5:
-                for _ in range(rng.randint(1, 3)):
-                    data[rng.randrange(len(data))] = rng.randrange(256)
-            elif op < 0.7:
-                data = data[: rng.randrange(len(data))]
-            elif op < 0.85:
-                i = rng.randrange(len(data))
-                data[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-            else:
-                i, j = rng.randrange(len(data)), rng.randrange(len(data))
-                data[i:i] = data[j:j + rng.randint(1, 20)]
+        for _ in range(6000):
+            data = mutate(rng, base)  # the readers' fuzz mutations (tests/ionmutate.py)
             for identity in (False, True):
                 try:
-                    _native.hash_binary(bytes(data), identity=identity)
+                    _native.hash_binary(data, identity=identity)
                 except _native.NonCanonical:
                     pass
 nested = []
