@@ -143,6 +143,24 @@ static int put_header(buf_t *b, unsigned char type, uint64_t length) {
     return buf_varuint(b, length);
 }
 
+/* The low ``n`` bytes of ``v``, big-endian. */
+static int put_be(buf_t *b, uint64_t v, int n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    for (int i = n - 1; i >= 0; i--) {
+        b->p[b->len + i] = v & 0xFF;
+        v >>= 8;
+    }
+    b->len += n;
+    return 0;
+}
+
+/* A value whose representation is an unsigned magnitude in as few bytes as it needs (int, symbol id). */
+static int put_typed_uint(buf_t *b, unsigned char type, uint64_t v) {
+    int n = 0;
+    for (uint64_t t = v; t; t >>= 8) n++;
+    return put_header(b, type, n) < 0 ? -1 : put_be(b, v, n);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 /* module state: amazon-ion's classes, given by setup() */
 
@@ -219,15 +237,7 @@ static int enc_uint_bytes(buf_t *b, unsigned char type, PyObject *magnitude) {
         PyErr_Clear();
         overflow = 1;
     }
-    if (!overflow) {
-        int n = 0;
-        unsigned long long t = m;
-        while (t) { n++; t >>= 8; }
-        if (put_header(b, type, n) < 0 || buf_reserve(b, n) < 0) return -1;
-        for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = m & 0xFF; m >>= 8; }
-        b->len += n;
-        return 0;
-    }
+    if (!overflow) return put_typed_uint(b, type, m);
     size_t bits = _PyLong_NumBits(magnitude);
     if (bits == (size_t)-1) return -1;
     Py_ssize_t n = (Py_ssize_t)((bits + 7) / 8);
@@ -255,10 +265,8 @@ static int enc_float(buf_t *b, double d) {
         memcpy(&bits, &d, 8);
         if (bits == 0) return buf_byte(b, 0x40);
     }
-    if (buf_byte(b, 0x48) < 0 || buf_reserve(b, 8) < 0) return -1;
-    for (int i = 7; i >= 0; i--) { b->p[b->len + i] = bits & 0xFF; bits >>= 8; }
-    b->len += 8;
-    return 0;
+    if (buf_byte(b, 0x48) < 0) return -1;
+    return put_be(b, bits, 8);
 }
 
 /* Decimal -> (sign, coefficient, exponent).  The coefficient is in *coefficient when it has at most
@@ -311,11 +319,9 @@ static int put_signed_magnitude(buf_t *b, int negative, uint64_t magnitude) {
     int bits = 0;
     uint64_t t = magnitude;
     while (t) { bits++; t >>= 1; }
-    int n = bits / 8 + 1;
-    if (buf_reserve(b, n) < 0) return -1;
-    for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = magnitude & 0xFF; magnitude >>= 8; }
-    if (negative) b->p[b->len] |= 0x80;
-    b->len += n;
+    Py_ssize_t at = b->len;
+    if (put_be(b, magnitude, bits / 8 + 1) < 0) return -1;
+    if (negative) b->p[at] |= 0x80;
     return 0;
 }
 
@@ -509,16 +515,6 @@ static int enc_bytes(buf_t *b, unsigned char type, PyObject *v) {
     return buf_put(b, s, n);
 }
 
-static int enc_sid_value(buf_t *b, uint64_t sid) {
-    int n = 0;
-    uint64_t t = sid;
-    while (t) { n++; t >>= 8; }
-    if (buf_byte(b, (unsigned char)(0x70 | n)) < 0 || buf_reserve(b, n) < 0) return -1;
-    for (int i = n - 1; i >= 0; i--) { b->p[b->len + i] = sid & 0xFF; sid >>= 8; }
-    b->len += n;
-    return 0;
-}
-
 static int enc_sequence(enc_t *e, PyObject *seq, unsigned char type, int depth) {
     PyObject *fast = PySequence_Fast(seq, "not a sequence");
     if (!fast) return -1;
@@ -596,7 +592,7 @@ static int enc_unannotated(enc_t *e, PyObject *v, int depth) {
         if (t == ION_SYMBOL) {
             uint64_t sid;
             if (enc_sid(e, v, &sid) < 0) return -1;
-            return enc_sid_value(b, sid);
+            return put_typed_uint(b, 0x7, sid);
         }
         return enc_text_value(b, 0x8, v);
     }
@@ -613,7 +609,7 @@ static int enc_unannotated(enc_t *e, PyObject *v, int depth) {
     if (IS(v, T_SymbolToken) || IS(v, T_IonPySymbol)) {
         uint64_t sid;
         if (enc_symbol_ref(e, v, &sid) < 0) return -1;
-        return enc_sid_value(b, sid);
+        return put_typed_uint(b, 0x7, sid);
     }
     if (PyBytes_CheckExact(v)) return enc_bytes(b, 0xA, v);
     if (IS(v, T_IonPyBytes)) {
@@ -1494,19 +1490,9 @@ static PyObject *py_canonical_json(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------------------------------ */
 /* PostgreSQL binary COPY tuples (copybinary.py is the reference) */
 
-static inline int put_be32(buf_t *b, int32_t v) {
-    if (buf_reserve(b, 4) < 0) return -1;
-    unsigned char *w = b->p + b->len;
-    w[0] = (unsigned char)((uint32_t)v >> 24); w[1] = (unsigned char)((uint32_t)v >> 16);
-    w[2] = (unsigned char)((uint32_t)v >> 8); w[3] = (unsigned char)v;
-    b->len += 4;
-    return 0;
-}
+static inline int put_be32(buf_t *b, int32_t v) { return put_be(b, (uint32_t)v, 4); }
 
-static inline int put_be64(buf_t *b, int64_t v) {
-    if (put_be32(b, (int32_t)((uint64_t)v >> 32)) < 0) return -1;
-    return put_be32(b, (int32_t)(uint32_t)v);
-}
+static inline int put_be64(buf_t *b, int64_t v) { return put_be(b, (uint64_t)v, 8); }
 
 static int put_sized(buf_t *b, const void *data, Py_ssize_t n) {
     if (n > INT32_MAX - 1) { PyErr_SetString(PyExc_OverflowError, "field too large"); return -1; }
