@@ -157,7 +157,7 @@ class PgSink(BlockSink):
             stats = self._table(strand, table_id, parts[0].table_name)
             copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
                         [p.copy_data for p in parts])
-            loaded = sum(p.count for p in parts)
+            loaded = sum(len(p.documents) for p in parts)
             stats.read += loaded
             stats.loaded += loaded
             stats.deleted += sum(p.deleted for p in parts)

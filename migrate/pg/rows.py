@@ -158,8 +158,7 @@ class TableRows:
 
     table_name: str
     copy_data: bytes
-    count: int
-    documents: list[str]
+    documents: list[str]  # one per row, in row order
     deleted: int
     redacted: list[tuple[str, int]]  # (document id, version) of each redacted revision
 
@@ -192,7 +191,6 @@ def pack_block(block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]
         table_id: TableRows(
             rows[0].table_name,
             b"".join([_history_tuple(r.copy_values()) for r in rows]),
-            len(rows),
             [r.document_id for r in rows],
             sum(1 for r in rows if r.operation == "delete"),
             [(r.document_id, r.version) for r in rows if r.redacted],
