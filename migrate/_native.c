@@ -1011,7 +1011,7 @@ static int ser_decimal(hctx_t *c, buf_t *out, const unsigned char *q, const unsi
         first = mag[0] & 0x7F;
     }
     /* magnitude: first byte without its sign bit, then the rest; strip leading zeros */
-    buf_t m = {0};
+    buf_t m = {0}, r = {0};
     int rc = -1;
     if (n) {
         if (buf_byte(&m, first) < 0 || buf_put(&m, mag + 1, n - 1) < 0) goto done;
@@ -1029,30 +1029,20 @@ static int ser_decimal(hctx_t *c, buf_t *out, const unsigned char *q, const unsi
         rc = buf_put(out, "\x0B\x50\x0E", 3);
         goto done;
     }
-    buf_t r = {0};
-    if (buf_varint(&r, exp) < 0) { buf_free(&r); goto done; }
+    if (buf_varint(&r, exp) < 0) goto done;
     if (mlen || negative) {
-        if (mlen == 0) {
-            if (buf_byte(&r, negative ? 0x80 : 0x00) < 0) { buf_free(&r); goto done; }
-        } else {
-            unsigned char lead = m.p[skip];
-            if (lead & 0x80) {
-                if (buf_byte(&r, negative ? 0x80 : 0x00) < 0 || buf_put(&r, m.p + skip, mlen) < 0) {
-                    buf_free(&r);
-                    goto done;
-                }
-            } else {
-                if (buf_byte(&r, lead | (negative ? 0x80 : 0)) < 0 || buf_put(&r, m.p + skip + 1, mlen - 1) < 0) {
-                    buf_free(&r);
-                    goto done;
-                }
-            }
+        /* Ion Int, minimal: the sign in the first magnitude byte when its high bit is free, else a byte of its own */
+        unsigned char sign = negative ? 0x80 : 0x00;
+        if (mlen && !(m.p[skip] & 0x80)) {
+            if (buf_byte(&r, m.p[skip] | sign) < 0 || buf_put(&r, m.p + skip + 1, mlen - 1) < 0) goto done;
+        } else if (buf_byte(&r, sign) < 0 || (mlen && buf_put(&r, m.p + skip, mlen) < 0)) {
+            goto done;
         }
     }
     rc = ser_scalar(out, 0x50, r.p, r.len);
-    buf_free(&r);
 done:
     buf_free(&m);
+    buf_free(&r);
     return rc;
 }
 
