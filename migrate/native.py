@@ -67,9 +67,15 @@ def prove(value: Any) -> tuple[bytes | None, bytes]:
     if _native is not None:
         try:
             encoded = _native.encode(value)
-            return encoded, _native.hash_binary(encoded)
         except (TypeError, ValueError, OverflowError):
-            pass  # a value the C writer does not handle, or bytes outside the C hasher's subset
+            return encoded_hash(value, _c_writer)  # a value the C writer does not handle
+        try:
+            return encoded, _native.hash_binary(encoded)
+        except ValueError:
+            # Bytes outside the C hasher's subset (a decimal beyond 34 digits, say): these same bytes, parsed
+            # back and hashed in Python. amazon-ion's writer would round such a decimal, and lose the C path's
+            # exact bytes for a fallback that cannot match.
+            return encoded_hash(value, lambda _value: encoded)
     return encoded_hash(value, _c_writer)
 
 
