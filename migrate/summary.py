@@ -7,43 +7,69 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from .report import base_report, findings_json
+from .optouts import OptOuts
+from .report import base_report
 from .verifier import NOT_PROVEN, VerifyResult
-from .verify.findings import Severity
 
 
-def verdict_line(result: VerifyResult, strict: bool) -> tuple[str, str]:
-    """(verdict word, one-line explanation)."""
-    errors = result.errors
+def anchor_phrase(anchored_through: int | None, first: int | None, last: int | None) -> str:
+    """What the digests cover, said exactly: the one phrase every verdict uses."""
+    if last is None:
+        return "no blocks"
+    if anchored_through is None:
+        return f"blocks {first}..{last} are linked but no digest or saved proof anchors them"
+    if anchored_through >= last:
+        return f"anchored through block {last} (the last one) by a digest or saved proof"
+    return (f"anchored through block {anchored_through} of {last}; blocks {anchored_through + 1}..{last} are "
+            "linked to it but not anchored by any digest")
+
+
+def verdict_line(result: VerifyResult, strict: bool, opt_outs: OptOuts | None = None) -> tuple[str, str]:
+    """(verdict word, one-line explanation); with ``strict``, a state ``opt_outs`` does not accept fails."""
     states = result.states()
-    if errors:
-        return "FAILED", f"{len(errors)} problem(s); first: {errors[0].describe()}"
-    if states and strict:
-        return "FAILED", f"--strict and the export is {', '.join(states)}"
+    refused = (opt_outs or OptOuts()).refused(states)
+    if result.error_count:
+        first = result.errors[0].describe() if result.errors else ""
+        return "FAILED", f"{result.error_count} problem(s); first: {first}"
+    if refused and strict:
+        return "FAILED", f"--strict and the export is {', '.join(refused)} (accept with {OptOuts.hints(refused)})"
+    what = (f"{result.rehashed:,} user revisions re-hashed, {result.system_revisions:,} system revisions counted "
+            f"by their hashes, {result.blocks:,} blocks and their links checked")
+    anchor = anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence)
     if states:
-        return "VERIFIED WITH RESERVATIONS", f"every check that could run passed; the export is {', '.join(states)}"
-    return "VERIFIED", "every revision re-hashed, every block and link checked, anchored by a digest"
+        return "VERIFIED WITH RESERVATIONS", f"every check that could run passed ({what}); {anchor}; " \
+                                             f"the export is {', '.join(states)}"
+    return "VERIFIED", f"{what}; {anchor}"
 
 
-def print_summary(console: Console, result: VerifyResult, strict: bool) -> None:
+def rate(count: int, seconds: float, unit: str = "revisions") -> str:
+    return f"{count / seconds:,.0f} {unit}/s" if seconds > 0 else f"- {unit}/s"
+
+
+def print_summary(console: Console, result: VerifyResult, strict: bool, opt_outs: OptOuts | None = None) -> None:
     table = Table(title=f"qldb-migrate verify — {result.source}", title_justify="left")
     table.add_column("item")
     table.add_column("value", justify="right")
+    if result.ledger_name or result.strand_id:
+        table.add_row("ledger", f"{result.ledger_name or '?'} (strand {result.strand_id})")
     table.add_row("exports", str(len(result.plan.exports)))
     table.add_row("objects", str(len(result.objects)))
     span = "-" if result.first_sequence is None else f"{result.first_sequence}..{result.last_sequence}"
-    table.add_row("blocks (chain)", f"{result.blocks}  [{span}]")
-    table.add_row("overlapping duplicates", str(result.duplicate_blocks))
+    table.add_row("blocks", f"{result.blocks:,}  [chain {span}]")
+    table.add_row("overlapping duplicates", f"{result.duplicate_blocks:,}")
+    table.add_row("user revisions", f"{result.revisions:,}")
     for status, count in sorted(result.statuses.items()):
-        table.add_row(f"revisions {status}", str(count))
-    table.add_row("time", f"{result.seconds:.1f}s")
+        table.add_row(f"  {status}", f"{count:,}")
+    table.add_row("statementDigests recomputed", f"{result.statements['recomputed']:,}")
+    table.add_row("  not recomputable (parameters not in the journal)", f"{result.statements['notRecomputable']:,}")
+    table.add_row("time", f"{result.seconds:.1f}s ({rate(result.revisions, result.seconds)})")
     console.print(table)
 
-    tables = Table(title="revisions per QLDB table", title_justify="left")
+    tables = Table(title="user revisions per QLDB table", title_justify="left")
     tables.add_column("table")
     tables.add_column("revisions", justify="right")
     for name, count in sorted(result.revisions_by_table.items()):
-        tables.add_row(name, str(count))
+        tables.add_row(name, f"{count:,}")
     console.print(tables)
 
     digests = Table(title="digests", title_justify="left")
@@ -57,34 +83,28 @@ def print_summary(console: Console, result: VerifyResult, strict: bool) -> None:
         digests.add_row(outcome.digest.source, str(outcome.digest.tip.sequence_no), how, verdict)
     if result.digests:
         console.print(digests)
-
-    shown = 0
-    for finding in result.findings:
-        if finding.severity is Severity.NOTE:
-            continue
-        if shown == 50:
-            console.print(f"… {len(result.findings) - shown} more in the report")
-            break
-        console.print(f"{finding.severity.value}: {finding.describe()}")
-        shown += 1
-    word, why = verdict_line(result, strict)
+    for line in result.findings.lines():
+        console.print(line)
+    word, why = verdict_line(result, strict, opt_outs)
     console.print(f"{word}: {why}")
 
 
 def verify_report(
-    result: VerifyResult, strict: bool, exit_code: int, opt_outs: list[str] | None = None
+    result: VerifyResult, strict: bool, exit_code: int, opt_outs: OptOuts | None = None
 ) -> dict[str, Any]:
     report = base_report("verify")
-    word, why = verdict_line(result, strict)
+    word, why = verdict_line(result, strict, opt_outs)
     report.update(
         {
             "source": result.source,
+            "ledgerName": result.ledger_name,
+            "strandId": result.strand_id,
             "strict": strict,
             "verdict": word.lower(),
             "verdictDetail": why,
             "exitCode": exit_code,
             "states": result.states(),
-            "optOuts": opt_outs or [],
+            "optOuts": (opt_outs or OptOuts()).names(),
             "exports": [
                 {"exportId": e.export_id, "format": e.fmt, "strandId": e.strand_id, "objects": len(e.objects),
                  "sidecar": e.sidecar_key}
@@ -96,13 +116,19 @@ def verify_report(
                 for o in result.objects
             ],
             "chain": {"blocks": result.blocks, "first": result.first_sequence, "last": result.last_sequence,
-                      "anchoredThrough": result.anchored_through, "duplicateBlocks": result.duplicate_blocks},
-            "revisions": {"total": result.revisions, "byStatus": dict(result.statuses),
-                          "byTable": dict(result.revisions_by_table)},
+                      "anchoredThrough": result.anchored_through, "duplicateBlocks": result.duplicate_blocks,
+                      "anchor": anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence)},
+            "revisions": {"total": result.revisions, "rehashed": result.rehashed,
+                          "systemHashOnly": result.system_revisions, "byStatus": dict(result.statuses),
+                          "byTable": dict(result.revisions_by_table), "notRehashed": result.not_rehashed},
+            "statementDigests": dict(result.statements),
+            "unexplainedRedactions": [
+                {"tableId": t, "documentId": d, "version": v} for t, d, v in result.unexplained_redactions[:1000]],
             "digests": [o.to_json() for o in result.digests],
             "notProvenByHashes": NOT_PROVEN,
-            "findings": findings_json(result.findings),
+            **result.findings.to_json(),
             "seconds": round(result.seconds, 3),
+            "revisionsPerSecond": round(result.revisions / result.seconds, 1) if result.seconds > 0 else None,
         }
     )
     return report

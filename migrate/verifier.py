@@ -24,7 +24,7 @@ from .native import prove
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
 from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, utc_instant
 from .verify.chain import ChainChecker, Digest
-from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
+from .verify.findings import BlockAddress, Finding, FindingLog, Kind, Location, Severity
 from .verify.ionvalue import field_or_none, is_null
 from .verify.revision import RevisionStatus
 
@@ -45,6 +45,9 @@ class BlockSummary:
     ok: bool
     statuses: tuple[str, ...]
     tables: tuple[str, ...]
+    statements: tuple[int, int] = (0, 0)  # statementDigests (recomputed, not recomputable: parameterized)
+    redacted: tuple[tuple[str, str, int], ...] = ()  # (table id, document id, version) delivered as dataHash
+    redaction: tuple[str, str, int] | None = None  # what the block's redactionInfo names
 
 
 @dataclass
@@ -95,6 +98,11 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
                         )
                     )
             tables = {doc: name for doc, (_tid, name) in doc_tables.items()}
+            redacted = tuple(
+                (doc_tables.get(r.document_id, ("(unknown)", ""))[0], r.document_id, r.version)
+                for r in check.revisions
+                if r.status is RevisionStatus.REDACTED and r.document_id is not None and r.version is not None
+            )
             seq = check.sequence_no
             if seq is not None and seq != expected:
                 result.findings.append(
@@ -126,6 +134,9 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
                         tables.get(r.document_id, "(unknown)") if r.document_id is not None else SYSTEM_TABLE
                         for r in check.revisions
                     ),
+                    (check.statements_recomputed, check.statements_not_recomputable),
+                    redacted,
+                    redaction_named(block),
                 )
             )
         if expected != obj.last + 1:
@@ -160,18 +171,29 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     return result
 
 
+def redaction_named(block: Any) -> tuple[str, str, int] | None:
+    """(table id, document id, version) a block's redactionInfo names; None when it has none or it is malformed."""
+    info = field_or_none(block, "redactionInfo")
+    if is_null(info):
+        return None
+    table, doc, version = (field_or_none(info, k) for k in ("tableId", "documentId", "version"))
+    if isinstance(table, str) and isinstance(doc, str) and isinstance(version, int) and not isinstance(version, bool):
+        return str(table), str(doc), int(version)
+    return None
+
+
 @dataclass
 class VerifyResult:
     source: str
     plan: ExportPlan
     objects: list[ObjectResult]
-    findings: list[Finding]
+    findings: FindingLog
     digests: list[Any]
-    blocks: int
-    duplicate_blocks: int
-    revisions_by_table: Counter[str]
-    statuses: Counter[str]
-    first_sequence: int | None
+    blocks: int  # distinct blocks the source holds (overlapping exports counted once)
+    duplicate_blocks: int  # copies of a block in a second export (or already stored)
+    revisions_by_table: Counter[str]  # user revisions per QLDB table
+    statuses: Counter[str]  # every revision, system ones included, by RevisionStatus
+    first_sequence: int | None  # of the chain checked (a stored chain a later export joins included)
     last_sequence: int | None
     anchored_through: int | None
     partial: bool
@@ -179,14 +201,32 @@ class VerifyResult:
     unverifiable: bool
     seconds: float
     unreachable: bool = False
+    strand_id: str | None = None
+    ledger_name: str | None = None
+    statements: Counter[str] = field(default_factory=Counter)  # "recomputed" / "notRecomputable"
+    unexplained_redactions: list[tuple[str, str, int]] = field(default_factory=list)
+    not_rehashed: dict[str, int] = field(default_factory=dict)  # why, -> how many user revisions
 
     @property
     def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.is_error]
+        return self.findings.errors
+
+    @property
+    def error_count(self) -> int:
+        return self.findings.error_count
 
     @property
     def revisions(self) -> int:
+        """User revisions (with metadata): the one meaning of "revisions" in every summary and report."""
         return sum(self.revisions_by_table.values())
+
+    @property
+    def system_revisions(self) -> int:
+        return self.statuses.get(RevisionStatus.HASH_ONLY.value, 0)
+
+    @property
+    def rehashed(self) -> int:
+        return sum(self.statuses.get(s.value, 0) for s in RevisionStatus if s.recomputed)
 
     def states(self) -> list[str]:
         out = []
@@ -314,7 +354,8 @@ def verify_source(
     started = time.perf_counter()
     source = spec.open()
     plan = discover(source)
-    findings: list[Finding] = list(plan.findings)
+    findings = FindingLog()
+    findings.extend(plan.findings)
     all_digests = list(digests)
     from .digests import DigestFileError, parse_digest
 
@@ -331,15 +372,30 @@ def verify_source(
     objects: list[ObjectResult] = []
     by_table: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
+    statements: Counter[str] = Counter()
+    redacted_seen: set[tuple[str, str, int]] = set()
+    explained: set[tuple[str, str, int]] = set()
+    source_blocks = 0
     total_bytes = sum(source.info(o.key).size for o in plan.objects) if progress else 0
     done_bytes = 0
     unreachable = False
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     last_instant = None
     last_instant_seq = None
+    strand = plan.objects[0].strand_id if plan.objects else None
+    ledger_name = next((e.ledger_name for e in plan.exports if e.ledger_name), None)
     if sink is not None:
-        sink.prime(chain)
-    with_rows = sink is not None
+        sink.prime(chain, strand, ledger_name)
+    with_rows = sink is not None and sink.wants_rows
+
+    def first_seen(block: BlockSummary) -> None:
+        nonlocal source_blocks
+        source_blocks += 1
+        statuses.update(block.statuses)
+        by_table.update(t for t in block.tables if t != SYSTEM_TABLE)
+        statements["recomputed"] += block.statements[0]
+        statements["notRecomputable"] += block.statements[1]
+
     for result in _ordered_results(spec, plan.objects, workers if len(plan.objects) > 1 else 1, with_rows):
         findings.extend(result.findings)
         if isinstance(result.unreadable, SourceUnreachable):
@@ -348,16 +404,23 @@ def verify_source(
         for block in result.blocks:
             if block.address is None or block.computed_block_hash is None:
                 continue
+            redacted_seen.update(block.redacted)
+            if block.redaction is not None:
+                explained.add(block.redaction)
             last = chain.state.last_sequence
             same_strand = block.address.strand_id == chain.state.strand_id
             if last is not None and block.address.sequence_no <= last and same_strand:
                 stored = sink is not None and sink.is_stored(block.address.sequence_no)
-                if not stored or block.address.sequence_no in merger.seen:
+                first = stored and block.address.sequence_no not in merger.seen
+                if first:
+                    merger.seen[block.address.sequence_no] = block
+                    first_seen(block)
+                else:
                     finding = merger.duplicate(block, statuses)
                     if finding is not None:
                         findings.append(finding)
                 if sink is not None:
-                    findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no)))
+                    findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no), first))
                 continue
             findings.extend(chain.add(_as_check(block)))
             if last_instant is not None and block.instant is not None and block.instant < last_instant:
@@ -376,8 +439,7 @@ def verify_source(
             if block.instant is not None:
                 last_instant, last_instant_seq = block.instant, block.address.sequence_no
             merger.seen[block.address.sequence_no] = block
-            statuses.update(block.statuses)
-            by_table.update(block.tables)
+            first_seen(block)
             if sink is not None:
                 findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
         objects.append(result)
@@ -420,23 +482,42 @@ def verify_source(
                 "tail-unanchored",
                 Kind.UNPROVEN,
                 Severity.WARNING,
-                f"blocks {anchored + 1}..{st.last_sequence} lie beyond the last digest or proof (tip {anchored})",
+                f"anchored through block {anchored} of {st.last_sequence}; blocks {anchored + 1}..{st.last_sequence} "
+                "are linked to it but not anchored by any digest or proof",
                 Location(block=BlockAddress(st.strand_id or "", anchored + 1)),
             )
         )
-    json_count = statuses.get(RevisionStatus.UNVERIFIABLE.value, 0)
-    deleted_count = statuses.get(RevisionStatus.NOT_RECOMPUTED.value, 0)
-    not_rehashed = json_count + deleted_count
-    unverifiable = not_rehashed > 0
+    unexplained = sorted(redacted_seen - explained)
+    if sink is not None and unexplained:
+        unexplained = sink.unexplained_redactions(strand, unexplained)
+    for table_id, doc, version in unexplained:
+        findings.append(
+            Finding(
+                "unexplained-redaction",
+                Kind.UNPROVEN,
+                Severity.WARNING,
+                "revision is redacted (dataHash in place of data) but no redactionInfo in this source or the "
+                "database names it: its data cannot be re-hashed, and whether QLDB or someone else removed it is "
+                "not shown (an export may end before the block that redacted it; a later source clears this)",
+                Location(document_id=doc, version=version, table=table_id),
+            )
+        )
+    not_rehashed = {
+        "json": statuses.get(RevisionStatus.UNVERIFIABLE.value, 0),
+        "deletedRuleNotMatched": statuses.get(RevisionStatus.NOT_RECOMPUTED.value, 0),
+        "notPresent": statuses.get(RevisionStatus.NOT_PRESENT.value, 0),
+        "unexplainedRedaction": len(unexplained),
+    }
+    unverifiable = any(not_rehashed.values())
     if unverifiable:
+        why = ", ".join(f"{n} {_NOT_REHASHED_WHY[k]}" for k, n in not_rehashed.items() if n)
         findings.append(
             Finding(
                 "unverifiable-revisions",
                 Kind.UNPROVEN,
                 Severity.WARNING,
-                f"{not_rehashed} revisions could not be re-hashed ({json_count} through JSON, {deleted_count} "
-                "deleted-document revisions whose rule did not match); their stored hashes still count through "
-                "the Merkle roots",
+                f"{sum(not_rehashed.values())} user revisions could not be re-hashed ({why}); their stored hashes "
+                "still count through the Merkle roots",
                 Location(),
             )
         )
@@ -446,7 +527,7 @@ def verify_source(
         objects,
         findings,
         chain.outcomes,
-        st.blocks,
+        source_blocks,
         merger.duplicates,
         by_table,
         statuses,
@@ -458,7 +539,20 @@ def verify_source(
         unverifiable,
         time.perf_counter() - started,
         unreachable,
+        st.strand_id or strand,
+        ledger_name,
+        statements,
+        unexplained,
+        not_rehashed,
     )
+
+
+_NOT_REHASHED_WHY = {
+    "json": "through JSON (user data lost its Ion types)",
+    "deletedRuleNotMatched": "deleted-document revisions whose hash rule did not match",
+    "notPresent": "whose details never arrived (stream)",
+    "unexplainedRedaction": "redacted with no redactionInfo naming them",
+}
 
 
 class BlockSink:
@@ -470,8 +564,15 @@ class BlockSink:
     passed (an overlap, or a block stored by an earlier run).
     """
 
-    def prime(self, chain: ChainChecker) -> None:
+    wants_rows = False  # True: workers also build each verified block's COPY rows (the loader)
+
+    def prime(self, chain: ChainChecker, strand_id: str | None, ledger_name: str | None = None) -> None:
         return None
+
+    def unexplained_redactions(self, strand_id: str | None,
+                               candidates: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+        """Those of ``candidates`` that no redaction already stored (by an earlier run) explains."""
+        return candidates
 
     def new_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
         return []
@@ -480,7 +581,8 @@ class BlockSink:
         """True for blocks an earlier run stored (compared by the sink, not by the overlap rules)."""
         return False
 
-    def known_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
+    def known_block(self, block: BlockSummary, rows: Any, first: bool) -> list[Finding]:
+        """``first``: the source's first copy of a block an earlier run stored (else an overlap's second copy)."""
         return []
 
     def object_done(self, result: ObjectResult) -> None:

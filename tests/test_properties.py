@@ -27,7 +27,8 @@ def make_block(docs: list[Any], system: int = 1) -> Any:
         for i, doc in enumerate(docs)
     ]
     revisions += [RevisionSpec(system_hash=bytes([i + 1]) * 32) for i in range(system)]
-    spec = BlockSpec("strandA", 7, T0, "txA", ["INSERT INTO Accounts ?", "UPDATE Accounts SET x = 1"], revisions,
+    spec = BlockSpec("strandA", 7, T0, "txA", [("INSERT INTO Accounts ?", docs[:1]), ("UPDATE Accounts SET x = 1", [])],
+                     revisions,
                      internal_entries=[b"\x42" * 32])
     block, _ = build_block(spec, b"\x17" * 32)
     # Round-trip through binary Ion, as a reader would deliver it.

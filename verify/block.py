@@ -10,14 +10,15 @@ entries hash and the previous block hash.  What they do not prove is listed in
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .findings import BlockAddress, Finding, Kind, Location, Severity
 from .hashes import dot, merkle_root
 from .ionhash import IonHashError, ion_hash
-from .ionvalue import as_bytes, field_or_none, is_null
-from .revision import Prover, RevisionCheck, RevisionStatus, check_revision
+from .ionvalue import as_bytes, field_or_none, is_null, struct_keys
+from .revision import Prover, RevisionCheck, RevisionStatus, absent_revision, check_revision
 
 #: Properties of a block that no hash we can recompute covers.  A result
 #: never calls these verified; the chain and digests prove order and position.
@@ -45,6 +46,8 @@ class BlockCheck:
     findings: list[Finding] = field(default_factory=list)
     info_hashes: dict[str, bytes] = field(default_factory=dict)  # H(transactionInfo), H(redactionInfo)
     info_ion: dict[str, bytes] = field(default_factory=dict)  # with ``prove``: their verified binary Ion
+    statements_recomputed: int = 0  # statementDigest = H(statement): literal statements
+    statements_not_recomputable: int = 0  # parameterized: the digest folds in parameters the journal lacks
 
     @property
     def ok(self) -> bool:
@@ -95,18 +98,25 @@ def _address(value: Any) -> BlockAddress | None:
 
 
 def check_block(
-    block: Any, object_key: str | None = None, data_exact: bool = True, prove: Prover | None = None
+    block: Any,
+    object_key: str | None = None,
+    data_exact: bool = True,
+    prove: Prover | None = None,
+    absent: Mapping[int, str] | None = None,
 ) -> BlockCheck:
-    """Recompute every hash of ``block`` that its contents allow.
+    """Recompute every hash of ``block`` that its contents allow, and check its structure.
 
     ``data_exact`` is False for JSON exports, whose user data lost its Ion
     types: revision data hashes are then not recomputed (and said so), while
     every other hash in the block still is.  A block of the wrong shape is a
     finding, never an exception.  ``prove`` (migrate) hashes the binary Ion
     to be stored instead of the parsed value (see ``check_revision``).
+    ``absent`` (stream archives) maps the index of each revision whose details
+    never arrived to the document id its summary names: such a revision is
+    "not present", neither a system revision nor a hidden one.
     """
     try:
-        return _check_block(block, object_key, data_exact, prove)
+        return _check_block(block, object_key, data_exact, prove, absent or {})
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
         address = _address(field_or_none(block, "blockAddress"))
         result = BlockCheck(address, object_key, None, None, b"", None, None)
@@ -117,7 +127,7 @@ def check_block(
 
 
 def _check_block(
-    block: Any, object_key: str | None, data_exact: bool, prove: Prover | None
+    block: Any, object_key: str | None, data_exact: bool, prove: Prover | None, absent: Mapping[int, str]
 ) -> BlockCheck:
     address = _address(field_or_none(block, "blockAddress"))
     where = Location(object_key, address)
@@ -158,6 +168,9 @@ def _check_block(
         return result
     revisions = [] if is_null(revisions_value) else list(revisions_value)
     for index, revision in enumerate(revisions):
+        if index in absent:
+            result.revisions.append(absent_revision(revision, index, absent[index]))
+            continue
         check, rev_findings = check_revision(revision, index, address, object_key, data_exact, prove)
         result.revisions.append(check)
         findings.extend(rev_findings)
@@ -219,7 +232,9 @@ def _check_block(
         if digest not in entry_set:
             code = "transaction-info-not-in-entries" if name == "transactionInfo" else "redaction-info-not-in-entries"
             findings.append(_error(code, f"H({name}) is not in entriesHashList", where, computed=digest))
-    findings.extend(_check_statements(field_or_none(block, "transactionInfo"), where))
+    findings.extend(check_documents(block, result.revisions, where))
+    result.statements_recomputed, result.statements_not_recomputable = count_statement_digests(
+        field_or_none(block, "transactionInfo"))
     findings.extend(_check_block_time(block, revisions, where))
 
     entries_hash = merkle_root(entries)
@@ -284,35 +299,89 @@ def _check_block_time(block: Any, revisions: list[Any], where: Location) -> list
     return []
 
 
-def _check_statements(transaction_info: Any, where: Location) -> list[Finding]:
-    """statementDigest = H(statement): recomputed, inside an already-hashed transactionInfo."""
-    findings: list[Finding] = []
+def count_statement_digests(transaction_info: Any) -> tuple[int, int]:
+    """(recomputed, not recomputable) statementDigests.
+
+    statementDigest = H(statement) holds for statements written with literal
+    values.  A parameterized statement's digest folds in the parameters
+    (H(statement) dot H(p1) dot ...; the QLDB drivers compute it so), and the
+    parameters are not in the journal: such a digest cannot be recomputed.
+    That is never an error and never a reservation: the statement text and its
+    digest are inside transactionInfo, whose hash is in entriesHashList, so the
+    chain binds them whatever they say.  Real ledgers are mostly parameterized.
+    """
     statements = field_or_none(transaction_info, "statements")
     if not isinstance(statements, list):
-        return findings  # its shape is still covered by H(transactionInfo)
-    for i, statement in enumerate(statements):
+        return 0, 0  # its shape is still covered by H(transactionInfo)
+    recomputed = not_recomputable = 0
+    for statement in statements:
         text = field_or_none(statement, "statement")
-        if not isinstance(text, str):
-            continue
         try:
             stored = as_bytes(field_or_none(statement, "statementDigest"))
         except TypeError:
             stored = None
-        if is_null(text) or stored is None:
+        if not isinstance(text, str) or stored is None:
             continue
-        computed = ion_hash(text)
-        if computed != stored:
-            findings.append(
-                Finding(
-                    "statement-digest-mismatch",
-                    Kind.HASH,
-                    Severity.ERROR,
-                    f"statementDigest of statement #{i} differs from H(statement)",
-                    where,
-                    stored,
-                    computed,
-                )
-            )
+        try:
+            matches = ion_hash(text) == stored
+        except IonHashError:
+            matches = False
+        if matches:
+            recomputed += 1
+        else:
+            not_recomputable += 1
+    return recomputed, not_recomputable
+
+
+def check_documents(block: Any, revisions: list[RevisionCheck], where: Location) -> list[Finding]:
+    """The journal's own structure: what ``transactionInfo.documents`` lists, the block's revisions hold.
+
+    A revision reduced to ``{hash}`` looks like a system revision, and its hash
+    still sits in the block's Merkle tree, so no hash can tell it was hidden.
+    QLDB lists every document a transaction wrote, with its table, in
+    ``transactionInfo.documents``: each listed document has exactly one
+    revision with metadata in the block, and each such revision's document is
+    listed.  A block with user revisions has a transactionInfo.
+    """
+    findings: list[Finding] = []
+    tx_info = field_or_none(block, "transactionInfo")
+    user = [r for r in revisions if r.status is not RevisionStatus.HASH_ONLY]
+    for rev in user:
+        if rev.document_id is None or (rev.version is None and rev.status is not RevisionStatus.NOT_PRESENT):
+            findings.append(_consistency(
+                "revision-metadata-invalid", "revision has metadata without a string id and an integer version",
+                Location(where.object_key, where.block, rev.index)))
+    if is_null(tx_info):
+        if user:
+            findings.append(_consistency(
+                "transaction-info-missing",
+                f"block holds {len(user)} user revision(s) but no transactionInfo: the documents and their tables "
+                "cannot be known (was it removed?)", where))
+        return findings
+    listed = struct_keys(field_or_none(tx_info, "documents"))
+    counts: dict[str, int] = {}
+    for rev in user:
+        if rev.document_id is not None:
+            counts[rev.document_id] = counts.get(rev.document_id, 0) + 1
+    redacted_doc = field_or_none(field_or_none(block, "redactionInfo"), "documentId")
+    for doc in listed:
+        n = counts.get(doc, 0)
+        if n == 0 and isinstance(redacted_doc, str) and redacted_doc == doc:
+            continue  # a redaction transaction may name the document it redacted without a new revision of it
+        if n != 1:
+            findings.append(_consistency(
+                "document-revision-missing" if n == 0 else "document-revision-repeated",
+                "transactionInfo.documents lists this document but the block holds "
+                + ("no revision of it with metadata (reduced to a bare hash, or removed?)" if n == 0
+                   else f"{n} revisions of it"),
+                Location(where.object_key, where.block, document_id=doc), 1, n))
+    listed_set = set(listed)
+    for rev in user:
+        if rev.document_id is not None and rev.document_id not in listed_set:
+            findings.append(_consistency(
+                "revision-not-in-documents",
+                "revision's document is not listed in transactionInfo.documents (its table is unknown)",
+                Location(where.object_key, where.block, rev.index, rev.document_id, rev.version)))
     return findings
 
 
@@ -335,5 +404,7 @@ __all__ = [
     "BlockCheck",
     "RevisionStatus",
     "check_block",
+    "check_documents",
+    "count_statement_digests",
     "document_tables",
 ]

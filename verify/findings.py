@@ -139,3 +139,110 @@ class Finding:
         if self.computed is not None:
             out["computed"] = show_value(self.computed)
         return out
+
+
+@dataclass(slots=True)
+class Tally:
+    """Every finding of one code and severity: how many, and where the first and the last one were."""
+
+    code: str
+    severity: Severity
+    kind: Kind
+    message: str  # the first one's
+    count: int = 0
+    first: Location | None = None
+    last: Location | None = None
+
+    def span(self) -> str:
+        first = self.first.block if self.first is not None else None
+        last = self.last.block if self.last is not None else None
+        if first is None or last is None:
+            return ""
+        if first == last:
+            return f"block {first.sequence_no}"
+        return f"blocks {first.sequence_no}..{last.sequence_no}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"code": self.code, "severity": str(self.severity), "kind": str(self.kind),
+                               "count": self.count, "firstMessage": self.message}
+        for name, loc in (("first", self.first), ("last", self.last)):
+            if loc is not None:
+                out[name] = loc.describe()
+        return out
+
+
+class FindingLog:
+    """Findings as a run collects them, bounded: the first few of each code in full, then only counts.
+
+    A damaged ledger can repeat one problem on every block (a second ledger's
+    20,000 blocks, a gap that shifts everything after it).  Thousands of lines
+    of the same finding help nobody and a 10 MB report hides the one line that
+    matters; so each code keeps ``keep`` findings whole and a ``Tally`` of all
+    of them (count, first and last place).  Verdicts use the tallies.
+    """
+
+    def __init__(self, keep: int = 20) -> None:
+        self.keep = keep
+        self.kept: list[Finding] = []
+        self.tallies: dict[tuple[str, Severity], Tally] = {}
+
+    def append(self, finding: Finding) -> None:
+        key = (finding.code, finding.severity)
+        tally = self.tallies.get(key)
+        if tally is None:
+            tally = self.tallies[key] = Tally(finding.code, finding.severity, finding.kind, finding.message,
+                                              first=finding.location)
+        tally.count += 1
+        tally.last = finding.location
+        if tally.count <= self.keep:
+            self.kept.append(finding)
+
+    def extend(self, findings: Any) -> None:
+        for finding in findings:
+            self.append(finding)
+
+    def __iter__(self) -> Any:
+        return iter(self.kept)
+
+    def __len__(self) -> int:
+        return sum(t.count for t in self.tallies.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.tallies)
+
+    def count(self, severity: Severity) -> int:
+        return sum(t.count for t in self.tallies.values() if t.severity is severity)
+
+    @property
+    def error_count(self) -> int:
+        return self.count(Severity.ERROR)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.kept if f.is_error]
+
+    def has(self, code: str) -> bool:
+        return any(c == code for c, _s in self.tallies)
+
+    def lines(self, per_code: int = 3, include_notes: bool = False) -> list[str]:
+        """Console lines: up to ``per_code`` findings of each code in full, then one summary line per code."""
+        shown: dict[tuple[str, Severity], int] = {}
+        out: list[str] = []
+        for finding in self.kept:
+            if finding.severity is Severity.NOTE and not include_notes:
+                continue
+            key = (finding.code, finding.severity)
+            if shown.get(key, 0) < per_code:
+                shown[key] = shown.get(key, 0) + 1
+                out.append(f"{finding.severity.value}: {finding.describe()}")
+        for key, tally in self.tallies.items():
+            rest = tally.count - shown.get(key, 0)
+            if rest > 0 and (tally.severity is not Severity.NOTE or include_notes):
+                where = tally.span()
+                out.append(f"{tally.severity.value}: … and {rest:,} more {tally.code} finding(s)"
+                           + (f" ({where})" if where else "") + " — all in the report's findingsByCode")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"findings": [f.to_json() for f in self.kept],
+                "findingsByCode": [t.to_json() for t in self.tallies.values()]}

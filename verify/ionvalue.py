@@ -26,3 +26,10 @@ def as_bytes(value: Any) -> bytes | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     raise TypeError(f"expected a blob, found {type(value).__name__}")
+
+
+def struct_keys(value: Any) -> list[str]:
+    """Field names of a struct (each once per occurrence), or [] for anything else."""
+    if is_null(value) or not hasattr(value, "keys"):
+        return []
+    return [str(k) for k in value if k is not None]

@@ -20,6 +20,7 @@ class RevisionStatus(enum.StrEnum):
     REDACTED = "redacted"  # dot(H(metadata), dataHash) equals the stored hash
     DELETED = "deleted"  # metadata only; dot(H(metadata), empty) equals the stored hash
     HASH_ONLY = "hash-only"  # system revision: only a hash; it counts through the Merkle root
+    NOT_PRESENT = "not-present"  # stream archive: the summary's hash arrived, the details never did
     NOT_RECOMPUTED = "not-recomputed"  # deleted document whose rule we could not reproduce
     UNVERIFIABLE = "unverifiable"  # data not exact (JSON export): hash not recomputable
     MISMATCH = "mismatch"  # recomputed hash differs from the stored one
@@ -52,6 +53,12 @@ class RevisionCheck:
         if self.computed_hash is not None:
             return self.computed_hash
         return self.stored_hash or b""
+
+
+def absent_revision(revision: Any, index: int, document_id: str) -> RevisionCheck:
+    """A user revision known only by its hash and document id (its details never arrived): counted, not re-hashed."""
+    return RevisionCheck(index, RevisionStatus.NOT_PRESENT, as_bytes(field_or_none(revision, "hash")), None,
+                         document_id)
 
 
 def metadata_identity(metadata: Any) -> tuple[str | None, int | None]:

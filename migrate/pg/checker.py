@@ -1,18 +1,41 @@
-"""``check``: re-prove the migrated ledger from PostgreSQL rows, anchored by a digest kept outside.
+"""``check``: re-prove the migrated ledgers from PostgreSQL rows, anchored by digests kept outside.
 
 Anyone who can write to the database can rewrite the hashes stored in it as
-well as the data.  So the rows are re-proved bottom-up — data -> data hash ->
-revision hash -> the block's revision list -> entries -> block hash -> chain
--> digest root — and the result is *anchored* only when a digest file given
-from outside the database matches the recomputed root.  Digests stored in
+well as the data.  So every column a reader relies on is either re-derived
+from what the hashes bind or checked against it, bottom-up — data -> data hash
+-> revision hash -> the block's revision list -> entries -> block hash ->
+chain -> digest root — and the result is *anchored* only when something kept
+outside the database (a digest file, a saved proof, or the export itself,
+re-hashed) matches what the stored blocks give.  Digests stored in
 ``qldb.digest`` are checked too, but they live in the database and anchor
 nothing.  Everything streams through server-side cursors: memory stays flat.
+
+What each stored column is checked against (the README's table lists them):
+
+* ``data_ion`` — its Ion hash is ``data_hash``; ``data`` (jsonb) equals its
+  canonical JSON as text;
+* ``revision_hash`` — dot(H(``metadata_ion``), ``data_hash``), and the hash
+  ``qldb.block`` lists at that block and index;
+* ``document_id``, ``version``, ``tx_id``, ``tx_time``, ``tx_time_ion`` — the
+  metadata the revision hash covers;
+* ``operation`` — from the version and the presence of data (a delete
+  revision has no data hash, and its hash is H(metadata));
+* ``data``/``data_ion`` cleared — only where a stored redactionInfo (hashed
+  into its block's entries) names that revision, or a recorded reservation
+  says the export delivered it so;
+* the table a row is in — the table the block's transactionInfo names for
+  its document; every document transactionInfo lists has its row;
+* ``transaction_info`` — hashed into the block's entries; present wherever
+  the block holds user revisions;
+* current tables — the latest non-deleted history revision of each document;
+* counts — from the blocks (``qldb.migration_run`` is anyone's to edit).
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,31 +43,95 @@ import psycopg
 from psycopg import sql
 
 from .. import native
+from ..iontext import timestamp_text
 from ..native import canonical_json
+from ..verify.block import utc_instant
 from ..verify.chain import Digest, DigestOutcome
-from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
-from ..verify.hashes import MerkleAccumulator, dot, merkle_root
+from ..verify.findings import BlockAddress, Finding, FindingLog, Kind, Location, Severity
+from ..verify.hashes import MerkleAccumulator, dot, fold_proof, merkle_root
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import IonParseError, loads
+from ..verify.ionvalue import field_or_none, is_null, struct_keys
+
+#: progress(done, total) in history rows; total may be an estimate
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class LedgerCheck:
+    """One ledger's outcome: what was re-proved and how far something outside anchors it."""
+
+    strand_id: str
+    ledger_name: str | None
+    schema: str | None
+    state: str
+    blocks: int = 0
+    first: int | None = None
+    last: int | None = None
+    rows: int = 0
+    tables: int = 0
+    listed_revisions: int = 0  # user revisions the stored blocks list
+    anchored_through: int | None = None
+    anchored_by: list[str] = field(default_factory=list)
+    reservations: Counter[str] = field(default_factory=Counter)
+    redactions: set[tuple[str, str, int]] = field(default_factory=set)  # named by stored redactionInfo
+
+    def anchor(self, tip: int, how: str) -> None:
+        if self.anchored_through is None or tip > self.anchored_through:
+            self.anchored_through = tip
+        self.anchored_by.append(how)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"strandId": self.strand_id, "ledgerName": self.ledger_name, "schema": self.schema,
+                "state": self.state, "blocks": self.blocks, "first": self.first, "last": self.last,
+                "historyRows": self.rows, "tables": self.tables, "listedRevisions": self.listed_revisions,
+                "anchoredThrough": self.anchored_through, "anchoredBy": self.anchored_by,
+                "reservations": dict(self.reservations)}
 
 
 @dataclass
 class CheckResult:
-    findings: list[Finding] = field(default_factory=list)
-    blocks: int = 0
-    rows: int = 0
-    tables: int = 0
+    findings: FindingLog = field(default_factory=FindingLog)
+    ledgers: list[LedgerCheck] = field(default_factory=list)
     outside: list[DigestOutcome] = field(default_factory=list)
     stored: list[DigestOutcome] = field(default_factory=list)
+    source: Any = None  # the VerifyResult of ``--source``, when given
     seconds: float = 0.0
 
     @property
     def errors(self) -> list[Finding]:
-        return [f for f in self.findings if f.is_error]
+        return self.findings.errors
+
+    @property
+    def error_count(self) -> int:
+        return self.findings.error_count
+
+    @property
+    def blocks(self) -> int:
+        return sum(ledger.blocks for ledger in self.ledgers)
+
+    @property
+    def rows(self) -> int:
+        return sum(ledger.rows for ledger in self.ledgers)
+
+    @property
+    def tables(self) -> int:
+        return sum(ledger.tables for ledger in self.ledgers)
 
     @property
     def anchored(self) -> bool:
-        return any(o.matched for o in self.outside) and not any(o.matched is False for o in self.outside)
+        """Every ledger checked is anchored, through its last block, by something kept outside the database."""
+        return bool(self.ledgers) and all(
+            ledger.anchored_through is not None and ledger.last is not None and ledger.anchored_through >= ledger.last
+            for ledger in self.ledgers) and not any(o.matched is False for o in self.outside)
+
+    @property
+    def partly_anchored(self) -> bool:
+        return any(ledger.anchored_through is not None for ledger in self.ledgers)
+
+    @property
+    def reservations(self) -> int:
+        return sum(sum(ledger.reservations.values()) for ledger in self.ledgers)
 
 
 def _hash_error(code: str, message: str, where: Location, expected: Any = None, computed: Any = None) -> Finding:
@@ -77,7 +164,22 @@ def _b(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def run_check(conn: psycopg.Connection, outside: list[Digest]) -> CheckResult:
+def ledgers_in(conn: psycopg.Connection, only: str | None = None) -> list[LedgerCheck]:
+    """Every ledger the database holds (by strand), or the one ``only`` names (strand id or ledger name)."""
+    rows = conn.execute(
+        """SELECT s.strand_id, l.ledger_name, l.pg_schema, coalesce(l.state, 'migrated')
+           FROM (SELECT DISTINCT strand_id FROM qldb.block UNION SELECT strand_id FROM qldb.ledger) s
+           LEFT JOIN qldb.ledger l USING (strand_id) ORDER BY 1"""
+    ).fetchall()
+    out = [LedgerCheck(strand, name, schema, state) for strand, name, schema, state in rows]
+    if only is not None:
+        out = [ledger for ledger in out if only in (ledger.strand_id, ledger.ledger_name, ledger.schema)]
+    return out
+
+
+def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None = None, source: Any = None,
+              progress: Progress | None = None) -> CheckResult:
+    """Re-prove every ledger (or the one ``only`` names); ``source`` is a ``SourceAnchor`` for ``--source``."""
     started = time.perf_counter()
     # One snapshot for the whole check: a migration that commits meanwhile must not show the
     # blocks of one state and the rows of another (READ COMMITTED would, statement by statement).
@@ -85,57 +187,76 @@ def run_check(conn: psycopg.Connection, outside: list[Digest]) -> CheckResult:
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
     result = CheckResult()
     result.outside = [DigestOutcome(d) for d in outside]
+    result.ledgers = ledgers_in(conn, only)
+    strands = {ledger.strand_id for ledger in result.ledgers}
     stored = conn.execute("SELECT strand_id, tip_sequence_no, digest, source FROM qldb.digest").fetchall()
     result.stored = [DigestOutcome(Digest(bytes(d), BlockAddress(s, t), f"qldb.digest ({src})"))
-                     for s, t, d, src in stored]
-    _check_blocks(conn, result)
-    tables = conn.execute(
-        "SELECT strand_id, table_id, table_name, pg_schema, current_name, history_name FROM qldb.ledger_table "
-        "ORDER BY strand_id, table_name"
-    ).fetchall()
-    result.tables = len(tables)
-    for strand, _table_id, qldb_name, schema, current, history in tables:
-        _check_history(conn, result, strand, qldb_name, schema, history)
-        _check_current(conn, result, qldb_name, schema, current, history)
-    _check_block_rows_claimed(conn, result, tables)
-    _check_counts(conn, result, tables)
-    for outcome in result.outside:
-        if outcome.matched is None:
-            outcome.unreached_reason = "its tip is not in the database"
-            result.findings.append(
-                Finding("digest-not-reached", Kind.UNPROVEN, Severity.WARNING,
-                        f"digest {outcome.digest.source}: tip block {outcome.digest.tip.sequence_no} is not stored",
-                        Location(block=outcome.digest.tip))
-            )
-    if not result.anchored and not result.errors:
-        result.findings.append(
-            Finding("not-anchored", Kind.UNPROVEN, Severity.WARNING,
-                    "internally consistent, not anchored: no digest from outside the database was given or matched; "
-                    "whoever can write to the database could have rewritten data and hashes together",
-                    Location())
-        )
+                     for s, t, d, src in stored if s in strands]
+    total = _estimated_rows(conn, result.ledgers) if progress else 0
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], total)
+
+    for ledger in result.ledgers:
+        _check_blocks(conn, result, ledger)
+        tables = conn.execute(
+            "SELECT table_id, table_name, pg_schema, current_name, history_name FROM qldb.ledger_table "
+            "WHERE strand_id = %s ORDER BY table_name, table_id", (ledger.strand_id,)
+        ).fetchall()
+        ledger.tables = len(tables)
+        reserved = _reservations(conn, ledger)
+        for table_id, _name, schema, current, history in tables:
+            _check_history(conn, result, ledger, table_id, schema, history, reserved, advance)
+            _check_current(conn, result, schema, current, history)
+        _check_listed_rows(conn, result, ledger, tables)
+        _report_reservations(result, ledger)
+    if source is not None:
+        result.source = source.run(conn, result)
+    _unmatched_outside(result, strands)
     conn.rollback()
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _check_blocks(conn: psycopg.Connection, result: CheckResult) -> None:
-    digests_by_tip: dict[tuple[str, int], list[DigestOutcome]] = defaultdict(list)
+def _estimated_rows(conn: psycopg.Connection, ledgers: list[LedgerCheck]) -> int:
+    total = 0
+    for ledger in ledgers:
+        for (n,) in conn.execute(
+            "SELECT greatest(c.reltuples, 0)::bigint FROM qldb.ledger_table t JOIN pg_namespace n "
+            "ON n.nspname = t.pg_schema JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.history_name "
+            "WHERE t.strand_id = %s", (ledger.strand_id,)):
+            total += int(n)
+    return total
+
+
+def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck) -> None:
+    strand = ledger.strand_id
+    outcomes: dict[int, list[DigestOutcome]] = defaultdict(list)
+    proofs: dict[int, list[DigestOutcome]] = defaultdict(list)
     for outcome in result.outside + result.stored:
-        digests_by_tip[(outcome.digest.tip.strand_id, outcome.digest.tip.sequence_no)].append(outcome)
-    with conn.cursor(name="check_blocks") as cur:
+        if outcome.digest.tip.strand_id != strand:
+            continue
+        outcomes[outcome.digest.tip.sequence_no].append(outcome)
+        if outcome.digest.proof is not None and outcome in result.outside:
+            proofs[outcome.digest.proof_sequence or 0].append(outcome)
+    with conn.cursor(name=f"check_blocks_{strand}") as cur:
         cur.itersize = 2000
         cur.execute(
-            "SELECT strand_id, sequence_no, block_hash, entries_hash, previous_block_hash, entries_hash_list, "
-            "revision_hashes, transaction_id, transaction_info::text, transaction_info_ion, redaction_info_ion, "
-            "source_object FROM qldb.block ORDER BY strand_id, sequence_no"
+            "SELECT sequence_no, block_hash, entries_hash, previous_block_hash, entries_hash_list, revision_hashes, "
+            "revision_documents, transaction_info::text, transaction_info_ion, redaction_info_ion, source_object "
+            "FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no", (strand,)
         )
-        last: tuple[str, int, bytes] | None = None
+        last: tuple[int, bytes] | None = None
         merkle = MerkleAccumulator()
-        chain_ok = True
-        for (strand, seq, block_hash, entries_hash, previous, entries, revisions, _tx_id, tx_json, tx_ion,
+        run_start: int | None = None  # first block of the unbroken run of links that ends at the current block
+        for (seq, block_hash, entries_hash, previous, entries, revisions, documents, tx_json, tx_ion,
              redaction_ion, source) in cur:
-            result.blocks += 1
+            ledger.blocks += 1
+            ledger.first = seq if ledger.first is None else ledger.first
+            ledger.last = seq
             where = Location(f"qldb.block ({source})", BlockAddress(strand, seq))
             block_hash, entries_hash, previous = bytes(block_hash), bytes(entries_hash), bytes(previous)
             entries = [bytes(e) for e in entries]
@@ -152,68 +273,189 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult) -> None:
             if revisions and merkle_root([bytes(r) for r in revisions]) not in entry_set:
                 result.findings.append(_hash_error("revisions-root-not-in-entries", "Merkle root of "
                                                    "revision_hashes is not in entries_hash_list", where))
+            if len(documents or []) != len(revisions or []):
+                result.findings.append(_consistency("revision-documents-length", "revision_documents and "
+                                                    "revision_hashes differ in length", where,
+                                                    len(revisions or []), len(documents or [])))
+            tx_value = redaction_value = None
             for name, ion in (("transaction_info_ion", tx_ion), ("redaction_info_ion", redaction_ion)):
-                if ion is not None and (value := _parse(ion, name, where, result)) is not _UNPARSEABLE:
-                    if _hash_of(ion, value) not in entry_set:
-                        result.findings.append(_hash_error(f"{name.replace('_', '-')}-not-in-entries",
-                                                           f"H({name}) is not in entries_hash_list", where))
-                    if name == "transaction_info_ion" and tx_json != canonical_json(value):
+                if ion is None or (value := _parse(ion, name, where, result)) is _UNPARSEABLE:
+                    continue
+                if _hash_of(ion, value) not in entry_set:
+                    result.findings.append(_hash_error(f"{name.replace('_', '-')}-not-in-entries",
+                                                       f"H({name}) is not in entries_hash_list", where))
+                    continue
+                if name == "transaction_info_ion":
+                    tx_value = value
+                    if tx_json != canonical_json(value):
                         result.findings.append(_consistency("transaction-info-json-mismatch", "transaction_info "
                                                             "(jsonb) differs from the canonical JSON of its Ion",
                                                             where))
-            if last is None or last[0] != strand:
-                merkle = MerkleAccumulator()
-                chain_ok = seq == 0
+                else:
+                    redaction_value = value
+            named = _redaction_named(redaction_value)
+            if named is not None:
+                ledger.redactions.add(named)
+            _check_listed_documents(result, ledger, where, documents or [], tx_ion, tx_value, named)
+            if last is None:
+                run_start = seq
                 if seq != 0:
                     result.findings.append(Finding("partial", Kind.UNPROVEN, Severity.WARNING,
                                                    f"the stored chain starts at block {seq}, not 0", where))
-            elif seq != last[1] + 1:
-                chain_ok = False
-                result.findings.append(_consistency("gap", f"blocks {last[1] + 1}..{seq - 1} are missing from "
-                                                    "qldb.block", where, last[1] + 1, seq))
-            elif previous != last[2]:
-                chain_ok = False
+            elif seq != last[0] + 1:
+                run_start = None
+                result.findings.append(_consistency("gap", f"blocks {last[0] + 1}..{seq - 1} are missing from "
+                                                    "qldb.block", where, last[0] + 1, seq))
+            elif previous != last[1]:
+                run_start = None
                 result.findings.append(_hash_error("chain-link-mismatch", "previous_block_hash is not the "
-                                                   "stored hash of the block before it", where, last[2], previous))
-            if chain_ok:
+                                                   "stored hash of the block before it", where, last[1], previous))
+            from_genesis = run_start == 0
+            if from_genesis:
                 merkle.append(block_hash)
-            for outcome in digests_by_tip.get((strand, seq), []):
-                if not chain_ok:
+            for outcome in proofs.get(seq, []):
+                # a saved proof ties this stored block to the digest: it anchors the blocks linked up to it
+                folded = fold_proof(block_hash, outcome.digest.proof or ())
+                if outcome.record(f"saved proof of stored block {seq}", folded):
+                    if run_start is not None:
+                        ledger.anchor(seq, f"{outcome.digest.source} (saved proof of block {seq})")
+                else:
+                    result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source}: its saved "
+                                                       f"proof does not fold from stored block {seq} to the digest",
+                                                       where, outcome.digest.digest, folded))
+            for outcome in outcomes.get(seq, []):
+                if not from_genesis:
+                    if outcome.digest.proof is not None and outcome.matched:
+                        continue  # reached by its saved proof instead
                     outcome.failed = True
-                    outcome.unreached_reason = "the stored chain before its tip is broken"
+                    outcome.unreached_reason = "the stored chain before its tip is broken or does not start at 0"
+                    if outcome in result.outside:
+                        result.findings.append(_consistency(
+                            "digest-not-provable", f"digest {outcome.digest.source} cannot be proven: the stored "
+                            "chain before its tip is broken or does not start at block 0", where))
                     continue
                 root = merkle.root()
-                if not outcome.record(f"merkle root over stored blocks 0..{seq}", root):
+                if outcome.record(f"merkle root over stored blocks 0..{seq}", root):
+                    if outcome in result.outside:
+                        ledger.anchor(seq, f"{outcome.digest.source} (merkle root over blocks 0..{seq})")
+                else:
                     result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source} does "
                                                        "not match the root recomputed from qldb.block", where,
                                                        outcome.digest.digest, root))
-            last = (strand, seq, block_hash)
+            last = (seq, block_hash)
 
 
-def _check_history(conn: psycopg.Connection, result: CheckResult, strand: str, qldb_name: str, schema: str,
-                   history: str) -> None:
+def _redaction_named(value: Any) -> tuple[str, str, int] | None:
+    if value is None or value is _UNPARSEABLE:
+        return None
+    table, doc, version = (field_or_none(value, k) for k in ("tableId", "documentId", "version"))
+    if isinstance(table, str) and isinstance(doc, str) and isinstance(version, int) and not isinstance(version, bool):
+        return str(table), str(doc), int(version)
+    return None
+
+
+def _check_listed_documents(result: CheckResult, ledger: LedgerCheck, where: Location, documents: list[str | None],
+                            tx_ion: Any, tx_value: Any, redaction: tuple[str, str, int] | None) -> None:
+    """The block's own structure, as ``verify`` checks it on the export (verify.block.check_documents)."""
+    listed_docs = [d for d in documents if d is not None]
+    ledger.listed_revisions += len(listed_docs)
+    if tx_ion is None:
+        if listed_docs:
+            result.findings.append(_consistency(
+                "transaction-info-missing", f"block lists {len(listed_docs)} user revision(s) but has no "
+                "transaction_info: their documents' tables cannot be proven", where))
+        return
+    if tx_value is None:
+        return  # unparseable or not hashed into the entries: already an error
+    docs = field_or_none(tx_value, "documents")
+    named = set(struct_keys(docs))
+    for doc in sorted(set(listed_docs) - named):
+        result.findings.append(_consistency(
+            "revision-not-in-documents", "revision_documents names a document the block's transactionInfo does "
+            "not list", Location(where.object_key, where.block, document_id=doc)))
+    for doc in sorted(named - set(listed_docs)):
+        if redaction is not None and redaction[1] == doc:
+            continue
+        result.findings.append(_consistency(
+            "document-revision-missing", "transactionInfo lists this document but revision_documents holds no "
+            "revision of it", Location(where.object_key, where.block, document_id=doc)))
+
+
+def _reservations(conn: psycopg.Connection, ledger: LedgerCheck) -> dict[tuple[str, str, int], set[str]]:
+    out: dict[tuple[str, str, int], set[str]] = defaultdict(set)
+    for table_id, doc, version, kind in conn.execute(
+        "SELECT table_id, document_id, version, kind FROM qldb.reservation WHERE strand_id = %s", (ledger.strand_id,)
+    ):
+        out[(table_id, doc, version)].add(kind)
+        ledger.reservations[kind] += 1
+    return out
+
+
+_RESERVATION_TEXT = {
+    "json-not-rehashed": "revisions whose data came through JSON and could not be re-hashed (migrated with "
+                         "--allow-unverifiable); their JSONB is not proven",
+    "deleted-hash-not-recomputed": "delete revisions whose hash rule did not match (migrated with "
+                                   "--allow-unverifiable); their revision hash is not recomputed",
+    "unexplained-redaction": "revisions delivered redacted with no redactionInfo naming them (migrated with "
+                             "--allow-unverifiable); their erasure is not explained by the chain",
+    "not-present": "stream revisions whose details never arrived (migrated with --allow-unverifiable): no row",
+}
+
+
+def _report_reservations(result: CheckResult, ledger: LedgerCheck) -> None:
+    for kind, count in sorted(ledger.reservations.items()):
+        result.findings.append(Finding(
+            f"reservation-{kind}", Kind.UNPROVEN, Severity.WARNING,
+            f"{count} {_RESERVATION_TEXT.get(kind, kind)} (recorded in qldb.reservation)",
+            Location(block=BlockAddress(ledger.strand_id, ledger.first or 0))))
+
+
+def _derived_operation(version: int, data_hash: bytes | None, json_reserved: bool) -> str:
+    if data_hash is None and not json_reserved:
+        return "delete"
+    return "insert" if version == 0 else "update"
+
+
+def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck, table_id: str, schema: str,
+                   history: str, reserved: dict[tuple[str, str, int], set[str]], advance: Callable[[int], None]
+                   ) -> None:
+    strand = ledger.strand_id
     query = sql.SQL(
         """SELECT h.document_id, h.version, h.data::text, h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash,
-                  h.operation, h.redacted, h.tx_id, h.block_sequence, h.index_in_block,
+                  h.operation, h.redacted, h.tx_id, h.tx_time, h.tx_time_ion, h.block_sequence, h.index_in_block,
                   b.revision_hashes[h.index_in_block + 1], b.revision_documents[h.index_in_block + 1],
-                  b.transaction_id, b.sequence_no IS NOT NULL
+                  b.transaction_id, b.sequence_no IS NOT NULL,
+                  b.transaction_info -> 'documents' -> h.document_id ->> 'tableId'
            FROM {} h LEFT JOIN qldb.block b ON b.strand_id = %s AND b.sequence_no = h.block_sequence"""
     ).format(sql.Identifier(schema, history))
-    with conn.cursor(name=f"check_{history}") as cur:
+    name = f"{schema}.{history}"
+    pending = 0
+    with conn.cursor(name=f"check_{strand}_{history}"[:60]) as cur:
         cur.itersize = 2000
         cur.execute(query, (strand,))
-        for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, seq, idx, listed,
-             listed_doc, block_tx, block_exists) in cur:
-            result.rows += 1
-            where = Location(None, BlockAddress(strand, seq), idx, doc, version, f"{schema}.{history}")
+        for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
+             seq, idx, listed, listed_doc, block_tx, block_exists, block_table) in cur:
+            ledger.rows += 1
+            pending += 1
+            if pending == 5000:
+                advance(pending)
+                pending = 0
+            where = Location(None, BlockAddress(strand, seq), idx, doc, version, name)
             rev_hash, data_hash = bytes(rev_hash), _b(data_hash)
+            kinds = reserved.get((table_id, doc, version), set())
+            json_reserved = "json-not-rehashed" in kinds
             if not block_exists:
                 result.findings.append(_consistency("row-without-block", "history row names a block that "
                                                     "qldb.block does not hold", where))
-            elif _b(listed) != rev_hash or listed_doc != doc:
-                result.findings.append(_hash_error("row-not-in-block", "revision_hash (or document) is not the one "
-                                                   "qldb.block lists at that block and index", where, _b(listed),
-                                                   rev_hash))
+            else:
+                if _b(listed) != rev_hash or listed_doc != doc:
+                    result.findings.append(_hash_error("row-not-in-block", "revision_hash (or document) is not the "
+                                                       "one qldb.block lists at that block and index", where,
+                                                       _b(listed), rev_hash))
+                if block_table != table_id:
+                    result.findings.append(_consistency(
+                        "row-in-wrong-table", f"the block's transactionInfo puts this document in table "
+                        f"{block_table or '(none)'}, not in this table ({table_id})", where, table_id, block_table))
             if data_ion is not None:
                 value = _parse(data_ion, "data_ion", where, result)
                 if value is not _UNPARSEABLE:
@@ -224,36 +466,78 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, strand: str, q
                     if data != canonical_json(value):
                         result.findings.append(_consistency("jsonb-mismatch", "data (jsonb) differs, as text, from "
                                                             "the canonical JSON of data_ion", where))
-            elif data is not None and not redacted:
+                if (table_id, doc, version) in ledger.redactions:
+                    result.findings.append(_consistency("redaction-not-applied", "a stored redactionInfo names this "
+                                                        "revision but it still holds data", where))
+            elif data is not None and not json_reserved:
                 result.findings.append(_consistency("jsonb-without-ion", "data (jsonb) has no data_ion to prove it",
                                                     where))
+            if data_ion is None and data_hash is not None and not json_reserved:
+                # the data is gone but its hash is not: only a redaction may do that
+                if (table_id, doc, version) not in ledger.redactions and "unexplained-redaction" not in kinds:
+                    result.findings.append(_consistency(
+                        "data-erased-without-redaction", "the revision's data is cleared but no stored redactionInfo "
+                        "names it (and no reservation records it delivered so)", where))
+                if not redacted:
+                    result.findings.append(_consistency("redacted-flag-mismatch", "data is cleared but redacted is "
+                                                        "false", where, True, False))
             if redacted and (data is not None or data_ion is not None):
                 result.findings.append(_consistency("redacted-with-data", "redacted revision still holds data", where))
+            if redacted and data_hash is None:
+                result.findings.append(_consistency("redacted-flag-mismatch", "a delete revision is flagged redacted",
+                                                    where, False, True))
+            derived = _derived_operation(version, data_hash, json_reserved)
+            if op != derived:
+                result.findings.append(_consistency(
+                    "operation-mismatch", f"operation says {op}; the version and the data the hash covers make it "
+                    f"{derived}", where, derived, op))
             meta_value = _parse(meta_ion, "metadata_ion", where, result)
-            if meta_value is not _UNPARSEABLE:
-                computed = dot(_hash_of(meta_ion, meta_value), data_hash or b"")
-                if computed != rev_hash and not (op == "delete" and data_hash is None):
+            if meta_value is _UNPARSEABLE:
+                continue
+            meta_hash = _hash_of(meta_ion, meta_value)
+            if not (json_reserved and data_hash is None):
+                computed = dot(meta_hash, data_hash or b"")
+                if computed != rev_hash and not (data_hash is None and "deleted-hash-not-recomputed" in kinds):
                     result.findings.append(_hash_error("revision-hash-mismatch", "revision_hash differs from "
                                                        "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))
-                meta_doc = meta_value.get("id") if hasattr(meta_value, "get") else None
-                meta_version = meta_value.get("version") if hasattr(meta_value, "get") else None
-                if (str(meta_doc), meta_version) != (doc, version):
-                    result.findings.append(_consistency("row-key-mismatch", "document_id/version differ from the "
-                                                        "metadata the hash covers", where,
-                                                        f"{meta_doc} v{meta_version}", f"{doc} v{version}"))
-            if tx_id != block_tx:
-                result.findings.append(_consistency("tx-id-mismatch", "tx_id differs from the block's "
-                                                    "transaction_id (no hash covers either)", where, block_tx, tx_id))
+            _check_metadata_columns(result, where, meta_value, doc, version, tx_id, tx_time, tx_time_ion, block_tx)
+    advance(pending)
 
 
-def _check_current(conn: psycopg.Connection, result: CheckResult, qldb_name: str, schema: str, current: str,
-                   history: str) -> None:
+def _check_metadata_columns(result: CheckResult, where: Location, meta: Any, doc: str, version: int,
+                            tx_id: str | None, tx_time: Any, tx_time_ion: str | None, block_tx: str | None) -> None:
+    """Columns a reader trusts, against the metadata the revision hash covers."""
+    meta_doc, meta_version = field_or_none(meta, "id"), field_or_none(meta, "version")
+    if (str(meta_doc), meta_version) != (doc, version):
+        result.findings.append(_consistency("row-key-mismatch", "document_id/version differ from the metadata the "
+                                            "hash covers", where, f"{meta_doc} v{meta_version}", f"{doc} v{version}"))
+    meta_tx = field_or_none(meta, "txId")
+    meta_tx = None if is_null(meta_tx) else str(meta_tx)
+    if tx_id != meta_tx:
+        result.findings.append(_consistency("tx-id-mismatch", "tx_id differs from metadata.txId (which the hash "
+                                            "covers)", where, meta_tx, tx_id))
+    elif block_tx is not None and tx_id != block_tx:
+        result.findings.append(_consistency("tx-id-mismatch", "tx_id differs from the block's transaction_id",
+                                            where, block_tx, tx_id))
+    meta_time = field_or_none(meta, "txTime")
+    if is_null(meta_time):
+        if tx_time is not None or tx_time_ion is not None:
+            result.findings.append(_consistency("tx-time-mismatch", "tx_time is set but the metadata has no txTime",
+                                                where))
+        return
+    if utc_instant(meta_time) != tx_time or timestamp_text(meta_time) != tx_time_ion:
+        result.findings.append(_consistency("tx-time-mismatch", "tx_time / tx_time_ion differ from metadata.txTime "
+                                            "(which the hash covers)", where, timestamp_text(meta_time),
+                                            f"{tx_time} / {tx_time_ion}"))
+
+
+def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, current: str, history: str) -> None:
     query = sql.SQL(
         """WITH latest AS (
-               SELECT document_id, version, data, data_ion, revision_hash, block_sequence
+               SELECT document_id, version, data, data_ion, revision_hash, tx_time, block_sequence
                FROM (SELECT DISTINCT ON (document_id) * FROM {history} ORDER BY document_id, version DESC) l
                WHERE operation <> 'delete'),
-           cur AS (SELECT document_id, version, data, data_ion, revision_hash, block_sequence FROM {current})
+           cur AS (SELECT document_id, version, data, data_ion, revision_hash, tx_time, block_sequence FROM {current})
            SELECT 'missing or different in the current table', * FROM (TABLE latest EXCEPT TABLE cur) a
            UNION ALL
            SELECT 'not the latest non-deleted history revision', * FROM (TABLE cur EXCEPT TABLE latest) b
@@ -264,41 +548,55 @@ def _check_current(conn: psycopg.Connection, result: CheckResult, qldb_name: str
                                             Location(document_id=doc, version=version, table=f"{schema}.{current}")))
 
 
-def _check_block_rows_claimed(conn: psycopg.Connection, result: CheckResult, tables: list[tuple]) -> None:
+def _check_listed_rows(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck, tables: list[tuple]) -> None:
     """Every user revision a block lists has its history row (a deleted row is caught here)."""
-    if not tables:
-        parts = [sql.SQL("SELECT NULL::text AS strand_id, NULL::text AS document_id, NULL::bigint AS block_sequence, "
-                         "NULL::int AS index_in_block WHERE false")]
-    else:
-        parts = [
-            sql.SQL("SELECT {} AS strand_id, document_id, block_sequence, index_in_block FROM {}").format(
-                sql.Literal(strand), sql.Identifier(schema, history))
-            for strand, _tid, _name, schema, _cur, history in tables
-        ]
+    parts = [
+        sql.SQL("SELECT document_id, block_sequence, index_in_block FROM {}").format(sql.Identifier(schema, history))
+        for _tid, _name, schema, _cur, history in tables
+    ] or [sql.SQL("SELECT NULL::text, NULL::bigint, NULL::int WHERE false")]
     query = sql.SQL(
-        """WITH rows AS ({rows})
-           SELECT b.strand_id, b.sequence_no, u.idx - 1, u.doc
+        """WITH rows (document_id, block_sequence, index_in_block) AS ({rows})
+           SELECT b.sequence_no, u.idx - 1, u.doc, b.transaction_info -> 'documents' -> u.doc ->> 'tableId'
            FROM qldb.block b, unnest(b.revision_documents) WITH ORDINALITY AS u(doc, idx)
-           WHERE u.doc IS NOT NULL AND NOT EXISTS (
-               SELECT 1 FROM rows r WHERE r.strand_id = b.strand_id AND r.block_sequence = b.sequence_no
+           WHERE b.strand_id = %s AND u.doc IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM rows r WHERE r.block_sequence = b.sequence_no
                                       AND r.index_in_block = u.idx - 1 AND r.document_id = u.doc)
-           ORDER BY 1, 2, 3 LIMIT 1000"""
+             AND NOT EXISTS (
+               SELECT 1 FROM qldb.reservation v WHERE v.strand_id = b.strand_id AND v.kind = 'not-present'
+                                                  AND v.document_id = u.doc AND v.block_sequence = b.sequence_no)
+           ORDER BY 1, 2 LIMIT 10000"""
     ).format(rows=sql.SQL(" UNION ALL ").join(parts))
-    for strand, seq, idx, doc in conn.execute(query):
-        result.findings.append(_consistency("history-row-missing", "qldb.block lists this revision but no history "
-                                            "row holds it", Location(None, BlockAddress(strand, seq), idx, doc)))
+    where_rows = {tid: f"{schema}.{history}" for tid, _name, schema, _cur, history in tables}
+    for seq, idx, doc, table_id in conn.execute(query, (ledger.strand_id,)):
+        result.findings.append(_consistency(
+            "history-row-missing", "qldb.block lists this revision but no history row holds it",
+            Location(None, BlockAddress(ledger.strand_id, seq), idx, doc,
+                     table=where_rows.get(table_id, f"table id {table_id}"))))
 
 
-def _check_counts(conn: psycopg.Connection, result: CheckResult, tables: list[tuple]) -> None:
-    """History row counts against what the recorded runs loaded."""
-    loaded: dict[str, int] = defaultdict(int)
-    for (counts,) in conn.execute("SELECT counts FROM qldb.migration_run WHERE verdict IN ('loaded', 'unchanged')"):
-        for name, figures in (counts or {}).get("tables", {}).items():
-            loaded[name] += int(figures.get("loaded", 0))
-    for _strand, _tid, qldb_name, schema, _cur, history in tables:
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, history))).fetchone()[0]
-        if count != loaded.get(qldb_name, 0):
-            result.findings.append(_consistency("row-count-mismatch", f"{schema}.{history} holds {count} rows; the "
-                                                f"recorded runs loaded {loaded.get(qldb_name, 0)}",
-                                                Location(table=f"{schema}.{history}"), loaded.get(qldb_name, 0),
-                                                count))
+def _unmatched_outside(result: CheckResult, strands: set[str]) -> None:
+    """A digest the user gives is a claim to be proven: one the stored chain cannot reach is an error."""
+    last = {ledger.strand_id: ledger.last for ledger in result.ledgers}
+    for outcome in result.outside:
+        if outcome.matched is not None or outcome.failed:
+            continue
+        tip = outcome.digest.tip
+        if tip.strand_id not in strands:
+            outcome.failed = True
+            outcome.unreached_reason = "no ledger in the database has its strand"
+            result.findings.append(_consistency(
+                "digest-other-ledger", f"digest {outcome.digest.source} is for strand {tip.strand_id}, which the "
+                "database does not hold (another ledger, or not migrated)", Location(block=tip)))
+            continue
+        stored_last = last.get(tip.strand_id)
+        outcome.failed = True
+        outcome.unreached_reason = f"its tip (block {tip.sequence_no}) is beyond the stored chain (last {stored_last})"
+        result.findings.append(_consistency(
+            "digest-beyond-stored-chain",
+            f"digest {outcome.digest.source} has tip block {tip.sequence_no}, but the stored chain ends at block "
+            f"{stored_last}: either the database lost blocks {(stored_last or 0) + 1}..{tip.sequence_no}, or the "
+            "digest is newer than what was migrated (migrate the later export, then check again)",
+            Location(block=tip), tip.sequence_no, stored_last))
+
+
+__all__ = ["CheckResult", "LedgerCheck", "ledgers_in", "run_check"]

@@ -26,13 +26,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..optouts import OptOuts
 from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
 from ..verify.chain import ChainChecker, Digest
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
+from ..verify.ionparse import IonParseError, loads
 from .copybinary import SIGNATURE, TRAILER
 from .names import table_names
 from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_field
-from .target import LOCK_KEY, MIGRATION_BUSY, MigrationRefused
+from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
 
 
 def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
@@ -45,32 +47,26 @@ def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[
 
 @dataclass
 class TableStats:
+    table_id: str
     qldb_name: str
     history: str
     current: str
-    read: int = 0
-    loaded: int = 0
-    deleted: int = 0
-    redacted: int = 0
-    current_rows: int = 0
+    loaded: int = 0  # history rows this run added
+    deleted: int = 0  # of them, delete revisions
+    redacted: int = 0  # revisions whose data is cleared (loaded redacted, or a redaction applied by this run)
+    current_rows: int = 0  # documents in the current table after the run
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tableId": self.table_id, "tableName": self.qldb_name, "historyTable": self.history,
+                "currentTable": self.current, "loaded": self.loaded, "deleted": self.deleted,
+                "redacted": self.redacted, "currentRows": self.current_rows}
 
 
 @dataclass
 class MigrateOptions:
     schema: str = "ledger"
-    allow_partial: bool = False
-    allow_unanchored: bool = False
-    allow_unverifiable: bool = False
+    opt_outs: OptOuts = field(default_factory=OptOuts)
     workers: int | None = None
-
-    def opt_outs(self) -> list[str]:
-        return [name for name, on in (("allow-partial", self.allow_partial), ("allow-unanchored",
-                self.allow_unanchored), ("allow-unverifiable", self.allow_unverifiable)) if on]
-
-    def refused_states(self, states: list[str]) -> list[str]:
-        allowed = {"partial": self.allow_partial, "unanchored": self.allow_unanchored,
-                   "unverifiable": self.allow_unverifiable}
-        return [s for s in states if not allowed[s]]
 
 
 @dataclass
@@ -79,73 +75,126 @@ class MigrateResult:
     run_id: int | None
     committed: bool
     refused_states: list[str]
-    tables: dict[str, TableStats]
+    tables: dict[str, TableStats]  # by QLDB table id
     new_blocks: int
-    known_blocks: int
+    known_blocks: int  # blocks of the source an earlier run already stored (each counted once)
     redactions_applied: int
     seconds: float
     findings: list[Finding] = field(default_factory=list)
 
 
+def _stored_redactions(conn: psycopg.Connection, strand: str) -> set[tuple[str, str, int]]:
+    """(table id, document id, version) every stored block's redactionInfo names (hash-bound: H is in its entries)."""
+    out: set[tuple[str, str, int]] = set()
+    for (ion,) in conn.execute("SELECT redaction_info_ion FROM qldb.block WHERE strand_id = %s "
+                               "AND redaction_info_ion IS NOT NULL", (strand,)):
+        with contextlib.suppress(IonParseError, KeyError, TypeError, ValueError):
+            value = loads(bytes(ion))
+            out.add((str(value["tableId"]), str(value["documentId"]), int(value["version"])))
+    return out
+
+
 class PgSink(BlockSink):
+    wants_rows = True
+
     def __init__(self, conn: psycopg.Connection, run_id: int, schema: str) -> None:
         self.conn = conn
         self.run_id = run_id
         self.schema = schema
         self.run_field = run_id_field(run_id)
         self.pending_blocks: list[bytes] = []
-        self.pending_history: dict[tuple[str, str], list[TableRows]] = defaultdict(list)
+        self.pending_history: dict[str, list[TableRows]] = defaultdict(list)
         self.known: list[tuple[BlockSummary, Any]] = []
-        self.tables: dict[tuple[str, str], TableStats] = {}
+        self.tables: dict[str, TableStats] = {}
         self.strand: str | None = None
         self.stored_last: int | None = None
         self.new_blocks = 0
         self.known_blocks = 0
-        self.redactions: list[tuple[str, str, str, int]] = []  # strand, table id, document id, version
+        self.redactions: list[tuple[str, str, int]] = []  # table id, document id, version
         self.redactions_applied = 0
-        self.touched: dict[tuple[str, str], set[str]] = defaultdict(set)
+        self.touched: dict[str, set[str]] = defaultdict(set)
+        self.reservations: list[tuple[str, str, int, str, int]] = []  # table id, doc, version, kind, block
         self.extra_findings: list[Finding] = []
 
-    # --- chain priming: a later export joins the stored chain -------------------------------
-    def prime(self, chain: ChainChecker) -> None:
+    # --- the ledger and its schema ------------------------------------------------------------
+    def prime(self, chain: ChainChecker, strand_id: str | None, ledger_name: str | None = None) -> None:
+        """Claims the run's ledger and schema, then feeds the chain the ledger's stored blocks.
+
+        One ledger per schema: a second ledger's tables mixed into the first's
+        schema could not be told apart by name.  Refusals happen here, before
+        any object is read.
+        """
         from ..verify.block import BlockCheck
 
-        # One ledger per run; the strand comes from the first stored block if the database has one ledger.
-        strands = [r[0] for r in self.conn.execute("SELECT DISTINCT strand_id FROM qldb.block")]
-        if len(strands) != 1:
-            return  # nothing stored, or several ledgers: the export must then stand on its own
-        self.strand = strands[0]
+        if strand_id is None:
+            return
+        self.strand = strand_id
+        row = self.conn.execute("SELECT pg_schema, state FROM qldb.ledger WHERE strand_id = %s", (strand_id,)
+                                ).fetchone()
+        if row is not None:
+            schema, state = row
+            if state == "live":
+                raise LedgerConflict(f"ledger {ledger_name or strand_id} (strand {strand_id}) is live since its "
+                                     "cut-over: its chain now continues in PostgreSQL and takes no more QLDB blocks")
+            if schema != self.schema:
+                raise LedgerConflict(f"ledger {ledger_name or strand_id} (strand {strand_id}) lives in schema "
+                                     f"{schema}; give --schema {schema}")
+        else:
+            other = self.conn.execute("SELECT strand_id, ledger_name FROM qldb.ledger WHERE pg_schema = %s",
+                                      (self.schema,)).fetchone()
+            if other is not None:
+                raise LedgerConflict(f"schema {self.schema} holds the tables of ledger {other[1] or other[0]} "
+                                     f"(strand {other[0]}); give this ledger ({ledger_name or strand_id}, strand "
+                                     f"{strand_id}) its own --schema")
+            foreign = [r[0] for r in self.conn.execute(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1 LIMIT 5",
+                (self.schema,))]
+            if foreign:
+                raise LedgerConflict(f"schema {self.schema} already holds {', '.join(foreign)}, which qldb-migrate "
+                                     "did not create; choose another --schema")
+            self.conn.execute("INSERT INTO qldb.ledger (strand_id, ledger_name, pg_schema) VALUES (%s, %s, %s)",
+                              (strand_id, ledger_name, self.schema))
         with self.conn.cursor(name="prime") as cur:
             cur.itersize = 10000
             cur.execute(
                 "SELECT sequence_no, block_hash, previous_block_hash, transaction_id, source_object "
                 "FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no",
-                (self.strand,),
+                (strand_id,),
             )
             for seq, block_hash, previous, tx_id, source in cur:
-                chain.add(BlockCheck(BlockAddress(self.strand, seq), f"(stored) {source}", None, bytes(block_hash),
+                chain.add(BlockCheck(BlockAddress(strand_id, seq), f"(stored) {source}", None, bytes(block_hash),
                                      bytes(previous), None, tx_id))
                 self.stored_last = seq
+
+    def unexplained_redactions(self, strand_id: str | None,
+                               candidates: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+        if strand_id is None:
+            return candidates
+        stored = _stored_redactions(self.conn, strand_id)
+        return [c for c in candidates if c not in stored]
 
     # --- blocks -------------------------------------------------------------------------------
     def new_block(self, block: BlockSummary, rows: BlockRows | None) -> list[Finding]:
         if rows is None or block.address is None:
             return []  # the block failed its checks: the run will not commit
-        strand = block.address.strand_id
+        seq = block.address.sequence_no
         self.pending_blocks.append(rows.block_copy + self.run_field)
         for table_id, table_rows in rows.tables.items():
-            self.pending_history[(strand, table_id)].append(table_rows)
+            self.pending_history[table_id].append(table_rows)
+            self.reservations.extend((table_id, d, v, kind, seq) for d, v, kind in table_rows.reservations)
+        self.reservations.extend((table_id, d, -1, "not-present", seq) for table_id, d in rows.not_present)
         if rows.redaction is not None:
-            self.redactions.append((strand, *rows.redaction))
+            self.redactions.append(rows.redaction)
         self.new_blocks += 1
         return []
 
     def is_stored(self, sequence_no: int) -> bool:
         return self.stored_last is not None and sequence_no <= self.stored_last
 
-    def known_block(self, block: BlockSummary, rows: Any) -> list[Finding]:
+    def known_block(self, block: BlockSummary, rows: Any, first: bool) -> list[Finding]:
         self.known.append((block, rows))
-        self.known_blocks += 1
+        self.known_blocks += first
         return []
 
     def object_done(self, result: ObjectResult) -> None:
@@ -153,16 +202,14 @@ class PgSink(BlockSink):
         if self.pending_blocks:
             copy_tuples(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, self.pending_blocks)
             self.pending_blocks.clear()
-        for (strand, table_id), parts in self.pending_history.items():
-            stats = self._table(strand, table_id, parts[0].table_name)
+        for table_id, parts in self.pending_history.items():
+            stats = self._table(table_id, parts[0].table_name)
             copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
                         [p.copy_data for p in parts])
-            loaded = sum(len(p.documents) for p in parts)
-            stats.read += loaded
-            stats.loaded += loaded
+            stats.loaded += sum(len(p.documents) for p in parts)
             stats.deleted += sum(p.deleted for p in parts)
             stats.redacted += sum(len(p.redacted) for p in parts)
-            touched = self.touched[(strand, table_id)]
+            touched = self.touched[table_id]
             for p in parts:
                 touched.update(p.documents)
         self.pending_history.clear()
@@ -171,17 +218,21 @@ class PgSink(BlockSink):
         """Blocks seen before: compare stored hashes; carry redactions into stored rows."""
         if not self.known:
             return
-        by_seq = {b.address.sequence_no: (b, rows) for b, rows in self.known if b.address is not None}
+        by_seq: dict[int, tuple[BlockSummary, Any]] = {}
+        for b, rows in self.known:
+            if b.address is not None and b.address.sequence_no not in by_seq:
+                by_seq[b.address.sequence_no] = (b, rows)
         self.known.clear()
-        strand = next(iter(by_seq.values()))[0].address.strand_id  # type: ignore[union-attr]
         stored = dict(
             self.conn.execute(
                 "SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s AND sequence_no = ANY(%s)",
-                (strand, list(by_seq)),
+                (self.strand, list(by_seq)),
             ).fetchall()
         )
         for seq, (block, rows) in by_seq.items():
-            if seq in stored and bytes(stored[seq]) != block.computed_block_hash:
+            if seq not in stored:
+                continue  # an overlap inside this run's source (its first copy is new, not stored yet)
+            if bytes(stored[seq]) != block.computed_block_hash:
                 self.extra_findings.append(
                     Finding("stored-block-conflict", Kind.HASH, Severity.ERROR,
                             "block differs from the block already stored in qldb.block",
@@ -192,31 +243,33 @@ class PgSink(BlockSink):
                 continue
             for table_id, table_rows in rows.tables.items():
                 for document_id, version in table_rows.redacted:
-                    self.redactions.append((strand, table_id, document_id, version))
+                    self.redactions.append((table_id, document_id, version))
+            if rows.redaction is not None:
+                self.redactions.append(rows.redaction)
 
-    def _table(self, strand: str, table_id: str, name: str) -> TableStats:
-        key = (strand, table_id)
-        stats = self.tables.get(key)
+    def _table(self, table_id: str, name: str) -> TableStats:
+        stats = self.tables.get(table_id)
         if stats is not None:
             return stats
         found = self.conn.execute(
-            "SELECT history_name, current_name FROM qldb.ledger_table WHERE strand_id = %s AND table_id = %s",
-            key,
+            "SELECT table_name, history_name, current_name FROM qldb.ledger_table WHERE strand_id = %s "
+            "AND table_id = %s", (self.strand, table_id),
         ).fetchone()
         if found is None:
             taken = {r[0] for r in self.conn.execute(
-                "SELECT current_name FROM qldb.ledger_table WHERE pg_schema = %s UNION ALL "
-                "SELECT history_name FROM qldb.ledger_table WHERE pg_schema = %s", (self.schema, self.schema))}
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                "UNION SELECT current_name FROM qldb.ledger_table WHERE pg_schema = %s UNION "
+                "SELECT history_name FROM qldb.ledger_table WHERE pg_schema = %s", (self.schema,) * 3)}
             current, history = table_names(name, taken)
             self._create_tables(current, history)
             self.conn.execute(
                 "INSERT INTO qldb.ledger_table (strand_id, table_id, table_name, pg_schema, current_name, "
                 "history_name) VALUES (%s, %s, %s, %s, %s, %s)",
-                (strand, table_id, name, self.schema, current, history),
+                (self.strand, table_id, name, self.schema, current, history),
             )
         else:
-            history, current = found
-        stats = self.tables[key] = TableStats(name, history, current)
+            name, history, current = found
+        stats = self.tables[table_id] = TableStats(table_id, name, history, current)
         return stats
 
     def _create_tables(self, current: str, history: str) -> None:
@@ -258,13 +311,16 @@ class PgSink(BlockSink):
         )
 
     # --- end of run -----------------------------------------------------------------------------
-    def finish(self) -> None:
-        """Apply redactions, then refresh the current tables for the documents this run touched."""
-        for strand, table_id, doc_id, version in self.redactions:
+    def finish(self, unexplained: list[tuple[str, str, int]]) -> None:
+        """Apply redactions, record reservations, then refresh the current tables for the documents touched."""
+        for table_id, doc_id, version in self.redactions:
             found = self.conn.execute(
                 "SELECT history_name FROM qldb.ledger_table WHERE strand_id = %s AND table_id = %s",
-                (strand, table_id),
+                (self.strand, table_id),
             ).fetchone()
+            self.conn.execute(
+                "DELETE FROM qldb.reservation WHERE strand_id = %s AND table_id = %s AND document_id = %s "
+                "AND version = %s AND kind = 'unexplained-redaction'", (self.strand, table_id, doc_id, version))
             if found is None:
                 continue
             cur = self.conn.execute(
@@ -276,10 +332,17 @@ class PgSink(BlockSink):
             )
             self.redactions_applied += cur.rowcount
             if cur.rowcount:
-                self._table(strand, table_id, "").redacted += cur.rowcount
-            self.touched[(strand, table_id)].add(doc_id)
-        for (strand, table_id), docs in self.touched.items():
-            stats = self._table(strand, table_id, "")
+                self._table(table_id, "").redacted += cur.rowcount
+            self.touched[table_id].add(doc_id)
+        self.reservations.extend((t, d, v, "unexplained-redaction", None) for t, d, v in unexplained)
+        if self.reservations:
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO qldb.reservation (strand_id, table_id, document_id, version, kind, block_sequence, "
+                    "run_id) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(self.strand, t, d, v, k, b, self.run_id) for t, d, v, k, b in self.reservations])
+        for table_id, docs in self.touched.items():
+            stats = self._table(table_id, "")
             history = sql.Identifier(self.schema, stats.history)
             current = sql.Identifier(self.schema, stats.current)
             doc_list = list(docs)
@@ -314,28 +377,29 @@ def migrate_source(
     conn.commit()  # the session-level lock outlives this transaction
     try:
         run_id = conn.execute(
-            "INSERT INTO qldb.migration_run (source, opt_outs) VALUES (%s, %s) RETURNING run_id",
-            (source_description, options.opt_outs()),
+            "INSERT INTO qldb.migration_run (source, opt_outs, started_at) VALUES (%s, %s, clock_timestamp()) "
+            "RETURNING run_id",
+            (source_description, options.opt_outs.names()),
         ).fetchone()[0]
         sink = PgSink(conn, run_id, options.schema)
         result = verify_source(spec, digests, options.workers, progress, sink)
         result.findings.extend(sink.extra_findings)
-        refused = options.refused_states(result.states())
-        ok = not result.errors and not refused
+        refused = options.opt_outs.refused(result.states())
+        ok = not result.error_count and not refused
         if ok:
-            sink.finish()
+            sink.finish(result.unexplained_redactions)
         counts = {
             "blocks": result.blocks, "newBlocks": sink.new_blocks, "knownBlocks": sink.known_blocks,
-            "revisions": result.revisions, "redactionsApplied": sink.redactions_applied,
-            "tables": {s.qldb_name: {"loaded": s.loaded, "current": s.current_rows, "deleted": s.deleted,
-                                     "redacted": s.redacted} for s in sink.tables.values()},
+            "revisions": result.revisions, "systemRevisions": result.system_revisions,
+            "redactionsApplied": sink.redactions_applied,
+            "tables": {tid: s.to_json() for tid, s in sink.tables.items()},
         }
-        strand = result.plan.objects[0].strand_id if result.plan.objects else None
+        strand = result.strand_id
         if ok:
             _record_digests(conn, run_id, result)
             conn.execute(
-                "UPDATE qldb.migration_run SET strand_id = %s, finished_at = now(), verdict = %s, states = %s, "
-                "counts = %s WHERE run_id = %s",
+                "UPDATE qldb.migration_run SET strand_id = %s, finished_at = clock_timestamp(), verdict = %s, "
+                "states = %s, counts = %s WHERE run_id = %s",
                 (strand, "loaded" if sink.new_blocks or sink.redactions_applied else "unchanged",
                  result.states(), psycopg.types.json.Jsonb(counts), run_id),
             )
@@ -343,14 +407,14 @@ def migrate_source(
         else:
             conn.rollback()
             run_id = conn.execute(
-                "INSERT INTO qldb.migration_run (strand_id, source, opt_outs, finished_at, verdict, states, counts) "
-                "VALUES (%s, %s, %s, now(), %s, %s, %s) RETURNING run_id",
-                (strand, source_description, options.opt_outs(), "refused" if not result.errors else "failed",
-                 result.states(), psycopg.types.json.Jsonb(counts)),
+                "INSERT INTO qldb.migration_run (strand_id, source, opt_outs, started_at, finished_at, verdict, "
+                "states, counts) VALUES (%s, %s, %s, %s, clock_timestamp(), %s, %s, %s) RETURNING run_id",
+                (strand, source_description, options.opt_outs.names(), _started_at(started),
+                 "refused" if not result.error_count else "failed", result.states(),
+                 psycopg.types.json.Jsonb(counts)),
             ).fetchone()[0]
             conn.commit()
-        tables = {s.qldb_name: s for s in sink.tables.values()}
-        return MigrateResult(result, run_id, ok, refused, tables, sink.new_blocks, sink.known_blocks,
+        return MigrateResult(result, run_id, ok, refused, dict(sink.tables), sink.new_blocks, sink.known_blocks,
                              sink.redactions_applied, time.perf_counter() - started)
     except BaseException:
         with contextlib.suppress(psycopg.Error):
@@ -361,6 +425,12 @@ def migrate_source(
         with contextlib.suppress(psycopg.Error):
             conn.execute("SELECT pg_advisory_unlock(%s, %s)", LOCK_KEY)
             conn.commit()
+
+
+def _started_at(perf_start: float) -> Any:
+    import datetime as _dt
+
+    return _dt.datetime.now(_dt.UTC) - _dt.timedelta(seconds=time.perf_counter() - perf_start)
 
 
 def _record_digests(conn: psycopg.Connection, run_id: int, result: VerifyResult) -> None:
@@ -376,4 +446,4 @@ def _record_digests(conn: psycopg.Connection, run_id: int, result: VerifyResult)
         )
 
 
-__all__ = ["MigrateOptions", "MigrateResult", "MigrationRefused", "migrate_source"]
+__all__ = ["LedgerConflict", "MigrateOptions", "MigrateResult", "MigrationRefused", "migrate_source"]

@@ -142,7 +142,7 @@ def block_rows(
     row = (
         check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
         check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions],
-        [r.document_id if r.version is not None else None for r in check.revisions], check.transaction_id,
+        [r.document_id for r in check.revisions], check.transaction_id,  # None: a system revision
         utc_instant(ts), None if is_null(ts) else timestamp_text(ts),
         None if is_null(tx_info) else canonical_json(tx_info),
         None if is_null(tx_info) else _info_ion(check, "transactionInfo", tx_info),
@@ -161,6 +161,15 @@ class TableRows:
     documents: list[str]  # one per row, in row order
     deleted: int
     redacted: list[tuple[str, int]]  # (document id, version) of each redacted revision
+    reservations: list[tuple[str, int, str]]  # (document id, version, kind) of rows whose hash was not recomputed
+
+
+#: RevisionStatus -> the reservation kind its row is recorded under (qldb.reservation)
+RESERVATION_KINDS = {
+    RevisionStatus.UNVERIFIABLE: "json-not-rehashed",
+    RevisionStatus.NOT_RECOMPUTED: "deleted-hash-not-recomputed",
+    RevisionStatus.NOT_PRESENT: "not-present",
+}
 
 
 @dataclass(slots=True)
@@ -170,6 +179,7 @@ class BlockRows:
     block_copy: bytes  # the qldb.block tuple without its last field, run_id, which the main process appends
     redaction: tuple[str, str, int] | None  # (table id, document id, version) that the block's redactionInfo names
     tables: dict[str, TableRows]  # by QLDB table id
+    not_present: list[tuple[str, str]]  # (table id, document id) of revisions whose details never arrived
 
 
 _history_tuple = row_encoder(HISTORY_TYPES)
@@ -187,6 +197,8 @@ def pack_block(block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]
     grouped: dict[str, list[HistoryRow]] = {}
     for row in history:
         grouped.setdefault(row.table_id, []).append(row)
+    kinds = {(r.document_id, r.version): RESERVATION_KINDS[r.status] for r in check.revisions
+             if r.status in RESERVATION_KINDS and r.document_id is not None}
     packed = {
         table_id: TableRows(
             rows[0].table_name,
@@ -194,12 +206,16 @@ def pack_block(block: Any, check: BlockCheck, tables: dict[str, tuple[str, str]]
             [r.document_id for r in rows],
             sum(1 for r in rows if r.operation == "delete"),
             [(r.document_id, r.version) for r in rows if r.redacted],
+            [(r.document_id, r.version, kinds[(r.document_id, r.version)]) for r in rows
+             if (r.document_id, r.version) in kinds],
         )
         for table_id, rows in grouped.items()
     }
+    not_present = [(tables.get(r.document_id, ("(unknown)", ""))[0], r.document_id) for r in check.revisions
+                   if r.status is RevisionStatus.NOT_PRESENT and r.document_id is not None]
     redaction = field_or_none(block, "redactionInfo")
     named = None
     if not is_null(redaction):
         named = (str(field_or_none(redaction, "tableId")), str(field_or_none(redaction, "documentId")),
                  int(field_or_none(redaction, "version")))
-    return BlockRows(_block_tuple(block_row), named, packed)
+    return BlockRows(_block_tuple(block_row), named, packed, not_present)

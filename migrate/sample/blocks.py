@@ -89,6 +89,7 @@ class RevisionSpec:
     system_hash: bytes | None = None
     table_name: str | None = None
     table_id: str | None = None
+    statement_index: int | None = None  # the statement that wrote it
 
     def revision_hash(self) -> bytes:
         if self.metadata is None:
@@ -118,7 +119,7 @@ class BlockSpec:
     sequence_no: int
     timestamp: _dt.datetime
     transaction_id: str | None
-    statements: list[str] = field(default_factory=list)
+    statements: list[tuple[str, list[Any]]] = field(default_factory=list)  # (text, parameters)
     revisions: list[RevisionSpec] = field(default_factory=list)
     redaction_info: Any = None
     internal_entries: list[bytes] = field(default_factory=list)
@@ -130,12 +131,12 @@ class BlockSpec:
             [
                 struct(
                     {
-                        "statement": stmt,
+                        "statement": text,
                         "startTime": timestamp_ms(self.timestamp),
-                        "statementDigest": blob(ion_hash(stmt)),
+                        "statementDigest": blob(statement_digest(text, params)),
                     }
                 )
-                for stmt in self.statements
+                for text, params in self.statements
             ]
         )
         documents = IonPyDict()
@@ -143,17 +144,30 @@ class BlockSpec:
             if rev.metadata is None or rev.table_name is None:
                 continue
             doc_id = str(rev.metadata["id"])
+            written_by = [rev.statement_index] if rev.statement_index is not None else list(range(len(self.statements)))
             documents.add_item(
                 doc_id,
                 struct(
                     {
                         "tableName": rev.table_name,
                         "tableId": rev.table_id or "",
-                        "statements": ion_list(list(range(len(self.statements)))),
+                        "statements": ion_list(written_by),
                     }
                 ),
             )
         return struct({"statements": statements, "documents": documents})
+
+
+def statement_digest(text: str, parameters: list[Any]) -> bytes:
+    """What QLDB drivers compute for a statement: H(statement) dot H(parameter 1) dot ...
+
+    With no parameters it is H(statement), which ``verify`` recomputes; with
+    parameters it cannot be recomputed from the journal, which holds none.
+    """
+    digest = ion_hash(text)
+    for parameter in parameters:
+        digest = writer_dot(digest, ion_hash(parameter))
+    return digest
 
 
 def build_block(spec: BlockSpec, previous_block_hash: bytes) -> tuple[IonPyDict, bytes]:

@@ -70,8 +70,52 @@ def _note(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(_FIRST + _LAST + _CITIES).lower() for _ in range(words))
 
 
-def document(table: str, rng: random.Random, base: _dt.datetime, ref: str = "") -> Any:
-    """A document for ``table``; sizes vary from ~0.2 to ~5 KB."""
+#: The indexes each sample table is created with (the QLDB recipe's create-tables.sql and the DMV tutorial):
+#: one top-level field each, as QLDB indexes are.
+INDEXES = {
+    "Person": ("GovId",),
+    "Vehicle": ("VIN",),
+    "VehicleRegistration": ("VIN", "LicensePlateNumber"),
+    "DriversLicense": ("PersonId", "LicenseNumber"),
+    "Accounts": ("accountId",),
+    "Transactions": ("transactionId", "fromAccountId", "toAccountId"),
+    "AuditLog": ("timestamp",),
+}
+
+
+def business_keys(table: str, number: int, rng: random.Random, accounts: list[str]) -> dict[str, Any]:
+    """The fields that identify a document to its application, fixed at insert and kept by every update.
+
+    ``number`` counts the table's inserts (ACC-001, TXN-001, ...); ``accounts`` are the account ids so far,
+    for a transaction's two sides.
+    """
+    if table == "Person":
+        return {"GovId": f"{100000000 + number * 7919 % 899999999}"}
+    if table == "Vehicle":
+        return {"VIN": f"1N4AL11D{number:09d}"}
+    if table == "VehicleRegistration":
+        return {"VIN": f"1N4AL11D{number:09d}", "LicensePlateNumber": f"LIC{number:06d}"}
+    if table == "DriversLicense":
+        return {"PersonId": _id(rng), "LicenseNumber": f"DL{number:07d}"}
+    if table == "Accounts":
+        return {"accountId": f"ACC-{number:03d}"}
+    if table == "Transactions":
+        sides = rng.sample(accounts, 2) if len(accounts) >= 2 else ["ACC-001", "ACC-002"]
+        return {"transactionId": f"TXN-{number:03d}", "fromAccountId": sides[0], "toAccountId": sides[1]}
+    if table == "AuditLog":
+        return {"eventId": f"EVT-{number:05d}"}
+    raise ValueError(f"unknown sample table {table}")
+
+
+def document(table: str, rng: random.Random, base: _dt.datetime, keys: dict[str, Any] | None = None) -> Any:
+    """A document for ``table`` (sizes ~0.2 to ~5 KB); ``keys`` (``business_keys``) overwrite its identifying fields."""
+    doc = _document(table, rng, base)
+    for name, value in (keys or {}).items():
+        doc[name] = value
+    return doc
+
+
+def _document(table: str, rng: random.Random, base: _dt.datetime) -> Any:
     if table == "Person":
         return struct({
             "FirstName": rng.choice(_FIRST), "LastName": rng.choice(_LAST), "DOB": _date(rng),
@@ -92,38 +136,38 @@ def document(table: str, rng: random.Random, base: _dt.datetime, ref: str = "") 
             "VIN": _id(rng, 17).upper(), "LicensePlateNumber": _id(rng, 8).upper(), "State": "WA",
             "City": rng.choice(_CITIES), "PendingPenaltyTicketAmount": _money(rng, 500),
             "ValidFromDate": _date(rng), "ValidToDate": _date(rng),
-            "Owners": struct({"PrimaryOwner": struct({"PersonId": ref or _id(rng)}),
+            "Owners": struct({"PrimaryOwner": struct({"PersonId": _id(rng)}),
                               "SecondaryOwners": [struct({"PersonId": _id(rng)}) for _ in range(rng.randrange(0, 3))]}),
         })
     if table == "DriversLicense":
         return struct({
-            "PersonId": ref or _id(rng), "LicenseNumber": f"{rng.choice(_LAST).upper()[:5]}{rng.randrange(100, 999)}",
+            "PersonId": _id(rng), "LicenseNumber": f"{rng.choice(_LAST).upper()[:5]}{rng.randrange(100, 999)}",
             "LicenseType": rng.choice(["Learner", "Probationary", "Full"]),
             "ValidFromDate": _date(rng), "ValidToDate": _date(rng),
         })
     if table == "Accounts":
         return struct({
-            "AccountId": _id(rng, 12), "Owner": struct({"PersonId": ref or _id(rng), "Name": rng.choice(_LAST)}),
-            "Currency": _symbol(rng.choice(["USD", "EUR", "GBP"])), "Balance": _money(rng),
-            "OverdraftLimit": Decimal(rng.randrange(0, 5)).scaleb(3), "OpenedAt": _instant(rng, base),
-            "Flags": IonPyList.from_value(IonType.SEXP, [_symbol("kyc"), _symbol("active")]),
-            "Limits": [struct({"Kind": k, "Amount": _money(rng, 20000)}) for k in ("daily", "monthly")],
+            "accountId": _id(rng, 12), "owner": struct({"personId": _id(rng), "name": rng.choice(_LAST)}),
+            "currency": _symbol(rng.choice(["USD", "EUR", "GBP"])), "balance": _money(rng),
+            "overdraftLimit": Decimal(rng.randrange(0, 5)).scaleb(3), "openedAt": _instant(rng, base),
+            "flags": IonPyList.from_value(IonType.SEXP, [_symbol("kyc"), _symbol("active")]),
+            "limits": [struct({"kind": k, "amount": _money(rng, 20000)}) for k in ("daily", "monthly")],
         })
     if table == "Transactions":
         lines = rng.randrange(1, 64)  # the large documents: up to ~5 KB
         return struct({
-            "TxRef": _id(rng, 16), "From": _id(rng, 12), "To": _id(rng, 12), "Amount": _money(rng),
-            "Fee": Decimal(rng.randrange(0, 500)).scaleb(-3), "BookedAt": _instant(rng, base),
-            "ValueDate": _date(rng), "Memo": _note(rng, rng.randrange(2, 12)),
-            "Lines": [struct({"Seq": i, "Account": _id(rng, 12), "Debit": _money(rng, 1000),
-                              "Credit": _money(rng, 1000), "Tags": [_symbol("gl"), f"cc-{rng.randrange(1, 99)}"]})
+            "transactionId": _id(rng, 16), "fromAccountId": _id(rng, 12), "toAccountId": _id(rng, 12),
+            "amount": _money(rng), "fee": Decimal(rng.randrange(0, 500)).scaleb(-3),
+            "timestamp": _instant(rng, base), "valueDate": _date(rng), "memo": _note(rng, rng.randrange(2, 12)),
+            "lines": [struct({"seq": i, "account": _id(rng, 12), "debit": _money(rng, 1000),
+                              "credit": _money(rng, 1000), "tags": [_symbol("gl"), f"cc-{rng.randrange(1, 99)}"]})
                       for i in range(lines)],
         })
     if table == "AuditLog":
         return struct({
-            "Actor": _id(rng, 10), "Action": _symbol(rng.choice(["login", "update", "approve", "export"])),
-            "At": _instant(rng, base), "Detail": _note(rng, rng.randrange(5, 40)),
-            "Checksum": IonPyBytes.from_value(IonType.BLOB, rng.randbytes(32)),
+            "actor": _id(rng, 10), "action": _symbol(rng.choice(["login", "update", "approve", "export"])),
+            "timestamp": _instant(rng, base), "detail": _note(rng, rng.randrange(5, 40)),
+            "checksum": IonPyBytes.from_value(IonType.BLOB, rng.randbytes(32)),
         })
     raise ValueError(f"unknown sample table {table}")
 

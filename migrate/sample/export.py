@@ -22,6 +22,8 @@ import hashlib
 import json
 import random
 import string
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -34,7 +36,7 @@ from amazon.ion.symbols import SymbolToken
 
 from ..ionwrite import dumps_binary_stream, dumps_text
 from .blocks import BlockSpec, RevisionSpec, build_block, metadata, struct, writer_dot, writer_merkle
-from .documents import TABLES, document, exotic_document
+from .documents import INDEXES, TABLES, business_keys, document, exotic_document
 
 FORMATS = ("ion_text", "ion_binary", "json")
 BASE_TIME = _dt.datetime(2024, 3, 1, 9, 0, 0, tzinfo=_dt.UTC)
@@ -51,7 +53,8 @@ class Op:
     doc_id: str
     version: int
     kind: str  # insert | update | delete
-    ref: str = ""
+    keys: dict[str, Any] = field(default_factory=dict)  # business keys: fixed at insert, kept by updates
+    style: int = 0  # which statement form the application used (parameterized or literal)
 
 
 @dataclass
@@ -63,6 +66,8 @@ class BlockPlan:
     internal_entries: int = 0
     redacts: tuple[str, str, int, int] | None = None  # (table, doc_id, version, block seq of the revision)
     exotic: bool = False
+    ddl: list[str] = field(default_factory=list)  # CREATE TABLE / CREATE INDEX statements of a DDL transaction
+    lookups: list[tuple[str, str, Any]] = field(default_factory=list)  # SELECT ... WHERE key = ? (table, key, value)
 
 
 @dataclass
@@ -74,15 +79,34 @@ class LedgerPlan:
     revisions: int
 
 
+def ddl_statements(tables: tuple[str, ...], rng: random.Random) -> list[str]:
+    """CREATE TABLE and CREATE INDEX for ``tables``, in the spellings applications used."""
+    out = []
+    for table in tables:
+        out.append(f"CREATE TABLE {table}")
+        for index, name in enumerate(INDEXES[table]):
+            if index == 1 and rng.random() < 0.5:
+                out.append(f'create index on "{table}" ({name})')  # lower-case keywords, quoted name
+            else:
+                out.append(f"CREATE INDEX ON {table} ({name})")
+    return out
+
+
 def plan_ledger(revisions: int, seed: int) -> LedgerPlan:
     rng = random.Random(seed)
     strand = _ident(rng)
     table_ids = {t: _ident(rng) for t in TABLES}
-    live: dict[str, list[tuple[str, int, int]]] = {t: [] for t in TABLES}  # doc id, version, block seq
+    # doc id, version, block seq, business keys
+    live: dict[str, list[tuple[str, int, int, dict[str, Any]]]] = {t: [] for t in TABLES}
+    inserted: dict[str, int] = dict.fromkeys(TABLES, 0)
+    accounts: list[str] = []
     superseded: list[tuple[str, str, int, int]] = []
     blocks = [BlockPlan(0, None, internal_entries=2)]  # genesis: no transactionInfo
+    # the application's first transactions create its tables and indexes (the recipe's create-tables.sql)
+    blocks.append(BlockPlan(1, _ident(rng), system_revisions=4, ddl=ddl_statements(TABLES[:4], rng)))
+    blocks.append(BlockPlan(2, _ident(rng), system_revisions=3, ddl=ddl_statements(TABLES[4:], rng)))
     produced = 0
-    seq = 0
+    seq = 2
     redaction_at = {int(revisions * f) for f in (0.55, 0.7, 0.85)} if revisions >= 20 else set()
     while produced < revisions:
         seq += 1
@@ -103,22 +127,30 @@ def plan_ledger(revisions: int, seed: int) -> LedgerPlan:
             roll = rng.random()
             if docs and roll < 0.35:
                 i = rng.randrange(len(docs))
-                doc_id, version, at = docs[i]
+                doc_id, version, at, keys = docs[i]
                 if doc_id in touched:
                     continue
                 superseded.append((table, doc_id, version, at))
-                docs[i] = (doc_id, version + 1, seq)
-                block.ops.append(Op(table, doc_id, version + 1, "update"))
+                docs[i] = (doc_id, version + 1, seq, keys)
+                if rng.random() < 0.5:  # read it by its key first, as applications do
+                    key = next(iter(keys))
+                    block.lookups.append((table, key, keys[key]))
+                block.ops.append(Op(table, doc_id, version + 1, "update", keys, rng.randrange(2)))
             elif docs and roll < 0.42:
                 i = rng.randrange(len(docs))
-                doc_id, version, _at = docs.pop(i)
+                doc_id, version, _at, keys = docs[i]
                 if doc_id in touched:
                     continue
-                block.ops.append(Op(table, doc_id, version + 1, "delete"))
+                docs.pop(i)
+                block.ops.append(Op(table, doc_id, version + 1, "delete", keys))
             else:
                 doc_id = _ident(rng)
-                docs.append((doc_id, 0, seq))
-                block.ops.append(Op(table, doc_id, 0, "insert"))
+                inserted[table] += 1
+                keys = business_keys(table, inserted[table], rng, accounts)
+                if table == "Accounts":
+                    accounts.append(keys["accountId"])
+                docs.append((doc_id, 0, seq, keys))
+                block.ops.append(Op(table, doc_id, 0, "insert", keys, rng.randrange(2)))
             touched.add(block.ops[-1].doc_id)
         block.exotic = seq % 401 == 5
         produced += len(block.ops)
@@ -127,12 +159,15 @@ def plan_ledger(revisions: int, seed: int) -> LedgerPlan:
     return LedgerPlan(strand, table_ids, blocks, redacted, produced)
 
 
-def _statement(op: Op) -> str:
+def _statement(op: Op, data: Any) -> tuple[str, list[Any]]:
+    """(statement text, its parameters) as the application sent it; the parameters are not in the journal."""
     if op.kind == "insert":
-        return f"INSERT INTO {op.table} ?"
+        return (f"INSERT INTO {op.table} ?", [data]) if op.style == 0 else (f"INSERT INTO {op.table} VALUE ?", [data])
     if op.kind == "update":
-        return f"UPDATE {op.table} AS t BY id SET t = ? WHERE id = '{op.doc_id}'"
-    return f"DELETE FROM {op.table} AS t BY id WHERE id = '{op.doc_id}'"
+        if op.style == 0:
+            return f"UPDATE {op.table} AS t BY id SET t = ? WHERE id = ?", [data, op.doc_id]
+        return f"UPDATE {op.table} AS t BY id SET t = ? WHERE id = '{op.doc_id}'", [data]
+    return f"DELETE FROM {op.table} AS t BY id WHERE id = '{op.doc_id}'", []  # literal: its digest is H(statement)
 
 
 def _moment(seq: int) -> _dt.datetime:
@@ -144,17 +179,23 @@ def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[
     rng = random.Random(seed * 1_000_003 + bp.seq)
     moment = _moment(bp.seq)
     spec = BlockSpec(plan.strand_id, bp.seq, moment, bp.tx_id)
+    spec.statements.extend((text, []) for text in bp.ddl)
+    for table, key, value in bp.lookups:
+        spec.statements.append((f"SELECT * FROM {table} WHERE {key} = ?", [value]))
     for op in bp.ops:
         meta = metadata(op.doc_id, op.version, moment - _dt.timedelta(milliseconds=5), bp.tx_id or "")
+        data = None
         if op.kind == "delete":
             rev = RevisionSpec(meta, None, deleted=True, table_name=op.table, table_id=plan.table_ids[op.table])
         else:
-            data = exotic_document(rng) if bp.exotic and op is bp.ops[0] else document(op.table, rng, moment)
+            data = (exotic_document(rng) if bp.exotic and op is bp.ops[0]
+                    else document(op.table, rng, moment, op.keys))
             redaction = plan.redacted.get((bp.seq, op.doc_id, op.version))
             is_redacted = redaction is not None and redacted_seqs is not None and redaction in redacted_seqs
             rev = RevisionSpec(meta, data, redacted=is_redacted, table_name=op.table,
                                table_id=plan.table_ids[op.table])
-        spec.statements.append(_statement(op))
+        rev.statement_index = len(spec.statements)
+        spec.statements.append(_statement(op, data))
         spec.revisions.append(rev)
     for i in range(bp.system_revisions):
         spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"system %d %d" % (bp.seq, i)).digest()))
@@ -162,12 +203,13 @@ def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[
                              for i in range(bp.internal_entries)]
     if bp.redacts is not None:
         table, doc_id, version, at = bp.redacts
-        spec.statements.append(f"EXEC redact_revision '{at}', '{plan.table_ids[table]}', '{doc_id}'")
+        spec.statements.append(("EXEC redact_revision ?, ?, ?", [
+            struct({"strandId": plan.strand_id, "sequenceNo": at}), plan.table_ids[table], doc_id]))
         spec.redaction_info = struct({
             "tableId": plan.table_ids[table], "documentId": doc_id, "version": version,
             "blockAddress": struct({"strandId": plan.strand_id, "sequenceNo": at}),
         })
-        # the redaction transaction names the document it touched
+        # the redaction transaction's own system revision
         spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"redaction %d" % bp.seq).digest()))
     return spec
 
@@ -319,6 +361,8 @@ class SampleSummary:
     revisions: int
     exports: list[dict[str, Any]]
     digests: list[Path]
+    proofs: list[Path] = field(default_factory=list)  # get-digest / get-block / get-revision files
+    seconds: float = 0.0
 
 
 def write_sample_export(
@@ -329,11 +373,15 @@ def write_sample_export(
     seed: int = 1,
     prefix: str = "qldb-exports/vehicle-registration/",
     bucket: str = "qldb-migrate-sample",
+    progress: Callable[[int, int], None] | None = None,
 ) -> SampleSummary:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    started = time.perf_counter()
     plan = plan_ledger(revisions, seed)
     n = len(plan.blocks)
+    showcase_seq = _showcase_block(plan)
+    showcase: Any = None
     exports = max(1, min(exports, n))
     size = n // exports
     overlap = max(1, size // 10) if exports > 1 else 0
@@ -362,8 +410,12 @@ def write_sample_export(
             variants[frozenset()] = build_block(spec, previous)
         hashes = {v[1] for v in variants.values()}
         assert len(hashes) == 1, "a redaction must not change a block hash"
+        if bp.seq == showcase_seq:
+            showcase = variants[max(variants, key=len)][0]  # the newest export's form
         previous = hashes.pop()
         block_hashes.append(previous)
+        if progress is not None and (bp.seq % 100 == 0 or bp.seq == n - 1):
+            progress(bp.seq + 1, n)
 
     summaries = []
     for w in writers:
@@ -401,12 +453,53 @@ def write_sample_export(
         f"  digestTipAddress: \"{_address_text(plan.strand_id, n - 1).replace(chr(34), chr(92) + chr(34))}\"\n}}\n"
     )
     digest_files.append(console)
+    proof_files = _write_proofs(out / "proofs", plan.strand_id, showcase_seq, showcase, block_hashes)
     # one sanity link between the writer's own dot and its proofs: the last leaf's path folds to the root
     acc = block_hashes[-1]
     for sibling in audit_path(block_hashes, n - 1):
         acc = writer_dot(acc, sibling)
     assert acc == final
-    return SampleSummary(out, plan.strand_id, n, plan.revisions, summaries, digest_files)
+    return SampleSummary(out, plan.strand_id, n, plan.revisions, summaries, digest_files, proof_files,
+                         time.perf_counter() - started)
+
+
+def _showcase_block(plan: LedgerPlan) -> int:
+    """A block near the middle whose first revision is an insert or update: the one the proof files show."""
+    candidates = [b.seq for b in plan.blocks if b.ops and b.ops[0].kind != "delete" and not b.exotic
+                  and (b.seq, b.ops[0].doc_id, b.ops[0].version) not in plan.redacted]
+    return candidates[len(candidates) // 2] if candidates else 0
+
+
+def _proof_json(proof: list[bytes]) -> dict[str, str]:
+    return {"IonText": "[" + ",".join(f"{{{{{base64.b64encode(h).decode()}}}}}" for h in proof) + "]"}
+
+
+def _write_proofs(directory: Path, strand: str, seq: int, block: Any, block_hashes: list[bytes]) -> list[Path]:
+    """GetDigest, GetBlock and GetRevision output for one block and one of its revisions, as the AWS CLI printed
+    them, so ``verify-proof`` can be tried at once."""
+    if block is None:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    tip = len(block_hashes) - 1
+    digest_path = directory / "get-digest.json"
+    digest_path.write_text(json.dumps(_digest_json(strand, tip, writer_merkle(block_hashes)), indent=2) + "\n")
+    block_path_hashes = audit_path(block_hashes, seq)
+    block_file = directory / f"get-block-{seq}.json"
+    block_file.write_text(json.dumps({"Block": {"IonText": dumps_text(block)},
+                                      "Proof": _proof_json(block_path_hashes)}, indent=2) + "\n")
+    revision = block["revisions"][0]
+    revision_hashes = [bytes(r["hash"]) for r in block["revisions"]]
+    entries = [bytes(e) for e in block["entriesHashList"]]
+    root = writer_merkle(revision_hashes)
+    proof = [*audit_path(revision_hashes, 0), *audit_path(entries, entries.index(root)),
+             bytes(block["previousBlockHash"]), *block_path_hashes]
+    pairs = [("blockAddress", struct({"strandId": strand, "sequenceNo": seq}))]
+    pairs += [(str(k), v) for k, v in revision.items()]
+    meta = revision["metadata"]
+    revision_file = directory / f"get-revision-{meta['id']}-v{meta['version']}.json"
+    revision_file.write_text(json.dumps({"Revision": {"IonText": dumps_text(struct(pairs))},
+                                         "Proof": _proof_json(proof)}, indent=2) + "\n")
+    return [digest_path, block_file, revision_file]
 
 
 __all__ = ["FORMATS", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]

@@ -1,0 +1,128 @@
+"""``check``: re-prove the migrated ledgers from the rows, anchored by something kept outside the database."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from .. import exitcodes
+from ..report import base_report, write_report
+from ..summary import anchor_phrase, rate
+from .common import (
+    DataDirOption,
+    DigestOption,
+    DsnOption,
+    EndpointOption,
+    IamAuthOption,
+    LedgerOption,
+    RegionOption,
+    ReportOption,
+    StrictOption,
+    WorkersOption,
+    app,
+    connect_or_die,
+    die,
+    err,
+    load_digests,
+    open_target,
+    out,
+    source_spec,
+    with_progress,
+)
+
+
+def check_verdict(checked: Any) -> tuple[str, str]:
+    """(word, detail) — what was re-proved and how far something outside the database anchors it."""
+    what = (f"{checked.blocks:,} blocks and {checked.rows:,} history rows in {checked.tables} tables of "
+            f"{len(checked.ledgers)} ledger(s) re-proved from the rows ({rate(checked.rows, checked.seconds, 'rows')})")
+    if checked.error_count:
+        first = checked.errors[0].describe() if checked.errors else ""
+        return "FAILED", f"{checked.error_count} problem(s) — {what}; first: {first}"
+    anchors = "; ".join(f"{ledger.ledger_name or ledger.strand_id}: "
+                        f"{anchor_phrase(ledger.anchored_through, ledger.first, ledger.last)}"
+                        for ledger in checked.ledgers)
+    reservations = (f"; {checked.reservations:,} revisions under recorded reservations (see the warnings)"
+                    if checked.reservations else "")
+    if checked.anchored:
+        word = "VERIFIED WITH RESERVATIONS" if checked.reservations else "VERIFIED"
+        return word, f"{what}; {anchors}{reservations}"
+    if checked.partly_anchored:
+        return "VERIFIED, PARTLY ANCHORED", f"{what}; {anchors}{reservations}"
+    return ("INTERNALLY CONSISTENT, NOT ANCHORED",
+            f"{what}{reservations}; nothing kept outside the database was given or matched: give --digest FILE or "
+            "--source EXPORT")
+
+
+def print_check(checked: Any, strict: bool, prefix: str = "check") -> dict[str, Any]:
+    word, detail = check_verdict(checked)
+    failed = word == "FAILED" or (strict and word != "VERIFIED")
+    console = err if failed else out
+    for line in checked.findings.lines():
+        console.print(line)
+    console.print(f"{prefix}: {word}: {detail}")
+    report = base_report("check")
+    report.update({
+        "verdict": word.lower(), "detail": detail, "anchored": checked.anchored,
+        "blocks": checked.blocks, "historyRows": checked.rows, "tables": checked.tables,
+        "ledgers": [ledger.to_json() for ledger in checked.ledgers],
+        "outsideDigests": [o.to_json() for o in checked.outside],
+        "storedDigests": [o.to_json() for o in checked.stored],
+        "source": None if checked.source is None else {
+            "source": checked.source.source, "blocks": checked.source.blocks,
+            "first": checked.source.first_sequence, "last": checked.source.last_sequence,
+            "anchoredThrough": checked.source.anchored_through},
+        **checked.findings.to_json(), "seconds": round(checked.seconds, 3),
+        "rowsPerSecond": round(checked.rows / checked.seconds, 1) if checked.seconds > 0 else None,
+    })
+    return report
+
+
+@app.command("check")
+def check_cmd(
+    dsn: DsnOption = None,
+    digest: DigestOption = None,
+    source: Annotated[str | None, typer.Option(
+        "--source", metavar="SOURCE",
+        help="The export (s3://bucket/prefix/ or a directory), re-hashed as `verify` does, as the outside anchor "
+             "when no digest was saved.")] = None,
+    ledger: LedgerOption = None,
+    strict: StrictOption = False,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    endpoint_url: EndpointOption = None,
+    region: RegionOption = None,
+    workers: WorkersOption = None,
+    report: ReportOption = None,
+) -> None:
+    """Re-prove every migrated ledger from the PostgreSQL rows, anchored by a digest (or the export) kept outside."""
+    from ..pg.checker import ledgers_in, run_check
+    from ..sources import SourceError
+
+    digests = load_digests(digest)
+    anchor = None
+    if source is not None:
+        from ..pg.anchor import SourceAnchor
+
+        anchor = SourceAnchor(source_spec(source, endpoint_url, region), [], workers)
+    target = open_target(dsn, data_dir, iam_auth, region)
+    conn = connect_or_die(target)
+    with conn:
+        if conn.execute("SELECT to_regclass('qldb.block')").fetchone()[0] is None:
+            die(f"{target.description} holds no migrated ledger (no qldb.block table)", exitcodes.CONTENT)
+        if ledger is not None and not ledgers_in(conn, ledger):
+            known = ", ".join(f"{x.ledger_name or '?'} ({x.strand_id}, schema {x.schema})" for x in ledgers_in(conn))
+            die(f"--ledger {ledger}: no such ledger in {target.description}; it holds: {known or 'none'}",
+                exitcodes.USAGE)
+        try:
+            checked = with_progress("checking", lambda progress: run_check(conn, digests, ledger, anchor, progress),
+                                    unit="rows")
+        except SourceError as exc:
+            die(str(exc), exc.exit_code)
+    data = print_check(checked, strict)
+    word = data["verdict"].upper()
+    code = exitcodes.CONTENT if word == "FAILED" or (strict and word != "VERIFIED") else exitcodes.OK
+    data["exitCode"] = code
+    if report is not None:
+        write_report(report, data)
+    raise typer.Exit(code)

@@ -1,0 +1,173 @@
+"""``migrate`` and ``demo``: verify and load in one pass, then re-prove what was published."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .. import exitcodes
+from ..optouts import OptOuts
+from ..report import write_report
+from .common import (
+    AllowPartialOption,
+    AllowUnanchoredOption,
+    AllowUnverifiableOption,
+    DataDirOption,
+    DigestOption,
+    DsnOption,
+    EndpointOption,
+    IamAuthOption,
+    RegionOption,
+    ReportOption,
+    SchemaOption,
+    SourceArgument,
+    WorkersOption,
+    app,
+    check_schema_name,
+    connect_or_die,
+    die,
+    err,
+    load_digests,
+    open_target,
+    out,
+    source_spec,
+    with_progress,
+)
+
+if TYPE_CHECKING:
+    from ..pg.target import Target
+
+
+def lost_connection(target: Target, first: str, when: str = "", why: str = "") -> str:
+    return (f"lost the connection to {target.description}{when} ({first}); nothing from this run was published"
+            f"{why} — run it again")
+
+
+def prepare_database(target: Target) -> None:
+    """Connect first (so an unreachable server, a missing database or role says so), then the schema upgrade."""
+    import psycopg
+
+    from ..pg.target import MigrationRefused, first_line, sanitize, upgrade_schema
+
+    connect_or_die(target).close()
+    try:
+        upgrade_schema(target)
+    except MigrationRefused as exc:
+        die(str(exc), exc.exit_code)
+    except Exception as exc:  # SQLAlchemy / psycopg errors while upgrading the schema
+        cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+        first = sanitize(first_line(cause), target)
+        if isinstance(cause, psycopg.OperationalError):
+            die(lost_connection(target, first, when=" during the schema upgrade"), exitcodes.UNREACHABLE)
+        die(f"{target.description}: schema upgrade failed ({first}); nothing was published", exitcodes.UNREACHABLE)
+
+
+@app.command("migrate")
+def migrate_cmd(
+    source: SourceArgument,
+    dsn: DsnOption = None,
+    digest: DigestOption = None,
+    schema: SchemaOption = "ledger",
+    allow_partial: AllowPartialOption = False,
+    allow_unanchored: AllowUnanchoredOption = False,
+    allow_unverifiable: AllowUnverifiableOption = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", metavar="", help="Verify only, exactly like `verify`.")]
+    = False,
+    no_check: Annotated[bool, typer.Option("--no-check", metavar="",
+                                           help="Skip the post-load check (`check` re-proves it later).")] = False,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    endpoint_url: EndpointOption = None,
+    region: RegionOption = None,
+    workers: WorkersOption = None,
+    report: ReportOption = None,
+) -> None:
+    """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
+    import psycopg
+
+    from ..pg.loader import MigrateOptions, MigrationRefused, migrate_source
+    from ..pg.target import first_line, sanitize
+    from ..sources import SourceError
+
+    if dry_run:
+        from .verify import verify_cmd
+
+        verify_cmd(source, digest, False, allow_partial, allow_unanchored, allow_unverifiable, endpoint_url, region,
+                   workers, report)
+        return
+    check_schema_name(schema)
+    spec = source_spec(source, endpoint_url, region)
+    digests = load_digests(digest)
+    target = open_target(dsn, data_dir, iam_auth, region)
+    opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
+    options = MigrateOptions(schema, opt_outs, workers)
+    prepare_database(target)
+    conn = connect_or_die(target)
+    try:
+        result = with_progress("verifying and loading",
+                               lambda progress: migrate_source(conn, spec, digests, options, source, progress))
+    except MigrationRefused as exc:
+        die(str(exc), exc.exit_code)
+    except psycopg.OperationalError as exc:
+        die(lost_connection(target, sanitize(first_line(exc), target), why=" (its transaction rolled back)"),
+            exitcodes.UNREACHABLE)
+    except SourceError as exc:
+        die(str(exc), exc.exit_code)
+    finally:
+        conn.close()
+    from ..pg.summary import migrate_report, print_migrate_summary
+
+    code = exitcodes.OK if result.committed else exitcodes.CONTENT
+    print_migrate_summary(out if code == exitcodes.OK else err, result, target.description)
+    check_report = None
+    if result.committed and not no_check:
+        from ..pg.checker import run_check
+        from .check import print_check
+
+        # anchored by what this run itself verified from outside the database: the files given and the sidecars
+        anchors = [o.digest for o in result.verify.digests if o.matched]
+        with connect_or_die(target) as check_conn:
+            checked = with_progress("post-load check", lambda progress: run_check(
+                check_conn, anchors, only=result.verify.strand_id, progress=progress), unit="rows")
+        check_report = print_check(checked, strict=False, prefix="post-load check")
+        if checked.error_count:
+            code = exitcodes.CONTENT
+    if report is not None:
+        data: dict[str, Any] = migrate_report(result, target.description, code, opt_outs)
+        data["check"] = check_report
+        write_report(report, data)
+    raise typer.Exit(code)
+
+
+@app.command("demo")
+def demo_cmd(
+    data_dir: DataDirOption = None,
+    workdir: Annotated[Path | None, typer.Option("--workdir", metavar="DIR", file_okay=False,
+                                                 help="Where to write the sample export (default: a new temp dir).")]
+    = None,
+    revisions: Annotated[int, typer.Option("--revisions", metavar="N", min=1,
+                                           help="User revisions in the sample ledger.")] = 2000,
+) -> None:
+    """Write a small sample export, migrate it into the embedded PostgreSQL, check it, and say where to look."""
+    import shutil
+    import tempfile
+
+    from ..sample.export import write_sample_export
+
+    base = workdir or Path(tempfile.mkdtemp(prefix="qldb-migrate-demo-"))
+    export = base / "export"
+    if export.exists():
+        shutil.rmtree(export)
+    summary = write_sample_export(export, revisions, "ion_text", 2, seed=42)
+    out.print(f"sample export: {export} ({summary.revisions} user revisions, {summary.blocks} blocks, 2 exports)")
+    try:
+        migrate_cmd(str(export), None, [summary.digests[-1]], "ledger", data_dir=data_dir)
+    except typer.Exit as done:
+        if done.exit_code != exitcodes.OK:
+            raise
+    out.print("look: qldb-migrate psql -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
+    out.print("      qldb-migrate psql -c 'SELECT * FROM qldb.migration_run'")
+    out.print("stop the embedded server when done: qldb-migrate server stop")
+    raise typer.Exit(exitcodes.OK)

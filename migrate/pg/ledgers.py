@@ -1,0 +1,70 @@
+"""One ledger's footprint in a shared database, and removing it without touching the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
+
+
+class LedgerNotFound(LookupError):
+    pass
+
+
+@dataclass
+class Footprint:
+    strand_id: str
+    ledger_name: str | None
+    schema: str
+    state: str
+    blocks: int
+    tables: list[tuple[str, str]]  # (current, history) names in ``schema``
+
+    def describe(self) -> str:
+        return (f"ledger {self.ledger_name or '?'} (strand {self.strand_id}): {self.blocks:,} blocks and "
+                f"{len(self.tables)} QLDB tables ({2 * len(self.tables)} PostgreSQL tables) in schema {self.schema}")
+
+
+def find_ledger(conn: psycopg.Connection, name: str) -> tuple[str, str | None, str, str]:
+    """(strand, ledger name, schema, state) of the ledger ``name`` names (QLDB name, strand id or schema)."""
+    rows = conn.execute("SELECT strand_id, ledger_name, pg_schema, state FROM qldb.ledger "
+                        "WHERE %s IN (strand_id, ledger_name, pg_schema)", (name,)).fetchall()
+    if len(rows) != 1:
+        known = [r[0] for r in conn.execute("SELECT coalesce(ledger_name, strand_id) FROM qldb.ledger ORDER BY 1")]
+        what = "no ledger" if not rows else f"{len(rows)} ledgers (give the strand id)"
+        raise LedgerNotFound(f"{name}: {what} by that name; the database holds: {', '.join(known) or 'none'}")
+    return rows[0]
+
+
+def ledger_footprint(conn: psycopg.Connection, name: str) -> Footprint:
+    if conn.execute("SELECT to_regclass('qldb.ledger')").fetchone()[0] is None:
+        raise LedgerNotFound("the database holds no migrated ledger")
+    strand, ledger_name, schema, state = find_ledger(conn, name)
+    blocks = conn.execute("SELECT count(*) FROM qldb.block WHERE strand_id = %s", (strand,)).fetchone()[0]
+    tables = conn.execute("SELECT current_name, history_name FROM qldb.ledger_table WHERE strand_id = %s "
+                          "ORDER BY 1", (strand,)).fetchall()
+    return Footprint(strand, ledger_name, schema, state, blocks, tables)
+
+
+def drop_ledger(conn: psycopg.Connection, footprint: Footprint) -> None:
+    """Everything of one ledger, in one transaction, under the migration lock; refused for a live ledger."""
+    if footprint.state == "live":
+        raise LedgerConflict(f"ledger {footprint.ledger_name or footprint.strand_id} is live (cut over): its chain "
+                             "continues in PostgreSQL and is append-only; it cannot be dropped")
+    if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", LOCK_KEY).fetchone()[0]:
+        conn.rollback()
+        raise MigrationRefused(MIGRATION_BUSY)
+    strand = footprint.strand_id
+    for current, history in footprint.tables:
+        for name in (current, history):
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(footprint.schema, name)))
+    for table in ("block", "digest", "reservation", "ledger_table", "migration_run", "ledger"):
+        conn.execute(sql.SQL("DELETE FROM {} WHERE strand_id = %s").format(sql.Identifier("qldb", table)), (strand,))
+    empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                         "WHERE n.nspname = %s)", (footprint.schema,)).fetchone()[0]
+    if empty:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}").format(sql.Identifier(footprint.schema)))
+    conn.commit()
