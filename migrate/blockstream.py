@@ -21,6 +21,7 @@ from typing import IO, Any
 from amazon.ion.core import IonType, Timestamp
 from amazon.ion.simple_types import IonPyBytes, IonPyDecimal, IonPyDict, IonPyNull
 
+from .verify.ionframe import MAX_TOP_LEVEL_BYTES
 from .verify.ionparse import IonParseError, iter_values, loads
 
 
@@ -30,6 +31,14 @@ class ObjectCorrupt(ValueError):
     def __init__(self, message: str, index: int | None = None) -> None:
         super().__init__(message)
         self.index = index
+
+
+#: The longest JSON line (one block) read: the same cap as a binary or text Ion block.
+MAX_JSON_LINE_BYTES = MAX_TOP_LEVEL_BYTES
+
+
+class LineTooLong(ValueError):
+    pass
 
 
 class HashingReader:
@@ -62,14 +71,30 @@ class HashingReader:
             return data
         return self._fill(size)
 
-    def readline(self) -> bytes:
-        while b"\n" not in self._buffer:
-            chunk = self._fill(self.CHUNK)
-            if not chunk:
-                line, self._buffer = self._buffer, b""
-                return line
-            self._buffer += chunk
+    def readline(self, limit: int = -1) -> bytes:
+        """One line, found by searching only the bytes read since the last search (linear in the line's length).
+
+        A line longer than ``limit`` raises ``LineTooLong`` once that much has been read: no JSON block comes
+        near the limit, and hostile input must not make the reader buffer without bound.
+        """
+        if b"\n" not in self._buffer:
+            parts = [self._buffer]
+            size = len(self._buffer)
+            while True:
+                chunk = self._fill(self.CHUNK)
+                if not chunk:
+                    line, self._buffer = b"".join(parts), b""
+                    return line
+                parts.append(chunk)
+                size += len(chunk)
+                if b"\n" in chunk:
+                    break
+                if 0 <= limit < size:
+                    raise LineTooLong(f"a JSON line longer than {limit >> 20} MiB (no QLDB block is that large)")
+            self._buffer = b"".join(parts)
         line, _, self._buffer = self._buffer.partition(b"\n")
+        if 0 <= limit < len(line):
+            raise LineTooLong(f"a JSON line longer than {limit >> 20} MiB (no QLDB block is that large)")
         return line + b"\n"
 
     def tell(self) -> int:
@@ -125,7 +150,10 @@ def _iter_json(opener: Callable[[], HashingReader]) -> Iterator[Any]:
     with opener() as fh:
         index = 0
         while True:
-            line = fh.readline()
+            try:
+                line = fh.readline(MAX_JSON_LINE_BYTES)
+            except LineTooLong as exc:
+                raise ObjectCorrupt(f"JSON line of block #{index}: {exc}", index) from exc
             if not line:
                 break
             if not line.strip():

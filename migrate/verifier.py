@@ -10,15 +10,14 @@ flight, so memory stays flat whatever the ledger size.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import os
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
+from .executor import Executor, local_executor
 from .exports import DataObject, ExportPlan, discover
 from .native import prove
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
@@ -239,45 +238,6 @@ class VerifyResult:
         return out
 
 
-def _ordered_results(
-    spec: SourceSpec, objects: list[DataObject], workers: int, with_rows: bool = False
-) -> Iterator[ObjectResult]:
-    """Results in plan order, with a bounded number of objects in flight."""
-    if workers <= 1:
-        for obj in objects:
-            yield check_object(spec, obj, with_rows)
-        return
-    window = workers * 2
-    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_setup) as pool:
-        pending: deque[cf.Future[ObjectResult]] = deque()
-        it = iter(objects)
-        for obj in it:
-            pending.append(pool.submit(check_object, spec, obj, with_rows))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(pool.submit(check_object, spec, nxt, with_rows))
-            yield result
-
-
-def _worker_setup() -> None:
-    """Ctrl-C reaches the whole process group: the parent decides and reports; workers just stop with it.
-
-    A parsed block is a tree of many small objects and no reference cycles, so
-    the cyclic collector finds nothing in it; it runs a hundred times less often.
-    """
-    import gc
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    gc.freeze()
-    gc.set_threshold(70_000, 10, 10)
-
-
 class _OverlapMerger:
     """Overlapping exports: identical blocks are one block, redactions merge, anything else conflicts."""
 
@@ -350,7 +310,14 @@ def verify_source(
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     sink: BlockSink | None = None,
+    executor: Executor | None = None,
 ) -> VerifyResult:
+    """Verify every block of the source (and hand each to ``sink``); ``executor`` runs the per-object work.
+
+    Without an executor, local worker processes are started here: callers that
+    hold a database connection start theirs first (``executor.local_executor``),
+    so no worker inherits the connection.
+    """
     started = time.perf_counter()
     source = spec.open()
     plan = discover(source)
@@ -379,7 +346,6 @@ def verify_source(
     total_bytes = sum(source.info(o.key).size for o in plan.objects) if progress else 0
     done_bytes = 0
     unreachable = False
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     last_instant = None
     last_instant_seq = None
     strand = plan.objects[0].strand_id if plan.objects else None
@@ -396,61 +362,69 @@ def verify_source(
         statements["recomputed"] += block.statements[0]
         statements["notRecomputable"] += block.statements[1]
 
-    for result in _ordered_results(spec, plan.objects, workers if len(plan.objects) > 1 else 1, with_rows):
-        findings.extend(result.findings)
-        if isinstance(result.unreadable, SourceUnreachable):
-            unreachable = True
-        merger.prune(result.obj.first)
-        for block in result.blocks:
-            if block.address is None or block.computed_block_hash is None:
-                continue
-            redacted_seen.update(block.redacted)
-            if block.redaction is not None:
-                explained.add(block.redaction)
-            last = chain.state.last_sequence
-            same_strand = block.address.strand_id == chain.state.strand_id
-            if last is not None and block.address.sequence_no <= last and same_strand:
-                stored = sink is not None and sink.is_stored(block.address.sequence_no)
-                first = stored and block.address.sequence_no not in merger.seen
-                if first:
-                    merger.seen[block.address.sequence_no] = block
-                    first_seen(block)
-                else:
-                    finding = merger.duplicate(block, statuses)
-                    if finding is not None:
-                        findings.append(finding)
-                if sink is not None:
-                    findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no), first))
-                continue
-            findings.extend(chain.add(_as_check(block)))
-            if last_instant is not None and block.instant is not None and block.instant < last_instant:
-                findings.append(
-                    Finding(
-                        "block-timestamp-order",
-                        Kind.CONSISTENCY,
-                        Severity.ERROR,
-                        f"blockTimestamp (in no hash) is earlier than that of the block before it "
-                        f"(sequenceNo {last_instant_seq}): one of the two was altered",
-                        Location(block.object_key, block.address),
-                        f"at or after {last_instant.isoformat()}",
-                        block.instant.isoformat(),
+    own_executor = executor is None
+    if executor is None:
+        executor = local_executor(workers if len(plan.objects) > 1 else 1)
+    try:
+        results = executor.map_ordered(check_object, ((spec, obj, with_rows) for obj in plan.objects))
+        for result in results:
+            findings.extend(result.findings)
+            if isinstance(result.unreadable, SourceUnreachable):
+                unreachable = True
+            merger.prune(result.obj.first)
+            for block in result.blocks:
+                if block.address is None or block.computed_block_hash is None:
+                    continue
+                redacted_seen.update(block.redacted)
+                if block.redaction is not None:
+                    explained.add(block.redaction)
+                last = chain.state.last_sequence
+                same_strand = block.address.strand_id == chain.state.strand_id
+                if last is not None and block.address.sequence_no <= last and same_strand:
+                    stored = sink is not None and sink.is_stored(block.address.sequence_no)
+                    first = stored and block.address.sequence_no not in merger.seen
+                    if first:
+                        merger.seen[block.address.sequence_no] = block
+                        first_seen(block)
+                    else:
+                        finding = merger.duplicate(block, statuses)
+                        if finding is not None:
+                            findings.append(finding)
+                    if sink is not None:
+                        findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no), first))
+                    continue
+                findings.extend(chain.add(_as_check(block)))
+                if last_instant is not None and block.instant is not None and block.instant < last_instant:
+                    findings.append(
+                        Finding(
+                            "block-timestamp-order",
+                            Kind.CONSISTENCY,
+                            Severity.ERROR,
+                            f"blockTimestamp (in no hash) is earlier than that of the block before it "
+                            f"(sequenceNo {last_instant_seq}): one of the two was altered",
+                            Location(block.object_key, block.address),
+                            f"at or after {last_instant.isoformat()}",
+                            block.instant.isoformat(),
+                        )
                     )
-                )
-            if block.instant is not None:
-                last_instant, last_instant_seq = block.instant, block.address.sequence_no
-            merger.seen[block.address.sequence_no] = block
-            first_seen(block)
+                if block.instant is not None:
+                    last_instant, last_instant_seq = block.instant, block.address.sequence_no
+                merger.seen[block.address.sequence_no] = block
+                first_seen(block)
+                if sink is not None:
+                    findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
+            objects.append(result)
+            done_bytes += result.size
+            if progress:
+                progress(done_bytes, total_bytes)
             if sink is not None:
-                findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
-        objects.append(result)
-        done_bytes += result.size
-        if progress:
-            progress(done_bytes, total_bytes)
-        if sink is not None:
-            sink.object_done(result)
-        # Keep what the report needs of the object, not its blocks: memory stays flat.
-        result.blocks = []
-        result.rows = {}
+                sink.object_done(result)
+            # Keep what the report needs of the object, not its blocks: memory stays flat.
+            result.blocks = []
+            result.rows = {}
+    finally:
+        if own_executor:
+            executor.close()
     findings.extend(chain.finish())
     st = chain.state
     partial = chain.partial

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 from typing import IO
 
-__all__ = ["BINARY_IVM", "MAX_TOP_LEVEL_BYTES", "FramedReader", "IonFramingError", "check_framing"]
+__all__ = ["BINARY_IVM", "MAX_TOP_LEVEL_BYTES", "FramedReader", "IonFramingError", "IonLimitError", "check_framing"]
 
 BINARY_IVM = b"\xe0\x01\x00\xea"
 
@@ -41,6 +41,10 @@ class IonFramingError(ValueError):
         self.reason = message
         self.offset = offset
         self.index = index
+
+
+class IonLimitError(IonFramingError):
+    """Input past a size limit (no QLDB block is that large, or reading it would take too long), not malformed."""
 
 
 def _varuint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -237,8 +241,15 @@ class FramedReader:
 
     CHUNK = 1 << 16
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], value_limit: int = MAX_TOP_LEVEL_BYTES, total_limit: int | None = None,
+                 limit_reason: str | None = None) -> None:
+        """``value_limit``: bytes one top-level value may span (counted from the last ``mark``; binary values are
+        also capped by their declared lengths); ``total_limit``: bytes the whole stream may hand out.  Past
+        either the stream ends with ``error`` set (``limit_reason`` says why)."""
         self.raw = raw
+        self.value_limit = value_limit
+        self.total_limit = total_limit
+        self.limit_reason = limit_reason
         self.error: IonFramingError | None = None
         self._binary: bool | None = None
         self._pending = b""  # read, not yet checked
@@ -248,6 +259,17 @@ class FramedReader:
         self._eof = False
         self._handed = 0  # bytes returned by read()
         self._last = b""  # what the last read() returned: seek() may step back into it
+        self.marked = 0  # bytes handed out when the reader last completed a top-level value (``mark``)
+
+    def mark(self) -> None:
+        """The reader completed a top-level value: text read from here on counts toward the next one's size."""
+        self.marked = self._handed
+
+    @property
+    def since_mark(self) -> int:
+        """Bytes handed out since the last completed value: an upper bound on the size of the value being read
+        (plus the reader's read-ahead)."""
+        return self._handed - self.marked
 
     def _fill(self) -> None:
         """Move at least one more checked byte to ``_ready``, unless the stream has ended."""
@@ -262,17 +284,35 @@ class FramedReader:
                     continue
                 self._binary = buf[:4] == BINARY_IVM
             if not self._binary:
+                if self._over_limit(len(buf)):
+                    return
                 self._ready += buf
                 self._pending = b""
                 return
             done, self._index, error = _walk(buf, len(buf), self._index, at_eof=self._eof)
             if error is not None:
                 self.error = IonFramingError(error.reason, self._offset + error.offset, error.index)
+            if self._over_limit(done):
+                return
             self._ready += buf[:done]
             self._pending = buf[done:]
             self._offset += done
             if done:
                 return
+
+    def _over_limit(self, more: int) -> bool:
+        """Would handing out ``more`` bytes pass a limit?  Then the stream ends here, with the reason kept."""
+        queued = self._handed + len(self._ready) + more
+        if queued - self.marked > self.value_limit:
+            reason = self.limit_reason or f"a top-level value larger than {self.value_limit >> 20} MiB"
+        elif self.total_limit is not None and queued > self.total_limit:
+            reason = self.limit_reason or f"more than {self.total_limit >> 20} MiB"
+        else:
+            return False
+        # text has no lengths to check, but a value this large is no QLDB block: refuse to buffer it
+        self.error = IonLimitError(reason, self.marked, self._index)
+        self._eof = True
+        return True
 
     def read(self, size: int | None = -1) -> bytes:
         everything = size is None or size < 0

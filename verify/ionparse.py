@@ -21,10 +21,20 @@ from typing import IO, Any
 from amazon.ion import simpleion
 from amazon.ion.exceptions import IonException
 
-from .ionframe import BINARY_IVM, FramedReader, IonFramingError, check_framing
+from .ionframe import BINARY_IVM, MAX_TOP_LEVEL_BYTES, FramedReader, IonFramingError, IonLimitError, check_framing
 
-#: Strings up to this size go through the C extension; larger ones fall back.
-C_TEXT_BUFFER_LIMIT = 1 << 20
+#: The C extension's limit on one text token (a string, a blob): the same cap as a whole top-level value,
+#: so that any string a block can hold is read in C (its pure-Python reader is slow on long strings:
+#: 2.4 s for one of 128 KiB, 16 s for 512 KiB, growing faster than linearly).
+C_TEXT_BUFFER_LIMIT = MAX_TOP_LEVEL_BYTES
+
+#: Where amazon-ion's C reader refuses valid Ion (more than 13 annotations on a value, a decimal exponent
+#: beyond its range), its pure-Python reader takes over, at ~60 KB/s.  Bounded so that hostile input cannot
+#: make that hours: the value it must read may be at most this large ...
+PURE_PYTHON_VALUE_LIMIT = 256 << 10
+#: ... and the pure-Python reader reads at most this much of the object (it re-reads what precedes the value and
+#: goes on to the object's end).
+PURE_PYTHON_PREFIX_LIMIT = 8 << 20
 
 #: Plain Python values wherever the Ion type stays unambiguous (int, str, Decimal,
 #: Timestamp, SymbolToken, bytes for blobs, list for lists, None for null);
@@ -70,6 +80,8 @@ def loads(data: bytes | str, *, own_encoding: bool = False) -> Any:
         except _C_ERRORS:
             pass
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    if len(raw) > PURE_PYTHON_VALUE_LIMIT:
+        raise IonParseError(_too_slow(), 0)
     try:
         return simpleion.load_python(io.BytesIO(raw))
     except _PY_ERRORS as exc:
@@ -96,20 +108,28 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
                     text_buffer_size_limit=C_TEXT_BUFFER_LIMIT,
                     value_model=VALUE_MODEL,
                 ):
+                    fh.mark()
                     yield value
                     done += 1
             except _C_ERRORS:
-                pass
+                _raise_framing(fh)
+                if fh.since_mark > PURE_PYTHON_VALUE_LIMIT or fh.marked > PURE_PYTHON_PREFIX_LIMIT:
+                    raise IonParseError(_too_slow(done), done) from None
             else:
                 _raise_framing(fh)
                 return
-    with FramedReader(open_stream()) as fh:
+    slow = FramedReader(open_stream(), PURE_PYTHON_VALUE_LIMIT, PURE_PYTHON_PREFIX_LIMIT + PURE_PYTHON_VALUE_LIMIT,
+                        _too_slow(done))
+    with slow as fh:
         index = 0
         try:
             for value in simpleion.load_python(fh, single_value=False, parse_eagerly=False):
+                fh.mark()
                 if index >= done:
                     yield value
                 index += 1
+        except IonParseError:
+            raise
         except _PY_ERRORS as exc:
             if fh.error is not None:  # the reader failed on the framed stream's early end
                 _raise_framing(fh)
@@ -117,6 +137,15 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
         _raise_framing(fh)
 
 
+def _too_slow(index: int = 0) -> str:
+    return (f"top-level value #{index}, or one after it, is one amazon-ion's C reader "
+            "refuses (more than 13 annotations, or a decimal exponent beyond its range); its pure-Python reader, "
+            f"~60 KB/s, is used only for values up to {PURE_PYTHON_VALUE_LIMIT >> 10} KiB in the first "
+            f"{PURE_PYTHON_PREFIX_LIMIT >> 20} MiB of an object (a QLDB export with such values in larger objects: "
+            "export it again as ION_BINARY)")
+
+
 def _raise_framing(fh: FramedReader) -> None:
     if fh.error is not None:
-        raise IonParseError(f"invalid binary Ion: {fh.error}", fh.error.index) from fh.error
+        what = "cannot read Ion" if isinstance(fh.error, IonLimitError) else "invalid binary Ion"
+        raise IonParseError(f"{what}: {fh.error}", fh.error.index) from fh.error

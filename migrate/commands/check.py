@@ -102,9 +102,11 @@ def check_cmd(
     digests = load_digests(digest)
     anchor = None
     if source is not None:
+        from ..executor import local_executor
         from ..pg.anchor import SourceAnchor
 
-        anchor = SourceAnchor(source_spec(source, endpoint_url, region), [], workers)
+        # workers first, the connection after: a forked worker must not hold a copy of the session
+        anchor = SourceAnchor(source_spec(source, endpoint_url, region), [], workers, executor=local_executor(workers))
     target = open_target(dsn, data_dir, iam_auth, region)
     conn = connect_or_die(target)
     with conn:
@@ -119,6 +121,9 @@ def check_cmd(
                                     unit="rows")
         except SourceError as exc:
             die(str(exc), exc.exit_code)
+        finally:
+            if anchor is not None:
+                anchor.executor.close()
     data = print_check(checked, strict)
     word = data["verdict"].upper()
     code = exitcodes.CONTENT if word == "FAILED" or (strict and word != "VERIFIED") else exitcodes.OK

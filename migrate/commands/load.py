@@ -87,6 +87,7 @@ def migrate_cmd(
     """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
     import psycopg
 
+    from ..executor import local_executor
     from ..pg.loader import MigrateOptions, MigrationRefused, migrate_source
     from ..pg.target import first_line, sanitize
     from ..sources import SourceError
@@ -104,10 +105,12 @@ def migrate_cmd(
     opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
     options = MigrateOptions(schema, opt_outs, workers)
     prepare_database(target)
+    # workers first, the connection after: a forked worker must not hold a copy of the run's session
+    executor = local_executor(workers)
     conn = connect_or_die(target)
     try:
-        result = with_progress("verifying and loading",
-                               lambda progress: migrate_source(conn, spec, digests, options, source, progress))
+        result = with_progress("verifying and loading", lambda progress: migrate_source(
+            conn, spec, digests, options, source, progress, executor))
     except MigrationRefused as exc:
         die(str(exc), exc.exit_code)
     except psycopg.OperationalError as exc:
@@ -117,6 +120,7 @@ def migrate_cmd(
         die(str(exc), exc.exit_code)
     finally:
         conn.close()
+        executor.close()
     from ..pg.summary import migrate_report, print_migrate_summary
 
     code = exitcodes.OK if result.committed else exitcodes.CONTENT

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from ..executor import InlineExecutor
 from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
 from ..verify.chain import Digest
 from ..verify.findings import Finding, Kind, Location, Severity
@@ -70,10 +71,12 @@ class SourceAnchor:
     digests: list[Digest] = field(default_factory=list)
     workers: int | None = None
     progress: Any = None
+    executor: Any = None  # started before the check's connection was opened
 
     def run(self, conn: psycopg.Connection, result: CheckResult) -> VerifyResult:
         sink = _CompareSink(conn)
-        verified = verify_source(self.spec, self.digests, self.workers, self.progress, sink)
+        verified = verify_source(self.spec, self.digests, self.workers, self.progress, sink,
+                                 self.executor or InlineExecutor())
         for finding in verified.findings:
             if finding.is_error:
                 result.findings.append(finding)

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from ..executor import Executor, InlineExecutor
 from ..optouts import OptOuts
 from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
 from ..verify.chain import ChainChecker, Digest
@@ -368,8 +369,13 @@ def migrate_source(
     options: MigrateOptions,
     source_description: str,
     progress: Any = None,
+    executor: Executor | None = None,
 ) -> MigrateResult:
-    """Run one migration on ``conn`` (not in a transaction yet); commits only a run that passed."""
+    """Run one migration on ``conn`` (not in a transaction yet); commits only a run that passed.
+
+    ``executor``: started before ``conn`` was opened (``executor.local_executor``), so that no worker
+    process holds a copy of the connection; without one, verification runs in this process.
+    """
     started = time.perf_counter()
     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()[0]:
         conn.rollback()
@@ -382,7 +388,7 @@ def migrate_source(
             (source_description, options.opt_outs.names()),
         ).fetchone()[0]
         sink = PgSink(conn, run_id, options.schema)
-        result = verify_source(spec, digests, options.workers, progress, sink)
+        result = verify_source(spec, digests, options.workers, progress, sink, executor or InlineExecutor())
         result.findings.extend(sink.extra_findings)
         refused = options.opt_outs.refused(result.states())
         ok = not result.error_count and not refused
