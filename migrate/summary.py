@@ -12,16 +12,17 @@ from .report import base_report
 from .verifier import NOT_PROVEN, VerifyResult
 
 
-def anchor_phrase(anchored_through: int | None, first: int | None, last: int | None) -> str:
+def anchor_phrase(anchored_through: int | None, first: int | None, last: int | None,
+                  by: str = "a digest or saved proof") -> str:
     """What the digests cover, said exactly: the one phrase every verdict uses."""
     if last is None:
         return "no blocks"
     if anchored_through is None:
         return f"blocks {first}..{last} are linked but no digest or saved proof anchors them"
     if anchored_through >= last:
-        return f"anchored through block {last} (the last one) by a digest or saved proof"
-    return (f"anchored through block {anchored_through} of {last}; blocks {anchored_through + 1}..{last} are "
-            "linked to it but not anchored by any digest")
+        return f"anchored through block {last} (the last one) by {by}"
+    return (f"anchored through block {anchored_through} of {last} by {by}; blocks {anchored_through + 1}..{last} "
+            "are linked to it but not anchored by any digest")
 
 
 def verdict_line(result: VerifyResult, strict: bool, opt_outs: OptOuts | None = None) -> tuple[str, str]:

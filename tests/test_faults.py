@@ -173,3 +173,33 @@ def test_postgres_restarted_mid_run_publishes_nothing_and_rerun_equals_an_uninte
         assert _snapshot(dsn) == _snapshot(reference)
     finally:
         pg_ctl("-m", "immediate", "stop")
+
+
+def test_kill_9_mid_copy_leaves_no_orphans_and_a_rerun_at_once_succeeds(sample_factory, tmp_path: Path,
+                                                                         pg_dsn: str) -> None:
+    """kill -9 of the main process only (its workers are not signalled) while it loads.
+
+    Before: the forked workers survived with the parent's PostgreSQL session inherited through fork, "idle in
+    transaction" with the migration lock, and every rerun was refused (exit 3) until someone killed them.
+    """
+    import os
+
+    import psutil
+
+    export = sample_factory(tmp_path, revisions=6000, exports=2, seed=66)
+    proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", pg_dsn,
+                             "--no-check", "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if not _wait_until_loading(pg_dsn, proc):
+        pytest.skip("the run ended before it loaded")
+    time.sleep(0.5)  # inside the COPYs
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2, workers
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the kill")
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, f"orphaned workers still running: {alive}"
+    rerun = run_cli("migrate", export, "--dsn", pg_dsn, "--no-check")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "LOADED" in rerun.stdout

@@ -277,6 +277,77 @@ def _t11(export: Path):
     return ours.name, None
 
 
+# --- content removed or relabelled behind valid hashes (each passed as VERIFIED before the structure checks) ---
+
+
+def _block_where(path: Path, wanted) -> int:
+    for i, line in enumerate(_lines(path)):
+        if wanted(loads(line)):
+            return i
+    raise AssertionError("no such block")
+
+
+def _user_revisions(block) -> list:
+    return [r for r in (block["revisions"] if "revisions" in block else []) if "metadata" in r]
+
+
+@tamper("user revision reduced to its hash")
+def _t12(export: Path):
+    obj = _objects(export)[0]
+    i = _first_block_with_data(obj)
+
+    def edit(block):
+        rev = _data_revision(block)
+        del rev["data"]
+        del rev["metadata"]
+
+    return _edit_block(obj, i, edit)
+
+
+@tamper("delete revision reduced to its hash")
+def _t13(export: Path):
+    obj = _objects(export)[0]
+    i = _block_where(obj, lambda b: any("data" not in r and "dataHash" not in r for r in _user_revisions(b)))
+
+    def edit(block):
+        rev = next(r for r in _user_revisions(block) if "data" not in r and "dataHash" not in r)
+        del rev["metadata"]
+
+    return _edit_block(obj, i, edit)
+
+
+@tamper("transactionInfo removed")
+def _t14(export: Path):
+    obj = _objects(export)[0]
+    i = _first_block_with_data(obj)
+    return _edit_block(obj, i, lambda block: block.__delitem__("transactionInfo"))
+
+
+@tamper("revisions removed")
+def _t15(export: Path):
+    obj = _objects(export)[0]
+    i = _first_block_with_data(obj)
+    return _edit_block(obj, i, lambda block: block.__delitem__("revisions"))
+
+
+HIDING = ["user revision reduced to its hash", "delete revision reduced to its hash", "transactionInfo removed",
+          "revisions removed"]
+
+
+@pytest.mark.parametrize("name", HIDING)
+def test_hidden_content_is_refused_by_migrate_too(name: str, sample_factory, tmp_path: Path, pg_dsn: str) -> None:
+    """The hiding tampers publish nothing: migrate runs verify's checks (it loaded them, VERIFIED, before)."""
+    import psycopg
+
+    export = sample_factory(tmp_path, revisions=300, fmt="ion_text", exports=1, seed=5)
+    object_name, seq = TAMPERS[name](export)
+    proc = run_cli("migrate", export, "--dsn", pg_dsn, "--digest", _digest(export))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"sequenceNo:{seq}" in proc.stderr and object_name in proc.stderr
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM qldb.block").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("name", list(TAMPERS))
 def test_each_tamper_is_caught_and_named(name: str, sample_factory, tmp_path: Path) -> None:
     export = sample_factory(tmp_path, revisions=300, fmt="ion_text", exports=1, seed=5)

@@ -36,8 +36,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+def _console(stderr: bool) -> Console:
+    """Piped output (logs, CI) gets wide tables: ids and hashes are not cut to fit 80 columns."""
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return console if console.is_terminal else Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+
+
+out = _console(False)
+err = _console(True)
 
 T = TypeVar("T")
 
