@@ -198,7 +198,7 @@ def test_kill_9_mid_copy_leaves_no_orphans_and_a_rerun_at_once_succeeds(sample_f
     proc.wait()
     if proc.returncode == 0:
         pytest.skip("the run finished before the kill")
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, f"orphaned workers still running: {alive}"
     rerun = run_cli("migrate", export, "--dsn", pg_dsn, "--no-check")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr

@@ -213,3 +213,48 @@ def test_a_declared_length_beyond_any_block_is_refused_on_sight() -> None:
     with pytest.raises(IonParseError, match="more than any QLDB block can hold"):
         list(iter_values(lambda: io.BufferedReader(raw)))
     assert raw.served < 1 << 20, raw.served
+
+
+# --- bounded cost on hostile text (each case took minutes, or memory without bound, before) ---------------------
+
+
+def _read_all(data: bytes) -> int:
+    from qldb_migrate.verify.ionparse import iter_values
+
+    return sum(1 for _ in iter_values(lambda: io.BytesIO(data)))
+
+
+@pytest.mark.timeout(60)
+def test_a_large_text_value_is_read_in_c_in_linear_time() -> None:
+    """Before: one text value over 1 MiB fell back to the pure-Python reader (1 MiB 38 s, 2 MiB > 120 s)."""
+    assert _read_all(b'{a:"' + b"x" * (8 << 20) + b'"} {b:2}') == 2
+
+
+@pytest.mark.timeout(120)
+def test_a_text_value_past_the_cap_is_refused_without_buffering_it() -> None:
+    from qldb_migrate.verify.ionparse import IonParseError
+
+    with pytest.raises(IonParseError, match="larger than 64 MiB"):
+        _read_all(b"[" + b'"abc",' * (12 << 20) + b"]")
+
+
+@pytest.mark.timeout(60)
+def test_a_value_only_the_slow_reader_reads_is_bounded() -> None:
+    """More than 13 annotations (valid Ion the C reader refuses) on a 2 MiB value: refused in bounded time."""
+    from qldb_migrate.verify.ionparse import IonParseError
+
+    annotations = b"::".join(b"a%d" % i for i in range(14)) + b"::"
+    assert _read_all(b"{x:1} " + annotations + b'{a:"small"} {b:2}') == 3  # small: still read
+    with pytest.raises(IonParseError, match="pure-Python reader"):
+        _read_all(annotations + b'{a:"' + b"x" * (2 << 20) + b'"}')
+
+
+@pytest.mark.timeout(120)
+def test_json_lines_are_read_in_linear_time_and_capped() -> None:
+    """Before: the line reader was quadratic (a 64 MiB line took 25 s and 168 MB)."""
+    from qldb_migrate.blockstream import MAX_JSON_LINE_BYTES, HashingReader, LineTooLong
+
+    reader = HashingReader(io.BytesIO(b"x" * (32 << 20) + b"\n{}\n"))
+    assert len(reader.readline(MAX_JSON_LINE_BYTES)) == (32 << 20) + 1 and reader.readline() == b"{}\n"
+    with pytest.raises(LineTooLong):
+        HashingReader(io.BytesIO(b"x" * (MAX_JSON_LINE_BYTES + 10) + b"\n")).readline(MAX_JSON_LINE_BYTES)

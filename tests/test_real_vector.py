@@ -162,3 +162,37 @@ def test_an_inexact_or_failing_writer_falls_back_to_the_originals(writer) -> Non
     assert rev.data_ion is None and rev.metadata_ion is None and result.info_ion == {}
     assert rev.metadata_hash == ion_hash(block["revisions"][0]["metadata"])
     assert rev.data_hash == ion_hash(block["revisions"][0]["data"])
+
+
+def test_parameterized_statements_of_a_real_block_are_not_recomputable_and_never_an_error() -> None:
+    """A published get-block (strand Cn7mGwi40kd5DGDECsOccv, block 58): QLDB folded the `?` parameters into each
+    statementDigest, and the parameters are not in the journal."""
+    from qldb_migrate.sample.blocks import struct
+    from qldb_migrate.verify.block import count_statement_digests
+
+    from tests.vectors import PARAMETERIZED_BLOCK
+
+    vector = json.loads(PARAMETERIZED_BLOCK.read_text())
+    statements = []
+    for s in vector["statements"]:
+        assert base64.b64encode(ion_hash(s["statement"])).decode() == s["hashOfStatement"]  # our H, theirs
+        assert s["hashOfStatement"] != s["statementDigest"]
+        statements.append(struct({"statement": s["statement"], "startTime": loads(s["startTime"]),
+                                  "statementDigest": loads("{{" + s["statementDigest"] + "}}")}))
+    info = struct({"statements": statements})
+    assert count_statement_digests(info) == (0, 3)
+    # the aws-cli block's literal statement is recomputed
+    block, _proof = _saved("get-block.json", "Block")
+    assert count_statement_digests(block["transactionInfo"]) == (1, 0)
+    check = check_block(block)
+    assert check.ok and (check.statements_recomputed, check.statements_not_recomputable) == (1, 0)
+
+
+def test_a_sample_export_holds_parameterized_statements_beside_literal_ones(sample_factory, tmp_path) -> None:
+    from qldb_migrate.sources import SourceSpec
+    from qldb_migrate.verifier import verify_source
+
+    export = sample_factory(tmp_path, revisions=300, exports=1, seed=5)
+    result = verify_source(SourceSpec(str(export)), [], 1)
+    assert result.error_count == 0
+    assert result.statements["recomputed"] > 10 and result.statements["notRecomputable"] > 100

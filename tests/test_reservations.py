@@ -51,8 +51,8 @@ def _deliver_redacted(export: Path, document_id: str, version: int) -> None:
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             block = loads(line)
-            for rev in block["revisions"] if "revisions" in block else []:
-                meta = rev["metadata"] if "metadata" in rev else None
+            for rev in block.get("revisions", []):
+                meta = rev.get("metadata", None)
                 if meta is not None and str(meta["id"]) == document_id and int(meta["version"]) == version \
                         and "data" in rev:
                     rev["dataHash"] = loads("{{" + __import__("base64").b64encode(ion_hash(rev["data"])).decode()

@@ -288,7 +288,7 @@ def _block_where(path: Path, wanted) -> int:
 
 
 def _user_revisions(block) -> list:
-    return [r for r in (block["revisions"] if "revisions" in block else []) if "metadata" in r]
+    return [r for r in (block.get("revisions", [])) if "metadata" in r]
 
 
 @tamper("user revision reduced to its hash")
@@ -360,3 +360,26 @@ def test_each_tamper_is_caught_and_named(name: str, sample_factory, tmp_path: Pa
         assert object_name in output, f"{name}: object not named\n{output}"
     if seq is not None:
         assert f"sequenceNo:{seq}" in output, f"{name}: block {seq} not named\n{output}"
+
+
+def test_repeated_findings_are_summarized_not_listed(sample_factory, tmp_path: Path) -> None:
+    """A damage repeated on every block gives the first few in full and one line per kind, never thousands."""
+    export = sample_factory(tmp_path, revisions=600, fmt="ion_text", exports=1, seed=5)
+    for obj in _objects(export):
+        lines = _lines(obj)
+        for i, line in enumerate(lines):
+            block = loads(line)
+            if "transactionId" in block:
+                block["transactionId"] = "rewritten"
+                lines[i] = dumps_text(block)
+        _write(obj, lines)
+    report = tmp_path / "r.json"
+    proc = run_cli("verify", export, "--report", report)
+    assert proc.returncode == 1
+    data = json.loads(report.read_text())
+    tally = {t["code"]: t for t in data["findingsByCode"]}["revision-txid-mismatch"]
+    assert tally["count"] > 500 and "first" in tally and "last" in tally
+    assert len(data["findings"]) <= 40
+    lines = [line for line in proc.stderr.splitlines() if "revision-txid" in line or "txId differs" in line]
+    assert len(lines) <= 4, proc.stderr  # three in full, then one summary line
+    assert re.search(r"and [\d,]+ more revision-txid-mismatch finding\(s\) \(blocks \d+\.\.\d+\)", proc.stderr)
