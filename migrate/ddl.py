@@ -44,6 +44,7 @@ never reach a journal.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 # --- results -------------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class Unparseable:
 
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _WHITESPACE = " \t\r\n"
+_LINE_END = re.compile(r"\r\n?|\n")  # a -- comment ends at CR or LF, as in the PartiQL lexer
 _PUNCT = "();=,?.[]"
 
 
@@ -106,7 +108,7 @@ class _Error(Exception):
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "word", "quoted", "ion", "punct", "end"
+    kind: str  # "word", "quoted", "ion", "punct", "other" (any other character), "end"
     text: str  # the word as written, the unescaped identifier, the Ion text, the character
     at: int  # offset in the statement
 
@@ -128,8 +130,8 @@ def _skip_blank(text: str, i: int) -> int:
         if c in _WHITESPACE:
             i += 1
         elif text.startswith("--", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end + 1
+            end = _LINE_END.search(text, i)
+            i = n if end is None else end.end()
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             if end < 0:
@@ -178,7 +180,7 @@ def _quoted_end(text: str, i: int, quote: str) -> int:
     return n  # unterminated: the caller then finds no closing backtick
 
 
-def _tokens(text: str):  # type: ignore[no-untyped-def]
+def _tokens(text: str) -> Iterator[_Token]:
     """Tokens one at a time, so a statement that is not DDL is classified from its first token alone."""
     i = 0
     while True:
@@ -221,7 +223,7 @@ def _tokens(text: str):  # type: ignore[no-untyped-def]
 
 
 class _Parser:
-    def __init__(self, tokens) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, tokens: Iterator[_Token]) -> None:
         self._tokens = tokens
         self.current: _Token = next(tokens)
 

@@ -148,9 +148,10 @@ class LedgerSchema:
         documents = []
         entries = field_or_none(info, "documents")
         for _doc_id, entry in ([] if is_null(entries) else entries.items()):
-            indices = field_or_none(entry, "statements")
-            documents.append(DocumentRef(str(field_or_none(entry, "tableName")), str(field_or_none(entry, "tableId")),
-                                         tuple(int(i) for i in (indices or []))))
+            name, table_id = field_or_none(entry, "tableName"), field_or_none(entry, "tableId")
+            if isinstance(name, str) and isinstance(table_id, str) and name and table_id:  # else it names no table
+                indices = field_or_none(entry, "statements")
+                documents.append(DocumentRef(name, table_id, tuple(int(i) for i in (indices or []))))
         return self.apply(sequence_no, time, statements, documents)
 
     def apply(self, sequence_no: int, time: str | None, statements: Sequence[str],
@@ -306,8 +307,7 @@ class LedgerSchema:
         """
         table = self.by_id(table_id)
         candidates = [] if table is None else [
-            ix for ix in table.indexes if ix.field == field_name and ix.index_id is None
-            and (ix.dropped is None or index_id in ix.possibly_dropped_by)]
+            ix for ix in table.live_indexes() if ix.field == field_name and ix.index_id is None]
         if table is None or len(candidates) != 1:
             return False
         index = candidates[0]

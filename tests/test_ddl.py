@@ -63,6 +63,8 @@ from qldb_migrate.ddlstate import ACTIVE, DROPPED, At, DocumentRef, LedgerSchema
         ("-- make it\nCREATE /* the */ TABLE/**/Person/* end */", CreateTable("Person")),
         ("/* multi\nline */ DROP\n-- x\nINDEX\"i\"ON\"T\"WITH(purge=true);", DropIndex("i", "T", purge=True)),
         ("CREATE INDEX ON T(f)", CreateIndex("T", "f")),
+        ("DROP TABLE -- old Mac line end\rT", DropTable("T")),
+        ("DROP TABLE -- Windows\r\nT", DropTable("T")),
         ("CREATE INDEX ON T ( f ) ;", CreateIndex("T", "f")),
         # the tags literal: Ion text, backticks inside Ion strings and comments do not close it
         ("CREATE TABLE T WITH (aws_tags = `{}`)", CreateTable("T", {})),
@@ -414,6 +416,10 @@ def test_apply_block_reads_a_journal_block() -> None:
     assert vehicle is not None and vehicle.name == "Vehicle"
     assert vehicle.created == At(7, 0, "2024-05-01T10:00:00.123Z")
     assert [ix.field for ix in vehicle.live_indexes()] == ["VIN"]
+    # a documents entry without a table name or id names no table
+    odd = simpleion.loads("{blockAddress:{sequenceNo:8},transactionInfo:{statements:[],documents:"
+                          "{d2:{tableName:\"Vehicle\",statements:[]},d3:{tableId:\"V9\"}}}}", single_value=True)
+    assert s.apply_block(odd) == [] and [t.table_id for t in s.tables] == ["V1"]
     # a block without transactionInfo (a system block) changes nothing
-    assert s.apply_block(simpleion.loads("{blockAddress:{strandId:\"S\",sequenceNo:8}}", single_value=True)) == []
-    assert s.last_sequence_no == 8
+    assert s.apply_block(simpleion.loads("{blockAddress:{strandId:\"S\",sequenceNo:9}}", single_value=True)) == []
+    assert s.last_sequence_no == 9
