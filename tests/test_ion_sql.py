@@ -1,4 +1,4 @@
-"""The SQL helpers for Ion values in JSONB (schema 0003), on every test server, against amazon-ion's own reading."""
+"""The SQL helpers for Ion values in JSONB (schema 0004), on every test server, against amazon-ion's own reading."""
 
 from __future__ import annotations
 
@@ -226,7 +226,7 @@ def test_downgrade_removes_the_functions(pg_dsn: str) -> None:
         engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(pg_dsn), poolclass=NullPool)
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, "0002")
+            command.downgrade(config, "0003")
         engine.dispose()
         assert conn.execute("SELECT to_regprocedure('qldb.ion_timestamp(text)'), "
                             "to_regprocedure('qldb.ion_date(text)')").fetchone() == (None, None)

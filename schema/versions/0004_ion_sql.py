@@ -27,14 +27,14 @@ what a query needs to read each Ion type back:
 * symbol, string -> JSON string (the two are not told apart); bool -> bool;
   every null -> null; list, sexp -> array; struct -> object.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
