@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from . import __version__, exitcodes
-from .commands import admin, check, load, verify  # noqa: F401  (each registers its commands)
+from .commands import admin, check, live, load, verify  # noqa: F401  (each registers its commands)
 from .commands.common import app, err, out
 
 

@@ -32,10 +32,6 @@ from .common import (
 )
 
 
-def _by(ledger: Any) -> str:
-    return "; ".join(dict.fromkeys(ledger.anchored_by)) or "nothing"
-
-
 def check_verdict(checked: Any) -> tuple[str, str]:
     """(word, detail) — what was re-proved and how far something outside the database anchors it."""
     what = (f"{checked.blocks:,} blocks and {checked.rows:,} history rows in {checked.tables} tables of "
@@ -44,7 +40,7 @@ def check_verdict(checked: Any) -> tuple[str, str]:
         first = checked.errors[0].describe() if checked.errors else ""
         return "FAILED", f"{checked.error_count} problem(s) — {what}; first: {first}"
     anchors = "; ".join(f"{ledger.ledger_name or ledger.strand_id}: "
-                        f"{anchor_phrase(ledger.anchored_through, ledger.first, ledger.last, _by(ledger))}"
+                        f"{anchor_phrase(ledger.anchored_through, ledger.first, ledger.last, ledger.anchor_names)}"
                         for ledger in checked.ledgers)
     reservations = (f"; {checked.reservations:,} revisions under recorded reservations (see the warnings)"
                     if checked.reservations else "")

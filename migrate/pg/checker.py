@@ -72,21 +72,29 @@ class LedgerCheck:
     tables: int = 0
     listed_revisions: int = 0  # user revisions the stored blocks list
     anchored_through: int | None = None
-    anchored_by: list[str] = field(default_factory=list)
+    anchored_by: list[tuple[int, str]] = field(default_factory=list)  # (tip reached, by what)
     reservations: Counter[str] = field(default_factory=Counter)
     redactions: set[tuple[str, str, int]] = field(default_factory=set)  # named by stored redactionInfo
+    unsealed: int = 0  # revisions written after cut-over and not sealed yet (in no block, under no digest)
 
     def anchor(self, tip: int, how: str) -> None:
         if self.anchored_through is None or tip > self.anchored_through:
             self.anchored_through = tip
-        self.anchored_by.append(how)
+        self.anchored_by.append((tip, how))
+
+    @property
+    def anchor_names(self) -> str:
+        """What reaches the furthest anchored block (the verdict names it; the report lists every anchor)."""
+        best = [how for tip, how in self.anchored_by if tip == self.anchored_through]
+        return "; ".join(dict.fromkeys(best)) or "nothing"
 
     def to_json(self) -> dict[str, Any]:
         return {"strandId": self.strand_id, "ledgerName": self.ledger_name, "schema": self.schema,
                 "state": self.state, "blocks": self.blocks, "first": self.first, "last": self.last,
                 "historyRows": self.rows, "tables": self.tables, "listedRevisions": self.listed_revisions,
-                "anchoredThrough": self.anchored_through, "anchoredBy": self.anchored_by,
-                "reservations": dict(self.reservations)}
+                "anchoredThrough": self.anchored_through,
+                "anchoredBy": [{"tip": tip, "by": how} for tip, how in self.anchored_by],
+                "reservations": dict(self.reservations), "unsealed": self.unsealed}
 
 
 @dataclass
@@ -210,9 +218,14 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         reserved = _reservations(conn, ledger)
         for table_id, _name, schema, current, history in tables:
             _check_history(conn, result, ledger, table_id, schema, history, reserved, advance)
-            _check_current(conn, result, schema, current, history)
+            _check_current(conn, result, schema, current, history, ledger.state == "live")
         _check_listed_rows(conn, result, ledger, tables)
         _report_reservations(result, ledger)
+        if ledger.unsealed:
+            result.findings.append(Finding(
+                "not-sealed-yet", Kind.UNPROVEN, Severity.WARNING,
+                f"{ledger.unsealed} revisions written after cut-over are not sealed yet: no block and no digest covers "
+                "them (run qldb-migrate seal)", Location(block=BlockAddress(ledger.strand_id, ledger.last or 0))))
     if source is not None:
         result.source = source.run(conn, result)
     _unmatched_outside(result, strands)
@@ -410,6 +423,15 @@ def _report_reservations(result: CheckResult, ledger: LedgerCheck) -> None:
             Location(block=BlockAddress(ledger.strand_id, ledger.first or 0))))
 
 
+def _check_operation(result: CheckResult, where: Location, op: str, version: int, data: str | None,
+                     redacted: bool) -> None:
+    """A revision not sealed yet has no hash to derive its operation from: its data and version must agree."""
+    derived = "delete" if data is None and not redacted else ("insert" if version == 0 else "update")
+    if op != derived:
+        result.findings.append(_consistency("operation-mismatch", f"operation says {op}; the version and the data "
+                                            f"make it {derived}", where, derived, op))
+
+
 def _derived_operation(version: int, data_hash: bytes | None, json_reserved: bool) -> str:
     if data_hash is None and not json_reserved:
         return "delete"
@@ -420,27 +442,62 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                    history: str, reserved: dict[tuple[str, str, int], set[str]], advance: Callable[[int], None]
                    ) -> None:
     strand = ledger.strand_id
+    live = ledger.state == "live"
+    # After cut-over, what the sealer assigned (hashes, Ion, block, index) is in qldb.sealed_revision, not the row.
     query = sql.SQL(
-        """SELECT h.document_id, h.version, h.data::text, h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash,
-                  h.operation, h.redacted, h.tx_id, h.tx_time, h.tx_time_ion, h.block_sequence, h.index_in_block,
-                  b.revision_hashes[h.index_in_block + 1], b.revision_documents[h.index_in_block + 1],
+        """SELECT h.document_id, h.version, h.data::text,
+                  coalesce(h.data_ion, s.data_ion), coalesce(h.metadata_ion, s.metadata_ion),
+                  coalesce(h.revision_hash, s.revision_hash), coalesce(h.data_hash, s.data_hash),
+                  h.operation, h.redacted, h.tx_id, h.tx_time, h.tx_time_ion,
+                  coalesce(h.block_sequence, s.block_sequence), coalesce(h.index_in_block, s.index_in_block),
+                  b.revision_hashes[coalesce(h.index_in_block, s.index_in_block) + 1],
+                  b.revision_documents[coalesce(h.index_in_block, s.index_in_block) + 1],
                   b.transaction_id, b.sequence_no IS NOT NULL,
-                  b.transaction_info -> 'documents' -> h.document_id ->> 'tableId'
-           FROM {} h LEFT JOIN qldb.block b ON b.strand_id = %s AND b.sequence_no = h.block_sequence"""
-    ).format(sql.Identifier(schema, history))
+                  b.transaction_info -> 'documents' -> h.document_id ->> 'tableId',
+                  {write_seq}, s.document_id IS NOT NULL,
+                  num_nonnulls(h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash, h.block_sequence,
+                               h.index_in_block) > 0,
+                  p.document_id IS NOT NULL
+           FROM {history} h
+           LEFT JOIN qldb.sealed_revision s ON s.strand_id = %s AND s.table_id = %s AND s.document_id = h.document_id
+                                           AND s.version = h.version
+           LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.table_id = %s AND p.document_id = h.document_id
+                                            AND p.version = h.version
+           LEFT JOIN qldb.block b ON b.strand_id = %s
+                                 AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)"""
+    ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"))
     name = f"{schema}.{history}"
     pending = 0
     with conn.cursor(name=f"check_{strand}_{history}"[:60]) as cur:
         cur.itersize = 2000
-        cur.execute(query, (strand,))
+        cur.execute(query, (strand, table_id, strand, table_id, strand))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
-             seq, idx, listed, listed_doc, block_tx, block_exists, block_table) in cur:
+             seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, row_has_seal,
+             queued) in cur:
             ledger.rows += 1
             pending += 1
             if pending == 5000:
                 advance(pending)
                 pending = 0
-            where = Location(None, BlockAddress(strand, seq), idx, doc, version, name)
+            where = Location(None, None if seq is None else BlockAddress(strand, seq), idx, doc, version, name)
+            if write_seq is not None:  # written after cut-over
+                if row_has_seal:
+                    result.findings.append(_consistency(
+                        "live-row-holds-seal", "a revision written after cut-over holds hashes or a block in its "
+                        "history row; the sealer records those only in qldb.sealed_revision", where))
+                if not sealed_live:
+                    if queued:
+                        ledger.unsealed += 1
+                    else:
+                        result.findings.append(_consistency(
+                            "live-row-neither-sealed-nor-queued", "a revision written after cut-over is in no block "
+                            "and not in the sealer's queue (qldb.pending_revision): it will never be sealed", where))
+                    _check_operation(result, where, op, version, data, redacted)
+                    continue
+            elif rev_hash is None:
+                result.findings.append(_consistency("revision-hash-missing", "history row has no revision_hash",
+                                                    where))
+                continue
             rev_hash, data_hash = bytes(rev_hash), _b(data_hash)
             kinds = reserved.get((table_id, doc, version), set())
             json_reserved = "json-not-rehashed" in kinds
@@ -531,18 +588,26 @@ def _check_metadata_columns(result: CheckResult, where: Location, meta: Any, doc
                                             f"{tx_time} / {tx_time_ion}"))
 
 
-def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, current: str, history: str) -> None:
+def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, current: str, history: str,
+                   live: bool) -> None:
+    """The current table holds the latest non-deleted history revision of each document, no more, no less.
+
+    After cut-over a row the application wrote carries no hash or block (the sealer assigns those later, in
+    qldb.sealed_revision): its document, version, data and time are compared.
+    """
+    columns = sql.SQL("document_id, version, data, tx_time" if live else
+                      "document_id, version, data, data_ion, revision_hash, tx_time, block_sequence")
     query = sql.SQL(
         """WITH latest AS (
-               SELECT document_id, version, data, data_ion, revision_hash, tx_time, block_sequence
+               SELECT {columns}
                FROM (SELECT DISTINCT ON (document_id) * FROM {history} ORDER BY document_id, version DESC) l
                WHERE operation <> 'delete'),
-           cur AS (SELECT document_id, version, data, data_ion, revision_hash, tx_time, block_sequence FROM {current})
+           cur AS (SELECT {columns} FROM {current})
            SELECT 'missing or different in the current table', * FROM (TABLE latest EXCEPT TABLE cur) a
            UNION ALL
            SELECT 'not the latest non-deleted history revision', * FROM (TABLE cur EXCEPT TABLE latest) b
            ORDER BY 2 LIMIT 1000"""
-    ).format(history=sql.Identifier(schema, history), current=sql.Identifier(schema, current))
+    ).format(history=sql.Identifier(schema, history), current=sql.Identifier(schema, current), columns=columns)
     for problem, doc, version, *_rest in conn.execute(query):
         result.findings.append(_consistency("current-row-mismatch", f"{schema}.{current}: {problem}",
                                             Location(document_id=doc, version=version, table=f"{schema}.{current}")))
@@ -551,8 +616,11 @@ def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, c
 def _check_listed_rows(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck, tables: list[tuple]) -> None:
     """Every user revision a block lists has its history row (a deleted row is caught here)."""
     parts = [
-        sql.SQL("SELECT document_id, block_sequence, index_in_block FROM {}").format(sql.Identifier(schema, history))
-        for _tid, _name, schema, _cur, history in tables
+        sql.SQL("SELECT h.document_id, coalesce(h.block_sequence, s.block_sequence), "
+                "coalesce(h.index_in_block, s.index_in_block) FROM {} h LEFT JOIN qldb.sealed_revision s "
+                "ON s.strand_id = {} AND s.table_id = {} AND s.document_id = h.document_id AND s.version = h.version"
+                ).format(sql.Identifier(schema, history), sql.Literal(ledger.strand_id), sql.Literal(tid))
+        for tid, _name, schema, _cur, history in tables
     ] or [sql.SQL("SELECT NULL::text, NULL::bigint, NULL::int WHERE false")]
     query = sql.SQL(
         """WITH rows (document_id, block_sequence, index_in_block) AS ({rows})

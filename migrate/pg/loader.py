@@ -274,42 +274,8 @@ class PgSink(BlockSink):
         return stats
 
     def _create_tables(self, current: str, history: str) -> None:
-        schema = sql.Identifier(self.schema)
-        self.conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
-        self.conn.execute(
-            sql.SQL(
-                """CREATE TABLE {} (
-                    document_id    text    NOT NULL,
-                    version        integer NOT NULL,
-                    data           jsonb,
-                    data_ion       bytea,
-                    metadata_ion   bytea   NOT NULL,
-                    revision_hash  bytea   NOT NULL,
-                    data_hash      bytea,
-                    operation      text    NOT NULL CHECK (operation IN ('insert', 'update', 'delete')),
-                    redacted       boolean NOT NULL DEFAULT false,
-                    tx_id          text,
-                    tx_time        timestamptz,
-                    tx_time_ion    text,
-                    block_sequence bigint  NOT NULL,
-                    index_in_block integer NOT NULL,
-                    PRIMARY KEY (document_id, version)
-                )"""
-            ).format(sql.Identifier(self.schema, history))
-        )
-        self.conn.execute(
-            sql.SQL(
-                """CREATE TABLE {} (
-                    document_id    text    PRIMARY KEY,
-                    version        integer NOT NULL,
-                    data           jsonb,
-                    data_ion       bytea,
-                    revision_hash  bytea   NOT NULL,
-                    tx_time        timestamptz,
-                    block_sequence bigint  NOT NULL
-                )"""
-            ).format(sql.Identifier(self.schema, current))
-        )
+        """The table pair, as ``qldb.create_table_pair`` defines it (the live ledger creates new ones the same way)."""
+        self.conn.execute("SELECT qldb.create_table_pair(%s, %s, %s)", (self.schema, current, history))
 
     # --- end of run -----------------------------------------------------------------------------
     def finish(self, unexplained: list[tuple[str, str, int]]) -> None:

@@ -1,0 +1,290 @@
+"""The live ledger's commands: ``cutover``, ``seal``, ``digest``, ``get-revision`` and ``get-block``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import exitcodes
+from ..report import base_report, write_report
+from .common import (
+    DataDirOption,
+    DsnOption,
+    IamAuthOption,
+    LedgerOption,
+    RegionOption,
+    ReportOption,
+    app,
+    connect_or_die,
+    die,
+    err,
+    load_digests,
+    open_target,
+    out,
+)
+from .load import prepare_database
+
+OutOption = Annotated[Path | None, typer.Option(
+    "--out", metavar="FILE", dir_okay=False, help="Write the JSON here instead of standard output.")]
+DigestFileOption = Annotated[Path, typer.Option(
+    "--digest", metavar="FILE", exists=True, dir_okay=False,
+    help="The digest (GetDigest JSON, e.g. `qldb-migrate digest` output) the proof must reach.")]
+
+
+def _strand(conn: Any, ledger: str | None) -> str:
+    from ..pg.ledgers import LedgerNotFound, find_ledger
+
+    try:
+        if ledger is None:
+            strands = [r[0] for r in conn.execute("SELECT strand_id FROM qldb.ledger")]
+            if len(strands) != 1:
+                die(f"the database holds {len(strands)} ledgers: name one with --ledger", exitcodes.USAGE)
+            return strands[0]
+        return find_ledger(conn, ledger)[0]
+    except LedgerNotFound as exc:
+        die(str(exc), exitcodes.USAGE)
+
+
+def _emit(data: dict[str, Any], path: Path | None) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if path is None:
+        out.print(text, end="", markup=False)
+    else:
+        write_report(path, data)
+
+
+@app.command("cutover")
+def cutover_cmd(
+    dsn: DsnOption = None,
+    ledger: LedgerOption = None,
+    app_role: Annotated[str | None, typer.Option(
+        "--app-role", metavar="ROLE", help="Grant this existing role what an application needs: write the current "
+                                           "tables, read everything, nothing else.")] = None,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    region: RegionOption = None,
+    report: ReportOption = None,
+) -> None:
+    """After the last migrate of a ledger: its tables become a live ledger that continues QLDB's hash chain."""
+    from ..live.cutover import CutoverRefused, cutover
+    from ..pg.ledgers import LedgerNotFound
+    from ..pg.target import MigrationRefused
+
+    target = open_target(dsn, data_dir, iam_auth, region)
+    prepare_database(target)
+    with connect_or_die(target) as conn:
+        try:
+            result = cutover(conn, ledger, app_role)
+        except (MigrationRefused, LedgerNotFound) as exc:
+            die(str(exc), getattr(exc, "exit_code", exitcodes.USAGE))
+        except CutoverRefused as exc:
+            die(str(exc), exitcodes.CONTENT)
+    out.print(f"LIVE: ledger {result.ledger_name or result.strand_id} (strand {result.strand_id}): {result.tables} "
+              f"tables in schema {result.schema} take plain SQL writes now; each committed transaction becomes a "
+              f"block after block {result.tip} once `qldb-migrate seal` runs"
+              + (f"; role {result.app_role} may write the current tables and read everything" if result.app_role
+                 else ""))
+    if report is not None:
+        data = base_report("cutover")
+        data.update({"strandId": result.strand_id, "ledgerName": result.ledger_name, "schema": result.schema,
+                     "tables": result.tables, "blocks": result.blocks, "tip": result.tip,
+                     "merkleNodes": result.merkle_nodes, "appRole": result.app_role, "exitCode": exitcodes.OK})
+        write_report(report, data)
+
+
+@app.command("seal")
+def seal_cmd(
+    dsn: DsnOption = None,
+    ledger: LedgerOption = None,
+    every: Annotated[float | None, typer.Option(
+        "--every", metavar="SECONDS", min=0.01,
+        help="Keep sealing, every SECONDS, until interrupted (default: seal what is committed and exit).")] = None,
+    digest: Annotated[list[Path] | None, typer.Option(
+        "--digest", metavar="FILE", exists=True, dir_okay=False,
+        help="Digests saved outside the database: sealing is refused if the stored chain no longer holds their "
+             "tips (restored from a backup). Repeatable.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", metavar="DIR", file_okay=False,
+        help="Where the sealer remembers the last block it sealed (default: the user data directory).")] = None,
+    accept_restore: Annotated[bool, typer.Option(
+        "--accept-restore", metavar="",
+        help="The chain was restored behind what was sealed before and those blocks are lost for good: continue "
+             "from the stored tip (see the README before using it).")] = False,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    region: RegionOption = None,
+    report: ReportOption = None,
+) -> None:
+    """Close committed writes into blocks, one per transaction, continuing the chain (one sealer per ledger)."""
+    from ..live.sealer import (
+        SealRefused,
+        SealStats,
+        check_not_behind,
+        load_state,
+        save_state,
+        seal_lock_key,
+        seal_once,
+        state_path,
+    )
+    from ..pg.target import default_data_dir
+
+    saved = load_digests(digest)
+    target = open_target(dsn, data_dir, iam_auth, region)
+    conn = connect_or_die(target)
+    conn.autocommit = False
+    strand = _strand(conn, ledger)
+    state_file = state_path(state_dir or default_data_dir().parent, strand)
+    total = SealStats()
+    started = time.perf_counter()
+    with conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", seal_lock_key(strand)).fetchone()[0]:
+            die(f"another sealer holds ledger {strand}: one sealer at a time", exitcodes.UNREACHABLE)
+        conn.commit()
+        try:
+            seen = [(d.tip.sequence_no, b"", f"digest {d.source}") for d in saved if d.tip.strand_id == strand]
+            state = load_state(state_file)
+            if state is not None and not accept_restore:
+                seen.append((state[0], state[1], f"the sealer's state file {state_file}"))
+            check_not_behind(conn, strand, seen)
+            conn.commit()
+            while True:
+                stats = seal_once(conn, strand)
+                total.add(stats)
+                save_state(state_file, conn, strand)
+                if every is None and stats.blocks == 0:
+                    break
+                if every is not None:
+                    if stats.blocks:
+                        lag = "-" if stats.lag_seconds is None else f"{stats.lag_seconds:.2f}s"
+                        err.print(f"sealed {stats.blocks} blocks ({stats.revisions} revisions) through block "
+                                  f"{stats.tip}; {stats.pending} revisions queued, oldest {lag}")
+                    time.sleep(every if stats.blocks == 0 else 0)
+        except SealRefused as exc:
+            die(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            pass
+    seconds = time.perf_counter() - started
+    rate = total.revisions / seconds if seconds > 0 else 0.0
+    out.print(f"SEALED: {total.blocks} blocks, {total.revisions} revisions ({rate:,.0f} revisions/s); the chain ends "
+              f"at block {total.tip}")
+    if report is not None:
+        data = base_report("seal")
+        data.update({"strandId": strand, "blocks": total.blocks, "revisions": total.revisions, "tip": total.tip,
+                     "seconds": round(seconds, 3), "revisionsPerSecond": round(rate, 1), "exitCode": exitcodes.OK})
+        write_report(report, data)
+
+
+@app.command("digest")
+def digest_cmd(
+    dsn: DsnOption = None,
+    ledger: LedgerOption = None,
+    out_path: Annotated[str | None, typer.Option(
+        "--out", metavar="FILE|s3://BUCKET/KEY",
+        help="Write the digest here (keep it outside the database; on S3 with --retain-days, under Object Lock).")]
+    = None,
+    retain_days: Annotated[int | None, typer.Option(
+        "--retain-days", metavar="N", min=1, help="With --out s3://…: an Object Lock retention (COMPLIANCE mode) of "
+                                                  "N days; the bucket must have Object Lock enabled.")] = None,
+    endpoint_url: Annotated[str | None, typer.Option("--endpoint-url", metavar="URL",
+                                                     help="S3-compatible endpoint for --out s3://…")] = None,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    region: RegionOption = None,
+) -> None:
+    """A GetDigest-shaped digest of the sealed chain (the Merkle root over every block from 0), to keep outside."""
+    from ..live.serve import ServeError, digest_json, make_digest
+
+    target = open_target(dsn, data_dir, iam_auth, region)
+    with connect_or_die(target) as conn:
+        strand = _strand(conn, ledger)
+        try:
+            digest, tip = make_digest(conn, strand)
+        except ServeError as exc:
+            die(str(exc), exc.exit_code)
+    data = digest_json(strand, tip, digest)
+    if out_path is not None and out_path.startswith("s3://"):
+        _put_s3(out_path, data, retain_days, endpoint_url, region)
+        err.print(f"digest of blocks 0..{tip} written to {out_path}")
+    else:
+        if retain_days is not None:
+            die("--retain-days needs --out s3://…", exitcodes.USAGE)
+        _emit(data, None if out_path is None else Path(out_path))
+        if out_path is not None:
+            err.print(f"digest of blocks 0..{tip} written to {out_path}: keep it outside the database")
+
+
+def _put_s3(url: str, data: dict[str, Any], retain_days: int | None, endpoint_url: str | None,
+            region: str | None) -> None:
+    import datetime as _dt
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = url[len("s3://"):].partition("/")
+    if not bucket or not key:
+        die(f"{url}: give s3://bucket/key", exitcodes.USAGE)
+    extra: dict[str, Any] = {}
+    if retain_days is not None:
+        extra = {"ObjectLockMode": "COMPLIANCE",
+                 "ObjectLockRetainUntilDate": _dt.datetime.now(_dt.UTC) + _dt.timedelta(days=retain_days)}
+    try:
+        boto3.client("s3", endpoint_url=endpoint_url, region_name=region).put_object(
+            Bucket=bucket, Key=key, Body=(json.dumps(data, indent=2) + "\n").encode(), ContentType="application/json",
+            **extra)
+    except (ClientError, BotoCoreError) as exc:
+        die(f"{url}: could not write the digest ({exc})", exitcodes.UNREACHABLE)
+
+
+def _proof_command(dsn: str | None, data_dir: Path | None, iam_auth: bool, region: str | None, digest: Path,
+                   out_path: Path | None, make: Any) -> None:
+    from ..live.serve import ServeError
+
+    (saved,) = load_digests([digest])
+    target = open_target(dsn, data_dir, iam_auth, region)
+    with connect_or_die(target) as conn:
+        try:
+            data = make(conn, saved)
+        except ServeError as exc:
+            die(str(exc), exc.exit_code)
+    _emit(data, out_path)
+
+
+@app.command("get-revision")
+def get_revision_cmd(
+    table: Annotated[str, typer.Option("--table", metavar="T", help="The table as QLDB names it (e.g. Accounts), "
+                                                                   "its table id, or schema.table.")],
+    document_id: Annotated[str, typer.Option("--document-id", metavar="ID", help="The document's QLDB id.")],
+    version: Annotated[int, typer.Option("--version", metavar="N", min=0, help="The revision's version.")],
+    digest: DigestFileOption,
+    dsn: DsnOption = None,
+    out_path: OutOption = None,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    region: RegionOption = None,
+) -> None:
+    """GetRevision from the database: the revision (either era) and its proof to the digest, for verify-proof."""
+    from ..live.serve import get_revision
+
+    _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
+                   lambda conn, saved: get_revision(conn, saved, table, document_id, version))
+
+
+@app.command("get-block")
+def get_block_cmd(
+    sequence_no: Annotated[int, typer.Option("--sequence-no", metavar="N", min=0, help="The block's sequence number.")],
+    digest: DigestFileOption,
+    dsn: DsnOption = None,
+    out_path: OutOption = None,
+    data_dir: DataDirOption = None,
+    iam_auth: IamAuthOption = False,
+    region: RegionOption = None,
+) -> None:
+    """GetBlock from the database: the block (either era) and its proof to the digest, for verify-proof."""
+    from ..live.serve import get_block
+
+    _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
+                   lambda conn, saved: get_block(conn, saved, sequence_no))

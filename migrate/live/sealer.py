@@ -1,0 +1,391 @@
+"""The sealer: committed writes become blocks, one per PostgreSQL transaction, continuing QLDB's hash chain.
+
+Writers only queue (``qldb.pending_revision``, ``qldb.pending_event``); one
+sealer per ledger integrates what has committed, in batches (the Trillian
+sequencer's division of labour).  Writers never wait for it and it takes no
+lock they need: it reads committed rows and deletes only queue rows of
+transactions that have ended.
+
+Order.  Each queued write carries ``write_seq``, taken from a sequence when
+the write happens — after the row lock on its document was granted.  A
+transaction that writes a document another transaction wrote can only do so
+after that one committed, so it draws a larger ``write_seq`` than everything
+the first one drew.  Sealing the committed transactions in order of their
+largest ``write_seq`` therefore puts every document's versions in version
+order, whatever the concurrency; a transaction that commits later with a
+smaller number wrote nothing they wrote, and may follow them.
+
+Each block is QLDB's: revision hash = dot(H(metadata), H(data)) with H the Ion
+Hash of the document's Ion reading (``live.reading``), H(metadata) alone for
+a delete; entriesHashList = [H(transactionInfo), Merkle root of the revision
+hashes, H(redactionInfo) for a redaction]; entriesHash = its Merkle root;
+blockHash = dot(entriesHash, previousBlockHash), the previous block being the
+last migrated QLDB block for the first one sealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from amazon.ion.simple_types import IonPyDict
+from psycopg import sql
+
+from ..native import canonical_json, prove
+from ..pg.rows import exact_binary
+from ..pg.target import LOCK_KEY
+from ..verify.hashes import dot, merkle_root
+from ..verify.ionhash import ion_hash
+from ..verify.ionparse import loads
+from .merkle import Appender, peaks_of
+from .reading import ion_millis, ion_reading, metadata
+
+SOURCE = "sealed by qldb-migrate seal"
+
+
+class SealRefused(Exception):
+    """The sealer will not go on: another one runs, the chain was restored behind a saved digest, or a queued
+    revision is missing.  ``exit_code`` per DESIGN §5."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def seal_lock_key(strand: str) -> tuple[int, int]:
+    return LOCK_KEY[0], zlib.crc32(strand.encode()) & 0x7FFFFFFF
+
+
+@dataclass
+class SealStats:
+    blocks: int = 0
+    revisions: int = 0
+    events: int = 0
+    tip: int | None = None
+    seconds: float = 0.0
+    lag_seconds: float | None = None  # age of the oldest write still queued after the round
+    pending: int = 0
+
+    def add(self, other: SealStats) -> None:
+        self.blocks += other.blocks
+        self.revisions += other.revisions
+        self.events += other.events
+        self.tip = other.tip if other.tip is not None else self.tip
+        self.seconds += other.seconds
+        self.lag_seconds, self.pending = other.lag_seconds, other.pending
+
+
+def _encoded(value: Any) -> tuple[bytes, bytes]:
+    """(binary Ion, its Ion hash): the C writer where it can, the exact writer otherwise; the hash is of the bytes."""
+    encoded, digest = prove(value)
+    if encoded is None:
+        encoded = exact_binary(value, digest)
+    return encoded, digest
+
+
+def _struct(pairs: list[tuple[str, Any]]) -> IonPyDict:
+    out = IonPyDict()
+    for key, value in pairs:
+        out.add_item(key, value)
+    return out
+
+
+@dataclass
+class _Tip:
+    sequence: int
+    block_hash: bytes
+    timestamp: _dt.datetime
+    merkle: Appender | None  # None: the stored chain does not start at block 0 (no digest can cover it)
+
+
+def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
+    row = conn.execute("SELECT sequence_no, block_hash, block_timestamp FROM qldb.block WHERE strand_id = %s "
+                       "ORDER BY sequence_no DESC LIMIT 1", (strand,)).fetchone()
+    if row is None:
+        raise SealRefused(f"ledger {strand} has no blocks: migrate it and cut it over first", 2)
+    seq, block_hash, ts = row
+    first = conn.execute("SELECT min(sequence_no) FROM qldb.block WHERE strand_id = %s", (strand,)).fetchone()[0]
+    merkle = None
+    if first == 0:
+        size = seq + 1
+        peaks = peaks_of(size)
+        found = dict(((level, idx), bytes(h)) for level, idx, h in conn.execute(
+            "SELECT level, idx, hash FROM qldb.merkle_node WHERE strand_id = %s AND (level, idx) IN "
+            "(SELECT * FROM unnest(%s::int[], %s::bigint[]))", (strand, [p[0] for p in peaks], [p[1] for p in peaks])))
+        if len(found) != len(peaks):
+            raise SealRefused(f"ledger {strand}: qldb.merkle_node does not hold the tree of its {size} blocks "
+                              "(cut-over did not complete?)")
+        merkle = Appender(size, [found[p] for p in peaks])
+    return _Tip(seq, bytes(block_hash), ts or _dt.datetime.now(_dt.UTC), merkle)
+
+
+@dataclass
+class _Revision:
+    table_id: str
+    document_id: str
+    version: int
+    write_seq: int
+    data: str | None = None
+    tx_time_ion: str = ""
+    operation: str = ""
+
+
+@dataclass
+class _Tx:
+    tx_id: str
+    revisions: list[_Revision] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
+    """The committed transactions first in line, in order of their largest write_seq (module docstring)."""
+    order = conn.execute(
+        """SELECT tx_id FROM (SELECT tx_id, write_seq FROM qldb.pending_revision WHERE strand_id = %s
+                              UNION ALL SELECT tx_id, write_seq FROM qldb.pending_event WHERE strand_id = %s) q
+           GROUP BY tx_id ORDER BY max(write_seq) LIMIT %s""", (strand, strand, limit)).fetchall()
+    txs = {tx_id: _Tx(tx_id) for (tx_id,) in order}
+    if not txs:
+        return []
+    ids = list(txs)
+    for table_id, doc, version, seq, tx_id in conn.execute(
+            "SELECT table_id, document_id, version, write_seq, tx_id FROM qldb.pending_revision "
+            "WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
+        txs[tx_id].revisions.append(_Revision(table_id, doc, version, seq))
+    for row in conn.execute(
+            "SELECT tx_id, write_seq, kind, table_id, table_name, document_id, version, statement, at "
+            "FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
+        names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
+        event = dict(zip(names, row, strict=True))
+        txs[event["tx_id"]].events.append(event)
+    return [txs[i] for i in ids]
+
+
+def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
+                  tables: dict[str, tuple[str, str, str]]) -> None:
+    by_table: dict[str, list[_Revision]] = defaultdict(list)
+    for tx in txs:
+        for rev in tx.revisions:
+            by_table[rev.table_id].append(rev)
+    for table_id, revisions in by_table.items():
+        _name, schema, history = tables[table_id]
+        keyed = {(r.document_id, r.version): r for r in revisions}
+        rows = conn.execute(sql.SQL(
+            "SELECT h.document_id, h.version, h.data::text, h.operation, h.tx_time_ion FROM {} h "
+            "JOIN unnest(%s::text[], %s::int[]) AS k(d, v) ON h.document_id = k.d AND h.version = k.v"
+        ).format(sql.Identifier(schema, history)), ([r.document_id for r in revisions],
+                                                     [r.version for r in revisions])).fetchall()
+        for doc, version, data, operation, tx_time_ion in rows:
+            rev = keyed.pop((doc, version))
+            rev.data, rev.operation, rev.tx_time_ion = data, operation, tx_time_ion
+        if keyed:
+            doc, version = next(iter(keyed))
+            raise SealRefused(f"ledger {strand}: queued revision {doc} v{version} of {schema}.{history} has no "
+                              "history row (removed past the append-only guard?): sealing stops here")
+
+
+def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]], seq: int,
+                    redaction_blocks: dict[tuple[str, str, int], int], tx: _Tx) -> dict[str, Any]:
+    """Everything the sealer writes for one transaction's block (its hash comes later, chained)."""
+    revisions, sealed = [], []
+    documents = IonPyDict()
+    latest = ""
+    for index, rev in enumerate(tx.revisions):
+        meta = metadata(rev.document_id, rev.version, rev.tx_time_ion, tx.tx_id)
+        meta_ion, meta_hash = _encoded(meta)
+        data_ion = data_hash = None
+        if rev.operation != "delete":
+            if rev.data is None:
+                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
+            data_ion, data_hash = _encoded(ion_reading(rev.data))
+        rev_hash = dot(meta_hash, data_hash or b"")
+        revisions.append(rev_hash)
+        sealed.append((strand, rev.table_id, rev.document_id, rev.version, seq, index, rev_hash, data_hash, meta_ion,
+                       data_ion))
+        name = ledger_tables[rev.table_id][0]
+        documents.add_item(rev.document_id, _struct([("tableName", name), ("tableId", rev.table_id),
+                                                     ("statements", [])]))
+        latest = max(latest, rev.tx_time_ion)
+    statements, redaction = [], None
+    for event in tx.events:
+        text = event["statement"]
+        if event["kind"] == "redaction":
+            at = redaction_blocks[(event["table_id"], event["document_id"], event["version"])]
+            address = _struct([("strandId", strand), ("sequenceNo", at)])
+            text = (f"EXEC redact_revision `{{strandId:\"{strand}\",sequenceNo:{at}}}`, '{event['table_id']}', "
+                    f"'{event['document_id']}'")
+            redaction = _struct([("tableId", event["table_id"]), ("documentId", event["document_id"]),
+                                 ("version", event["version"]), ("blockAddress", address)])
+        started = ion_millis(event["at"])
+        latest = max(latest, started)
+        statements.append(_struct([("statement", text), ("startTime", loads(started)),
+                                   ("statementDigest", loads("{{" + base64.b64encode(ion_hash(text)).decode()
+                                                             + "}}"))]))
+    tx_info = _struct([("statements", statements), ("documents", documents)])
+    return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
+            "documents": [r.document_id for r in tx.revisions], "latest": latest}
+
+
+def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealStats:
+    """Seal up to ``limit`` committed transactions of ``strand`` in one transaction of the sealer's own."""
+    started = time.perf_counter()
+    stats = SealStats()
+    conn.rollback()
+    txs = _pending(conn, strand, limit)
+    tip = _open_tip(conn, strand)
+    stats.tip = tip.sequence
+    if txs:
+        tables = {tid: (name, schema, history) for tid, name, schema, history in conn.execute(
+            "SELECT table_id, table_name, pg_schema, history_name FROM qldb.ledger_table WHERE strand_id = %s",
+            (strand,))}
+        _load_history(conn, strand, txs, tables)
+        redaction_blocks = _redaction_blocks(conn, strand, txs, tables)
+        _write_blocks(conn, strand, tip, txs, tables, redaction_blocks, stats)
+        conn.execute("DELETE FROM qldb.pending_revision WHERE strand_id = %s AND tx_id = ANY(%s)",
+                     (strand, [t.tx_id for t in txs]))
+        conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)",
+                     (strand, [t.tx_id for t in txs]))
+    pending, lag = conn.execute(
+        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at)) FROM (SELECT at FROM qldb.pending_revision "
+        "WHERE strand_id = %s UNION ALL SELECT at FROM qldb.pending_event WHERE strand_id = %s) q",
+        (strand, strand)).fetchone()
+    conn.commit()
+    stats.pending, stats.lag_seconds = pending, None if lag is None else float(lag)
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _redaction_blocks(conn: psycopg.Connection, strand: str, txs: list[_Tx],
+                      tables: dict[str, tuple[str, str, str]]) -> dict[tuple[str, str, int], int]:
+    """The block each redacted revision is in (its redactionInfo names it)."""
+    out = {}
+    for tx in txs:
+        for event in tx.events:
+            if event["kind"] != "redaction":
+                continue
+            key = (event["table_id"], event["document_id"], event["version"])
+            _name, schema, history = tables[key[0]]
+            row = conn.execute(sql.SQL(
+                "SELECT coalesce(h.block_sequence, s.block_sequence) FROM {} h LEFT JOIN qldb.sealed_revision s "
+                "ON s.strand_id = %s AND s.table_id = %s AND s.document_id = h.document_id AND s.version = h.version "
+                "WHERE h.document_id = %s AND h.version = %s").format(sql.Identifier(schema, history)),
+                (strand, key[0], key[1], key[2])).fetchone()
+            if row is None or row[0] is None:
+                raise SealRefused(f"ledger {strand}: the redaction of {key[1]} v{key[2]} names no sealed revision")
+            out[key] = row[0]
+    return out
+
+
+def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_Tx],
+                  tables: dict[str, tuple[str, str, str]], redaction_blocks: dict[tuple[str, str, int], int],
+                  stats: SealStats) -> None:
+    blocks, sealed, nodes = [], [], []
+    now = _dt.datetime.now(_dt.UTC)
+    for tx in txs:
+        seq = tip.sequence + 1
+        built = _revision_block(strand, tables, seq, redaction_blocks, tx)
+        tx_info_ion, tx_info_hash = _encoded(built["tx_info"])
+        entries = [tx_info_hash]
+        if built["revisions"]:
+            entries.append(merkle_root(built["revisions"]))
+        redaction_ion = None
+        if built["redaction"] is not None:
+            redaction_ion, redaction_hash = _encoded(built["redaction"])
+            entries.append(redaction_hash)
+        entries_hash = merkle_root(entries)
+        block_hash = dot(entries_hash, tip.block_hash)
+        moment = max(now, tip.timestamp)
+        stamp = ion_millis(moment)
+        if built["latest"] > stamp:
+            stamp = built["latest"]
+        moment = loads(stamp)
+        blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
+                       built["documents"], tx.tx_id, moment, stamp, canonical_json(built["tx_info"]), tx_info_ion,
+                       redaction_ion, SOURCE, 0))
+        sealed.extend(built["sealed"])
+        if tip.merkle is not None:
+            nodes.extend((strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash))
+        tip.sequence, tip.block_hash, tip.timestamp = seq, block_hash, moment
+        stats.blocks += 1
+        stats.revisions += len(built["revisions"])
+        stats.events += len(tx.events)
+    _copy(conn, "block", ("strand_id", "sequence_no", "block_hash", "entries_hash", "previous_block_hash",
+                          "entries_hash_list", "revision_hashes", "revision_documents", "transaction_id",
+                          "block_timestamp", "block_timestamp_ion", "transaction_info", "transaction_info_ion",
+                          "redaction_info_ion", "source_object", "run_id"), blocks)
+    _copy(conn, "sealed_revision", ("strand_id", "table_id", "document_id", "version", "block_sequence",
+                                    "index_in_block", "revision_hash", "data_hash", "metadata_ion", "data_ion"), sealed)
+    _copy(conn, "merkle_node", ("strand_id", "level", "idx", "hash"), nodes)
+    stats.tip = tip.sequence
+
+
+def _copy(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier("qldb", table),
+                                                          sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+# --- refusing to fork a chain that was restored behind what the outside world saw ---------------------------------
+
+
+def state_path(directory: Path, strand: str) -> Path:
+    return directory / f"seal-{strand}.json"
+
+
+def check_not_behind(conn: psycopg.Connection, strand: str, seen: list[tuple[int, bytes, str]]) -> None:
+    """Refuse when the stored chain no longer holds a block something outside the database has seen.
+
+    ``seen`` lists (block, hash, where it was seen): the sealer's own state file, and digests saved outside.
+    After a restore from backup the chain may end before them; sealing on would give those block numbers new
+    blocks — a fork that every saved digest and proof would contradict.
+    """
+    stored_tip = conn.execute("SELECT max(sequence_no) FROM qldb.block WHERE strand_id = %s", (strand,)).fetchone()[0]
+    for seq, block_hash, where in seen:
+        row = conn.execute("SELECT block_hash FROM qldb.block WHERE strand_id = %s AND sequence_no = %s",
+                           (strand, seq)).fetchone()
+        if row is None:
+            raise SealRefused(
+                f"ledger {strand}: {where} has seen block {seq}, but the database's chain ends at block {stored_tip}: "
+                "it was restored from a backup taken before that; sealing now would fork the chain. Restore a "
+                "backup or WAL that reaches block {seq}, or, if those blocks are lost for good, follow "
+                "'After a restore from backup' in the README.")
+        if block_hash and bytes(row[0]) != block_hash:
+            raise SealRefused(
+                f"ledger {strand}: block {seq} in the database differs from the one {where} has seen: the chain was "
+                "forked or rewritten; sealing stops (README: 'After a restore from backup').")
+
+
+def load_state(path: Path) -> tuple[int, bytes] | None:
+    try:
+        data = json.loads(path.read_text())
+        return int(data["tip"]), base64.b64decode(data["blockHash"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def save_state(path: Path, conn: psycopg.Connection, strand: str) -> None:
+    row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
+                       "DESC LIMIT 1", (strand,)).fetchone()
+    conn.rollback()
+    if row is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"strandId": strand, "tip": row[0], "blockHash": base64.b64encode(bytes(row[1])).decode(),
+                               "savedAt": _dt.datetime.now(_dt.UTC).isoformat()}))
+    tmp.replace(path)
+
+
+__all__ = ["SealRefused", "SealStats", "check_not_behind", "load_state", "save_state", "seal_lock_key", "seal_once",
+           "state_path"]
