@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
+from amazon.ion.core import Timestamp, TimestampPrecision
 from amazon.ion.simple_types import IonPyDict
 
 from ..verify.ionparse import loads
@@ -44,10 +46,29 @@ def ion_reading(json_text: str) -> Any:
 
 def metadata(document_id: str, version: int, tx_time_ion: str, tx_id: str) -> IonPyDict:
     """QLDB's revision metadata: ``{id, version, txTime, txId}`` (txTime in milliseconds, UTC)."""
-    return _struct([("id", document_id), ("version", version), ("txTime", loads(tx_time_ion)), ("txId", tx_id)])
+    return _struct([("id", document_id), ("version", version), ("txTime", millis_timestamp(tx_time_ion)),
+                    ("txId", tx_id)])
+
+
+_MILLIS = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z")
+
+
+def millis_timestamp(text: str) -> Timestamp:
+    """The Ion timestamp ``ion_millis`` wrote (``2026-12-01T09:30:00.123Z``), without a parser: the sealer reads one
+    per revision.  Anything else is read by the Ion reader."""
+    match = _MILLIS.fullmatch(text)
+    if match is None:
+        return loads(text)
+    year, month, day, hour, minute, second, ms = map(int, match.groups())
+    return Timestamp(year, month, day, hour, minute, second, ms * 1000, _dt.UTC, precision=TimestampPrecision.SECOND,
+                     fractional_precision=3, fractional_seconds=Decimal(ms).scaleb(-3).quantize(_THOUSANDTH))
+
+
+_THOUSANDTH = Decimal("0.001")
 
 
 def ion_millis(moment: _dt.datetime) -> str:
     """A blockTimestamp / txTime as QLDB writes it: UTC, three fractional digits."""
-    moment = moment.astimezone(_dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = moment.astimezone(_dt.UTC)
+    return (f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}."
+            f"{m.microsecond // 1000:03d}Z")

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from amazon.ion.simple_types import IonPyDict
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyBytes, IonPyDict
 from psycopg import sql
 
 from ..native import canonical_json, prove
@@ -44,9 +45,8 @@ from ..pg.rows import exact_binary
 from ..pg.target import LOCK_KEY
 from ..verify.hashes import dot, merkle_root
 from ..verify.ionhash import ion_hash
-from ..verify.ionparse import loads
 from .merkle import Appender, peaks_of
-from .reading import ion_millis, ion_reading, metadata
+from .reading import ion_millis, ion_reading, metadata, millis_timestamp
 
 SOURCE = "sealed by qldb-migrate seal"
 
@@ -225,9 +225,8 @@ def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]],
                                  ("version", event["version"]), ("blockAddress", address)])
         started = ion_millis(event["at"])
         latest = max(latest, started)
-        statements.append(_struct([("statement", text), ("startTime", loads(started)),
-                                   ("statementDigest", loads("{{" + base64.b64encode(ion_hash(text)).decode()
-                                                             + "}}"))]))
+        statements.append(_struct([("statement", text), ("startTime", millis_timestamp(started)),
+                                   ("statementDigest", IonPyBytes.from_value(IonType.BLOB, ion_hash(text)))]))
     tx_info = _struct([("statements", statements), ("documents", documents)])
     return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
             "documents": [r.document_id for r in tx.revisions], "latest": latest}
@@ -305,7 +304,7 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
         stamp = ion_millis(moment)
         if built["latest"] > stamp:
             stamp = built["latest"]
-        moment = loads(stamp)
+        moment = millis_timestamp(stamp)
         blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
                        built["documents"], tx.tx_id, moment, stamp, canonical_json(built["tx_info"]), tx_info_ion,
                        redaction_ion, SOURCE, 0))

@@ -1,0 +1,204 @@
+"""The live ledger's cost to writers, the sealer's rate and lag, and a proof's latency, side by side in one run.
+
+    python bench/ledger_writes.py [--seconds 10] [--writers 8] [--rounds 2] [--proof-revisions 200000] [--dsn …]
+
+On the PostgreSQL given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the
+local server on 127.0.0.1:5432), in a fresh database:
+
+* a small sample ledger migrated and cut over, and beside it plain tables with
+  the same columns and no triggers;
+* the same write mix (50% inserts, 40% updates of a shared set of documents,
+  10% deletes of a row the transaction inserted earlier; one statement per
+  transaction) from ``--writers`` connections for ``--seconds``, against the
+  plain tables and the live ledger in alternating rounds, with ``seal
+  --every 0.2`` running during the ledger rounds;
+* ``ledger_write_ratio`` = ledger transactions/s ÷ plain transactions/s
+  (goal ≥ 0.6), the sealer's lag sampled twice a second (oldest write still
+  queued), then ``seal_revisions_per_s`` sealing a backlog with no writers
+  against ``verify_revisions_per_s`` on an export of the same size, measured
+  here (``seal_vs_verify``);
+* ``get_revision_ms``: the median time to build a GetRevision proof from the
+  database on a ledger of ``--proof-revisions`` migrated revisions (cut over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from verify_vs_parse import sample
+
+PLAIN = """CREATE TABLE plain.accounts (document_id text PRIMARY KEY, version integer NOT NULL, data jsonb,
+           data_ion bytea, revision_hash bytea, tx_time timestamptz, block_sequence bigint)"""
+
+
+def fresh_database(admin: str) -> str:
+    name = f"qm_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(admin, dbname=name)
+
+
+def drop_database(admin: str, dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{conninfo_to_dict(dsn)["dbname"]}" WITH (FORCE)')
+
+
+def cli(*args: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "qldb_migrate", *map(str, args)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"qldb-migrate {args[0]} failed:\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def write_mix(dsn: str, table: str, writers: int, seconds: float, seed_docs: list[str]) -> int:
+    """Transactions committed by ``writers`` connections in ``seconds``."""
+    stop = time.monotonic() + seconds
+    counts: list[int] = []
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        done = 0
+        mine: list[str] = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while time.monotonic() < stop:
+                roll = rng.random()
+                if roll < 0.5 or not mine:
+                    doc = uuid.uuid4().hex[:22]
+                    conn.execute(f"INSERT INTO {table} (document_id, version, data) VALUES (%s, 0, %s)",
+                                 (doc, json.dumps({"accountId": doc, "balance": rng.randrange(10**6) / 100})))
+                    mine.append(doc)
+                elif roll < 0.9:
+                    conn.execute(f"UPDATE {table} SET data = jsonb_set(data, '{{balance}}', %s), version = version + 1 "
+                                 "WHERE document_id = %s", (json.dumps(rng.randrange(10**6) / 100),
+                                                            rng.choice(seed_docs)))
+                else:
+                    conn.execute(f"DELETE FROM {table} WHERE document_id = %s", (mine.pop(),))
+                done += 1
+        counts.append(done)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--proof-revisions", type=int, default=200000)
+    parser.add_argument("--proofs", type=int, default=30)
+    parser.add_argument("--dsn", default=os.environ.get("QLDB_MIGRATE_DSN",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    args = parser.parse_args()
+    state = Path(__file__).resolve().parent / "out" / f"seal-state-{uuid.uuid4().hex[:6]}"
+
+    dsn = fresh_database(args.dsn)
+    try:
+        small = sample(2000, 3)
+        cli("migrate", small, "--dsn", dsn, "--no-check")
+        cli("cutover", "--dsn", dsn)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA plain")
+            conn.execute(PLAIN)
+            seed_docs = [r[0] for r in conn.execute("SELECT document_id FROM ledger.accounts LIMIT 64")]
+            for doc in seed_docs:
+                conn.execute("INSERT INTO plain.accounts SELECT * FROM ledger.accounts WHERE document_id = %s", (doc,))
+        plain_tps, ledger_tps, lags = [], [], []
+        for round_no in range(args.rounds):
+            n = write_mix(dsn, "plain.accounts", args.writers, args.seconds, seed_docs)
+            plain_tps.append(n / args.seconds)
+            sealer = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "seal", "--dsn", dsn, "--every", "0.2",
+                                       "--state-dir", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            sampling = True
+
+            def sample_lag() -> None:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    while sampling:
+                        lag = conn.execute("SELECT extract(epoch FROM clock_timestamp() - min(at)) FROM "
+                                           "qldb.pending_revision").fetchone()[0]
+                        lags.append(0.0 if lag is None else float(lag))
+                        time.sleep(0.5)
+
+            watcher = threading.Thread(target=sample_lag)
+            watcher.start()
+            n = write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
+            ledger_tps.append(n / args.seconds)
+            time.sleep(2)
+            sampling = False
+            watcher.join()
+            sealer.terminate()
+            sealer.wait()
+            print(f"round {round_no}: plain {plain_tps[-1]:,.0f} tx/s, ledger {ledger_tps[-1]:,.0f} tx/s",
+                  file=sys.stderr)
+        ratio = statistics.median(ledger_tps) / statistics.median(plain_tps)
+        print(f"plain_tx_per_s={statistics.median(plain_tps):.0f}")
+        print(f"ledger_tx_per_s={statistics.median(ledger_tps):.0f}")
+        print(f"ledger_write_ratio={ratio:.2f}")
+        print(f"seal_lag_max_s={max(lags):.2f}")
+        print(f"seal_lag_last_s={lags[-1]:.2f}")
+        # a backlog sealed with nobody writing, against verify on an export of the same size
+        write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
+        with psycopg.connect(dsn) as conn:
+            backlog = conn.execute("SELECT count(*) FROM qldb.pending_revision").fetchone()[0]
+        started = time.perf_counter()
+        cli("seal", "--dsn", dsn, "--state-dir", state)
+        seal_rate = backlog / (time.perf_counter() - started)
+        export = sample(max(backlog, 20000), 4)
+        from qldb_migrate.sources import SourceSpec
+        from qldb_migrate.verifier import verify_source
+
+        verified = verify_source(SourceSpec(str(export)), [])
+        verify_rate = verified.revisions / verified.seconds
+        print(f"seal_revisions_per_s={seal_rate:.0f} (backlog {backlog})")
+        print(f"verify_revisions_per_s={verify_rate:.0f}")
+        print(f"seal_vs_verify={seal_rate / verify_rate:.2f}")
+    finally:
+        drop_database(args.dsn, dsn)
+
+    big = fresh_database(args.dsn)
+    try:
+        export = sample(args.proof_revisions, 1)
+        cli("migrate", export, "--dsn", big, "--no-check")
+        cli("cutover", "--dsn", big)
+        digest = Path(state.parent / f"digest-{uuid.uuid4().hex[:6]}.json")
+        cli("digest", "--dsn", big, "--out", digest)
+        from qldb_migrate.digests import load_digest_file
+        from qldb_migrate.live.serve import get_revision
+
+        saved = load_digest_file(digest)
+        times = []
+        with psycopg.connect(big) as conn:
+            picks = conn.execute("SELECT document_id, version FROM ledger.transactions_history "
+                                 "WHERE data_ion IS NOT NULL ORDER BY random() LIMIT %s", (args.proofs,)).fetchall()
+            for doc, version in picks:
+                started = time.perf_counter()
+                get_revision(conn, saved, "Transactions", doc, version)
+                times.append((time.perf_counter() - started) * 1000)
+        print(f"get_revision_ms={statistics.median(times):.1f} (median of {len(times)}, max {max(times):.1f}, "
+              f"{args.proof_revisions} revisions)")
+    finally:
+        drop_database(args.dsn, big)
+
+
+if __name__ == "__main__":
+    main()

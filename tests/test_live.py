@@ -1,0 +1,395 @@
+"""The ledger after cut-over, on real PostgreSQL: plain SQL writes continue QLDB's chain, append-only for every role,
+digests and proofs from the database that ``verify-proof`` and ``check`` accept across the boundary."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.conftest import run_cli
+
+APP = "qm_ledger_app"
+
+
+def _digest(export: Path) -> Path:
+    return export / "digests" / "vehicle-registration-digest.ion.txt"
+
+
+@pytest.fixture()
+def live(sample_factory, tmp_path: Path, pg_dsn: str, pg_admin: str) -> dict:
+    """A migrated sample ledger, cut over, with an application role."""
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP,)).fetchone():
+            conn.execute(f"CREATE ROLE {APP} LOGIN")
+        conn.execute(f'GRANT CONNECT ON DATABASE "{conninfo_to_dict(pg_dsn)["dbname"]}" TO {APP}')
+    export = sample_factory(tmp_path, revisions=300, exports=1, seed=91)
+    assert run_cli("migrate", export, "--dsn", pg_dsn, "--no-check").returncode == 0
+    proc = run_cli("cutover", "--dsn", pg_dsn, "--app-role", APP)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "LIVE:" in proc.stdout
+    return {"dsn": pg_dsn, "app": make_conninfo(pg_dsn, user=APP), "admin": pg_admin, "export": export,
+            "qldb_digest": _digest(export), "state": tmp_path / "seal-state"}
+
+
+def _seal(live: dict, *extra: object) -> subprocess.CompletedProcess[str]:
+    return run_cli("seal", "--dsn", live["dsn"], "--state-dir", live["state"], *extra)
+
+
+def _digest_now(live: dict, path: Path) -> Path:
+    proc = run_cli("digest", "--dsn", live["dsn"], "--out", path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return path
+
+
+def test_plain_sql_writes_continue_the_chain_and_prove_across_the_cut_over(live: dict, tmp_path: Path) -> None:
+    with psycopg.connect(live["app"]) as app:
+        doc = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-003\", \"balance\": "
+                          "100.00}') RETURNING document_id, version").fetchone()
+        assert doc[1] == 0 and len(doc[0]) == 22
+        app.commit()
+        app.execute("UPDATE ledger.accounts SET data = jsonb_set(data, '{balance}', '9500.00') WHERE document_id = %s",
+                    (doc[0],))
+        app.commit()
+        # two writes of one document in one transaction: one revision, as in QLDB
+        other = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-004\"}') "
+                            "RETURNING document_id").fetchone()[0]
+        app.execute("UPDATE ledger.accounts SET data = '{\"accountId\": \"ACC-004\", \"balance\": 1e2}' "
+                    "WHERE document_id = %s", (other,))
+        app.commit()
+        app.execute("DELETE FROM ledger.accounts WHERE document_id = %s", (doc[0],))
+        app.commit()
+        rolled = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-999\"}') "
+                             "RETURNING document_id").fetchone()[0]
+        app.rollback()
+    with psycopg.connect(live["dsn"]) as conn:
+        rows = conn.execute("SELECT document_id, version, operation, data->>'balance' FROM ledger.accounts_history "
+                            "WHERE write_seq IS NOT NULL ORDER BY write_seq").fetchall()
+    assert rows == [(doc[0], 0, "insert", "100.00"), (doc[0], 1, "update", "9500.00"), (other, 0, "insert", "100"),
+                    (doc[0], 2, "delete", None)]
+    assert rolled not in {r[0] for r in rows}
+    sealed = _seal(live)
+    assert sealed.returncode == 0 and "SEALED: 4 blocks, 4 revisions" in sealed.stdout, sealed.stdout + sealed.stderr
+    new_digest = _digest_now(live, tmp_path / "digest.json")
+    check = run_cli("check", "--dsn", live["dsn"], "--digest", live["qldb_digest"], "--digest", new_digest, "--strict")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "check: VERIFIED:" in check.stdout
+    # proofs for both eras, from the database, accepted by verify-proof unchanged
+    with psycopg.connect(live["dsn"]) as conn:
+        old = conn.execute("SELECT document_id, version FROM ledger.person_history WHERE data_ion IS NOT NULL "
+                           "ORDER BY block_sequence LIMIT 1").fetchone()
+        tip = conn.execute("SELECT max(sequence_no) FROM qldb.block").fetchone()[0]
+    for table, (d, v) in (("Accounts", (doc[0], 1)), ("Accounts", (doc[0], 2)), ("Person", old)):
+        out = tmp_path / f"rev-{d}-{v}.json"
+        got = run_cli("get-revision", "--dsn", live["dsn"], "--table", table, "--document-id", d, "--version", v,
+                      "--digest", new_digest, "--out", out)
+        assert got.returncode == 0, got.stdout + got.stderr
+        proof = run_cli("verify-proof", "--digest", new_digest, "--revision", out)
+        assert proof.returncode == 0 and proof.stdout.startswith("VERIFIED"), proof.stdout + proof.stderr
+    for seq in (0, 5, tip):
+        out = tmp_path / f"block-{seq}.json"
+        assert run_cli("get-block", "--dsn", live["dsn"], "--sequence-no", seq, "--digest", new_digest, "--out",
+                       out).returncode == 0
+        proof = run_cli("verify-proof", "--digest", new_digest, "--block", out)
+        assert proof.returncode == 0, proof.stdout + proof.stderr
+    # the first PostgreSQL-era block names the last migrated QLDB block as its predecessor
+    with psycopg.connect(live["dsn"]) as conn:
+        first_live = conn.execute("SELECT min(sequence_no) FROM qldb.block WHERE source_object LIKE 'sealed%'"
+                                  ).fetchone()[0]
+        prev, last_qldb = conn.execute(
+            "SELECT a.previous_block_hash, b.block_hash FROM qldb.block a, qldb.block b "
+            "WHERE a.sequence_no = %s AND b.sequence_no = %s", (first_live, first_live - 1)).fetchone()
+    assert prev == last_qldb
+
+
+def test_history_and_blocks_are_append_only_for_every_role(live: dict) -> None:
+    with psycopg.connect(live["app"]) as app:
+        app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": \"1\"}')")
+        app.commit()
+    assert _seal(live).returncode == 0
+    refusals = {
+        "UPDATE ledger.person_history SET data = '{}'": ("permission denied", "append-only"),
+        "DELETE FROM ledger.person_history": ("permission denied", "append-only"),
+        "TRUNCATE ledger.person_history": ("permission denied", "TRUNCATE is refused"),
+        "DELETE FROM qldb.block": ("permission denied", "append-only"),
+        "UPDATE qldb.block SET block_hash = sha256(block_hash)": ("permission denied", "append-only"),
+        "DELETE FROM qldb.sealed_revision": ("permission denied", "append-only"),
+        "UPDATE qldb.merkle_node SET hash = sha256(hash)": ("permission denied", "append-only"),
+        "UPDATE qldb.ledger SET state = 'migrated'": ("permission denied", "cannot be changed"),
+        "TRUNCATE ledger.person": ("permission denied", "TRUNCATE is refused"),
+        "SELECT qldb.redact_revision('Person', 'x', 0)": ("permission denied", None),
+        "SELECT qldb.create_ledger_table('vehicle-registration', 'X')": ("permission denied", None),
+    }
+    for statement, (as_app, as_owner) in refusals.items():
+        for dsn, expected in ((live["app"], as_app), (live["dsn"], as_owner)):
+            if expected is None:
+                continue
+            with psycopg.connect(dsn) as conn, pytest.raises(psycopg.Error) as caught:
+                conn.execute(statement)
+            assert expected in str(caught.value), (statement, dsn, caught.value)
+    with psycopg.connect(live["app"]) as app:  # reading everything is allowed
+        assert app.execute("SELECT count(*) FROM qldb.block").fetchone()[0] > 0
+        assert app.execute("SELECT count(*) FROM ledger.person_history").fetchone()[0] > 0
+
+
+def test_a_tamper_past_a_disabled_guard_is_caught_by_a_saved_digest(live: dict, tmp_path: Path) -> None:
+    with psycopg.connect(live["app"]) as app:
+        doc = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-7\", \"balance\": 5}') "
+                          "RETURNING document_id").fetchone()[0]
+        app.commit()
+    assert _seal(live).returncode == 0
+    saved = _digest_now(live, tmp_path / "before.json")
+    assert run_cli("check", "--dsn", live["dsn"], "--digest", saved).returncode == 0
+    # a superuser lifts the guard and rewrites the revision, its sealed Ion and hash, and every block above it
+    from qldb_migrate.live.merkle import Appender
+    from qldb_migrate.live.reading import ion_reading
+    from qldb_migrate.native import prove
+    from qldb_migrate.verify.hashes import dot, merkle_root
+    from qldb_migrate.verify.ionparse import loads
+
+    admin = make_conninfo(live["admin"], dbname=conninfo_to_dict(live["dsn"])["dbname"])
+    with psycopg.connect(admin) as conn:
+        for table in ("ledger.accounts_history", "qldb.sealed_revision", "qldb.block", "qldb.merkle_node",
+                      "qldb.digest"):
+            conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER qldb_append_only")
+        conn.execute("UPDATE ledger.accounts_history SET data = '{\"accountId\": \"ACC-7\", \"balance\": 5000000}' "
+                     "WHERE document_id = %s", (doc,))
+        conn.execute("UPDATE ledger.accounts SET data = '{\"accountId\": \"ACC-7\", \"balance\": 5000000}' "
+                     "WHERE document_id = %s", (doc,))
+        meta_ion, seq, idx = conn.execute("SELECT metadata_ion, block_sequence, index_in_block FROM "
+                                          "qldb.sealed_revision WHERE document_id = %s", (doc,)).fetchone()
+        data_ion, data_hash = prove(ion_reading('{"balance": 5000000, "accountId": "ACC-7"}'))
+        _ion, meta_hash = prove(loads(bytes(meta_ion)))
+        rev_hash = dot(meta_hash, data_hash)
+        conn.execute("UPDATE qldb.sealed_revision SET data_ion = %s, data_hash = %s, revision_hash = %s "
+                     "WHERE document_id = %s", (data_ion, data_hash, rev_hash, doc))
+        revs, entries, previous = conn.execute("SELECT revision_hashes, entries_hash_list, previous_block_hash FROM "
+                                               "qldb.block WHERE sequence_no = %s", (seq,)).fetchone()
+        revs = [bytes(r) for r in revs]
+        old_root = merkle_root(revs)
+        revs[idx] = rev_hash
+        entries = [merkle_root(revs) if bytes(e) == old_root else bytes(e) for e in entries]
+        block_hash = dot(merkle_root(entries), bytes(previous))
+        conn.execute("UPDATE qldb.block SET revision_hashes = %s, entries_hash_list = %s, entries_hash = %s, "
+                     "block_hash = %s WHERE sequence_no = %s", (revs, entries, merkle_root(entries), block_hash, seq))
+        hashes = [bytes(h) for (h,) in conn.execute("SELECT block_hash FROM qldb.block ORDER BY sequence_no")]
+        conn.execute("DELETE FROM qldb.merkle_node")
+        appender = Appender(0, [])
+        for h in hashes:
+            for level, i, node in appender.append(h):
+                conn.execute("INSERT INTO qldb.merkle_node VALUES ((SELECT strand_id FROM qldb.ledger), %s, %s, %s)",
+                             (level, i, node))
+        conn.execute("DELETE FROM qldb.digest")
+    inside = run_cli("check", "--dsn", live["dsn"])
+    assert inside.returncode == 0 and "NOT ANCHORED" in inside.stdout, inside.stdout + inside.stderr
+    caught = run_cli("check", "--dsn", live["dsn"], "--digest", saved)
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert "does not match the root recomputed from qldb.block" in caught.stderr
+
+
+def test_redaction_keeps_the_hashes_and_is_recorded_in_the_chain(live: dict, tmp_path: Path) -> None:
+    with psycopg.connect(live["app"]) as app:
+        doc = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-8\", \"pin\": \"1234\"}') "
+                          "RETURNING document_id").fetchone()[0]
+        app.commit()
+        app.execute("UPDATE ledger.accounts SET data = '{\"accountId\": \"ACC-8\"}' WHERE document_id = %s", (doc,))
+        app.commit()
+    with psycopg.connect(live["dsn"]) as conn, pytest.raises(psycopg.Error, match="not sealed yet"):
+        conn.execute("SELECT qldb.redact_revision('Accounts', %s, 0)", (doc,))
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["dsn"]) as conn:
+        conn.execute("SELECT qldb.redact_revision('Accounts', %s, 0)", (doc,))
+        conn.commit()
+        with pytest.raises(psycopg.Error, match="live revision"):
+            conn.execute("SELECT qldb.redact_revision('Accounts', %s, 1)", (doc,))
+    sealed = _seal(live)
+    assert sealed.returncode == 0 and "SEALED: 1 blocks, 0 revisions" in sealed.stdout
+    with psycopg.connect(live["dsn"]) as conn:
+        data, redacted, ion = conn.execute(
+            "SELECT h.data, h.redacted, s.data_ion FROM ledger.accounts_history h JOIN qldb.sealed_revision s "
+            "USING (document_id, version) WHERE h.document_id = %s AND h.version = 0", (doc,)).fetchone()
+        assert (data, redacted, ion) == (None, True, None)
+        assert conn.execute("SELECT count(*) FROM qldb.block WHERE redaction_info_ion IS NOT NULL AND source_object "
+                            "LIKE 'sealed%'").fetchone()[0] == 1
+    digest = _digest_now(live, tmp_path / "d.json")
+    assert run_cli("check", "--dsn", live["dsn"], "--digest", digest, "--strict").returncode == 0
+    out = tmp_path / "redacted.json"
+    assert run_cli("get-revision", "--dsn", live["dsn"], "--table", "Accounts", "--document-id", doc, "--version", 0,
+                   "--digest", digest, "--out", out).returncode == 0
+    assert "dataHash" in json.loads(out.read_text())["Revision"]["IonText"]
+    assert run_cli("verify-proof", "--digest", digest, "--revision", out).returncode == 0
+
+
+def test_new_tables_after_cut_over(live: dict, tmp_path: Path) -> None:
+    with psycopg.connect(live["dsn"]) as conn:
+        table_id = conn.execute("SELECT qldb.create_ledger_table('vehicle-registration', 'LoyaltyCards')").fetchone()[0]
+        conn.commit()
+    with psycopg.connect(live["app"]) as app:
+        app.execute("INSERT INTO ledger.loyalty_cards (data) VALUES ('{\"card\": \"L-1\"}')")
+        app.commit()
+    assert _seal(live).returncode == 0
+    digest = _digest_now(live, tmp_path / "d.json")
+    check = run_cli("check", "--dsn", live["dsn"], "--digest", digest, "--report", tmp_path / "c.json")
+    assert check.returncode == 0, check.stdout + check.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        statement = conn.execute("SELECT transaction_info->'statements'->0->>'statement' FROM qldb.block "
+                                 "WHERE source_object LIKE 'sealed%' AND "
+                                 "transaction_info->'statements'->0->>'statement' LIKE 'CREATE TABLE%'"
+                                 ).fetchone()
+    assert statement == ("CREATE TABLE LoyaltyCards",) and len(table_id) == 22
+
+
+def test_eight_writers_and_a_sealer(live: dict, tmp_path: Path) -> None:
+    """8 connections write over shared documents for a few seconds, about a fifth of the transactions rolled back,
+    while `seal --every` runs; then every committed revision is in exactly one block, in version order."""
+    with psycopg.connect(live["app"]) as app:
+        docs = [app.execute("INSERT INTO ledger.accounts (data) VALUES (%s) RETURNING document_id",
+                            (json.dumps({"accountId": f"ACC-C{i}", "balance": 0}),)).fetchone()[0] for i in range(12)]
+        app.commit()
+    sealer = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "seal", "--dsn", live["dsn"], "--every", "0.2",
+                               "--state-dir", str(live["state"])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    stop = time.monotonic() + 6
+    committed: list[int] = []
+    rolled_back: list[str] = []
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        done = 0
+        try:
+            with psycopg.connect(live["app"]) as conn:
+                while time.monotonic() < stop:
+                    try:
+                        roll = rng.random()
+                        if roll < 0.4:
+                            d = rng.choice(docs)
+                            conn.execute("UPDATE ledger.accounts SET data = jsonb_set(data, '{balance}', %s) "
+                                         "WHERE document_id = %s", (json.dumps(rng.randrange(1000)), d))
+                        elif roll < 0.5:
+                            new = conn.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"x\": 1}') RETURNING "
+                                               "document_id").fetchone()[0]
+                            conn.execute("DELETE FROM ledger.accounts WHERE document_id = %s", (new,))  # same tx
+                        else:
+                            new = conn.execute("INSERT INTO ledger.accounts (data) VALUES (%s) RETURNING document_id",
+                                               (json.dumps({"n": n, "i": done}),)).fetchone()[0]
+                            if rng.random() < 0.3:
+                                conn.execute("UPDATE ledger.accounts SET data = data || '{\"later\": true}' "
+                                             "WHERE document_id = %s", (new,))
+                        if rng.random() < 0.2:
+                            if roll >= 0.5:
+                                rolled_back.append(new)
+                            conn.rollback()
+                        else:
+                            conn.commit()
+                            done += 1
+                    except psycopg.errors.SerializationFailure:
+                        conn.rollback()
+            committed.append(done)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    time.sleep(1.5)
+    sealer.send_signal(signal.SIGINT)
+    out, err = sealer.communicate(timeout=60)
+    assert sealer.returncode in (0, 130), out + err
+    assert _seal(live).returncode == 0  # whatever the loop had not reached
+    with psycopg.connect(live["dsn"]) as conn:
+        assert conn.execute("SELECT count(*) FROM qldb.pending_revision").fetchone()[0] == 0
+        unsealed = conn.execute("SELECT count(*) FROM ledger.accounts_history h WHERE h.write_seq IS NOT NULL AND "
+                                "NOT EXISTS (SELECT 1 FROM qldb.sealed_revision s WHERE s.document_id = h.document_id "
+                                "AND s.version = h.version)").fetchone()[0]
+        assert unsealed == 0
+        gaps = conn.execute(
+            """SELECT document_id FROM ledger.accounts_history GROUP BY document_id
+               HAVING max(version) + 1 <> count(*) OR min(version) <> 0""").fetchall()
+        assert gaps == []
+        out_of_order = conn.execute(
+            """SELECT a.document_id, a.version FROM ledger.accounts_history a
+               JOIN ledger.accounts_history b ON b.document_id = a.document_id AND b.version = a.version + 1
+               LEFT JOIN qldb.sealed_revision sa ON sa.document_id = a.document_id AND sa.version = a.version
+               LEFT JOIN qldb.sealed_revision sb ON sb.document_id = b.document_id AND sb.version = b.version
+               WHERE coalesce(sb.block_sequence, b.block_sequence) <= coalesce(sa.block_sequence, a.block_sequence)"""
+        ).fetchall()
+        assert out_of_order == []
+        ghosts = conn.execute("SELECT count(*) FROM ledger.accounts_history WHERE document_id = ANY(%s)",
+                              (rolled_back,)).fetchone()[0]
+        assert ghosts == 0 and len(rolled_back) > 0
+        blocks_per_tx = conn.execute("SELECT count(*) FROM qldb.block WHERE source_object LIKE 'sealed%' "
+                                     "GROUP BY transaction_id HAVING count(*) > 1").fetchall()
+        assert blocks_per_tx == []
+        live_revisions = conn.execute("SELECT count(*) FROM qldb.sealed_revision").fetchone()[0]
+    assert sum(committed) > 50 and live_revisions > sum(committed) * 0.8
+    digest = _digest_now(live, tmp_path / "d.json")
+    check = run_cli("check", "--dsn", live["dsn"], "--digest", live["qldb_digest"], "--digest", digest, "--strict")
+    assert check.returncode == 0, check.stdout + check.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        picks = conn.execute("SELECT document_id, version FROM qldb.sealed_revision ORDER BY random() LIMIT 3"
+                             ).fetchall()
+        picks += conn.execute("SELECT document_id, version FROM ledger.accounts_history WHERE data_ion IS NOT NULL "
+                              "ORDER BY random() LIMIT 2").fetchall()
+    for d, v in picks:
+        out = tmp_path / f"r-{d}-{v}.json"
+        assert run_cli("get-revision", "--dsn", live["dsn"], "--table", "Accounts", "--document-id", d, "--version", v,
+                       "--digest", digest, "--out", out).returncode == 0
+        assert run_cli("verify-proof", "--digest", digest, "--revision", out).returncode == 0
+    print(f"writers committed {sum(committed)} transactions; {live_revisions} revisions sealed")
+
+
+def test_the_sealer_will_not_fork_a_chain_restored_behind_a_saved_digest(live: dict, tmp_path: Path) -> None:
+    admin = make_conninfo(live["admin"], dbname="postgres")
+    db = conninfo_to_dict(live["dsn"])["dbname"]
+    backup = db + "_backup"
+    with psycopg.connect(live["app"]) as app:
+        app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": \"A\"}')")
+        app.commit()
+    assert _seal(live).returncode == 0
+    with psycopg.connect(admin, autocommit=True) as conn:  # the backup: a copy of the database as it is now
+        conn.execute(f'CREATE DATABASE "{backup}" TEMPLATE "{db}"')
+    try:
+        with psycopg.connect(live["app"]) as app:
+            app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": \"B\"}')")
+            app.commit()
+        assert _seal(live).returncode == 0
+        saved = _digest_now(live, tmp_path / "after.json")
+        restored = make_conninfo(live["dsn"], dbname=backup)
+        refused = run_cli("seal", "--dsn", restored, "--digest", saved, "--state-dir", live["state"])
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "restored from a backup" in refused.stderr and "fork" in refused.stderr
+        # the sealer's own memory catches it too, without the digest
+        assert run_cli("seal", "--dsn", restored, "--state-dir", live["state"]).returncode == 1
+        accepted = run_cli("seal", "--dsn", restored, "--state-dir", live["state"], "--accept-restore")
+        assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{backup}" WITH (FORCE)')
+
+
+def test_cut_over_is_refused_when_the_stored_chain_does_not_reprove(sample_factory, tmp_path: Path,
+                                                                    pg_dsn: str) -> None:
+    export = sample_factory(tmp_path, revisions=100, exports=1, seed=92)
+    assert run_cli("migrate", export, "--dsn", pg_dsn, "--no-check").returncode == 0
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("UPDATE qldb.block SET block_hash = sha256(block_hash) WHERE sequence_no = 3")
+    proc = run_cli("cutover", "--dsn", pg_dsn)
+    assert proc.returncode == 1 and "does not re-prove" in proc.stderr, proc.stdout + proc.stderr
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT state FROM qldb.ledger").fetchone()[0] == "migrated"
+        assert re.search("trigger", str(conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = "
+                                                     "'ledger.person'::regclass").fetchall())) is None
