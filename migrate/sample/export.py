@@ -22,6 +22,7 @@ import hashlib
 import json
 import random
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -170,6 +171,21 @@ def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[
         # the redaction transaction names the document it touched
         spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"redaction %d" % bp.seq).digest()))
     return spec
+
+
+def iter_ledger_blocks(revisions: int, seed: int) -> Iterator[IonPyDict]:
+    """Every block of the ledger ``write_sample_export(out, revisions, seed=seed)`` plans, in order, in its
+    final state (every redaction applied, as the export that covers the whole ledger shows it).
+
+    One block at a time, so other writers (the stream archive sample) can take the same ledger without
+    holding it.
+    """
+    plan = plan_ledger(revisions, seed)
+    redactions = set(plan.redacted.values())
+    previous = b""
+    for bp in plan.blocks:
+        block, previous = build_block(render_block(plan, bp, seed, redactions), previous)
+        yield block
 
 
 # --- JSON down-conversion (what QLDB's JSON export does to Ion) ------------------
@@ -409,4 +425,4 @@ def write_sample_export(
     return SampleSummary(out, plan.strand_id, n, plan.revisions, summaries, digest_files)
 
 
-__all__ = ["FORMATS", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]
+__all__ = ["FORMATS", "SampleSummary", "iter_ledger_blocks", "json_line", "plan_ledger", "write_sample_export"]
