@@ -39,28 +39,32 @@ are gaps for the chain check to report; not here.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
+import os
 import re
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from amazon.ion import simpleion
+from amazon.ion.exceptions import IonException
 from amazon.ion.simple_types import IonPyDict
 from amazon.ion.symbols import SymbolToken
 
 from . import streamspill as spill
 from .blockstream import HashingReader
 from .exports import COMPLETED, STARTED
-from .sources import Source, SourceError
+from .sources import Source, SourceError, SourceSpec
 from .streamobjects import FIREHOSE_NAME, NotRecords, RawRecord, RecordError, classify_key, iter_object_records
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionhash import IonHashError, ion_hash
-from .verify.ionparse import IonParseError, loads
+from .verify.ionparse import C_TEXT_BUFFER_LIMIT, VALUE_MODEL, IonParseError, loads
 from .verify.ionvalue import field_or_none, is_null
 
 __all__ = [
@@ -366,75 +370,146 @@ def _record_error(code: str, key: str, label: str, message: str, address: BlockA
     return Finding(code, Kind.CONSISTENCY, Severity.ERROR, f"{label}: {message}", Location(key, address))
 
 
-def _scan_object(source: Source, key: str, obj: int, scan: _Scan) -> ObjectFingerprint | None:
+@dataclass
+class _ObjectRead:
+    """One object's records as rows for the spill, and what reading it found; picklable, from any process."""
+
+    key: str
+    obj: int
+    fingerprint: ObjectFingerprint | None = None  # None: not an archive object (skipped)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # the ARN where the spill wants its id
+    arns: dict[str, str] = field(default_factory=dict)  # ARN -> ledger
+    controls: list[tuple[str, str, str]] = field(default_factory=list)  # (ARN, controlRecordType, where)
+    findings: list[Finding] = field(default_factory=list)
+
+
+_SOURCES: dict[SourceSpec, Source] = {}
+
+
+def _read_object(spec: SourceSpec, key: str, obj: int) -> _ObjectRead:
+    """Read and parse every record of one object (a worker's job: no spill access here)."""
+    source = _SOURCES.get(spec)
+    if source is None:
+        source = _SOURCES[spec] = spec.open()
+    result = _ObjectRead(key, obj)
+    try:
+        _read_records(source, result)
+    except SourceError as exc:
+        result.fingerprint = None
+        result.rows = []
+        result.findings.append(Finding("object-unreadable", Kind.CONSISTENCY, Severity.ERROR, str(exc),
+                                       Location(key)))
+    return result
+
+
+def _read_records(source: Source, result: _ObjectRead) -> None:
+    key = result.key
     info = source.info(key)
     count = 0
     with HashingReader(source.open_raw(key)) as reader:
         for item in iter_object_records(reader, key):
             if isinstance(item, NotRecords):
-                return None
+                return
             if isinstance(item, RecordError):
-                scan.findings.append(_record_error("stream-record-corrupt", key, item.label, item.message))
+                result.findings.append(_record_error("stream-record-corrupt", key, item.label, item.message))
                 continue
             count += 1
             try:
                 parsed = _interpret(item.value)
             except _Invalid as exc:
-                scan.findings.append(_record_error("stream-record-invalid", key, item.label, str(exc), exc.address))
+                result.findings.append(_record_error("stream-record-invalid", key, item.label, str(exc),
+                                                     exc.address))
                 continue
-            arn = scan.arn_id(parsed.arn, parsed.ledger)
+            result.arns[parsed.arn] = parsed.ledger
             if parsed.kind == "CONTROL":
-                seen = scan.controls.setdefault(parsed.arn, _Controls())
-                where = f"{key}, {item.label}"
                 if parsed.control in ("CREATED", "COMPLETED"):
-                    places = seen.created if parsed.control == "CREATED" else seen.completed
-                    scan.duplicates += bool(places)  # a control record's content is its stream and type
-                    places.append(where)
+                    result.controls.append((parsed.arn, parsed.control, f"{key}, {item.label}"))
                 else:
-                    scan.findings.append(_record_error("stream-record-invalid", key, item.label,
-                                                       f"unknown controlRecordType {parsed.control!r}"))
+                    result.findings.append(_record_error("stream-record-invalid", key, item.label,
+                                                         f"unknown controlRecordType {parsed.control!r}"))
                 continue
             kind = spill.KIND_SUMMARY if parsed.kind == "BLOCK_SUMMARY" else spill.KIND_DETAILS
             entries = None if parsed.entries is None else json.dumps([[h.hex(), d] for h, d in parsed.entries])
-            scan.rows.append((parsed.strand, parsed.seq, kind, parsed.doc, parsed.version,
-                              hashlib.sha256(item.data).digest(), arn, obj, item.index, item.label, parsed.rhash,
-                              entries, item.data))
-            if len(scan.rows) >= _BATCH:
-                scan.flush()
+            result.rows.append((parsed.strand, parsed.seq, kind, parsed.doc, parsed.version,
+                                hashlib.sha256(item.data).digest(), parsed.arn, result.obj, item.index, item.label,
+                                parsed.rhash, entries, item.data))
         reader.drain()
-    scan.records += count
-    return ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
+    result.fingerprint = ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
+
+
+def _reads(spec: SourceSpec, keys: list[str], workers: int) -> Iterator[_ObjectRead]:
+    """Every object read, in key order; with workers, a bounded number in flight (memory: a few objects)."""
+    if workers <= 1 or len(keys) <= 1:
+        for obj, key in enumerate(keys):
+            yield _read_object(spec, key, obj)
+        return
+    window = workers * 2
+    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_setup) as pool:
+        pending: deque[cf.Future[_ObjectRead]] = deque()
+        todo = iter(enumerate(keys))
+        for obj, key in todo:
+            pending.append(pool.submit(_read_object, spec, key, obj))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            following = next(todo, None)
+            if following is not None:
+                pending.append(pool.submit(_read_object, spec, following[1], following[0]))
+            yield result
+
+
+def _worker_setup() -> None:
+    """As the verifier's workers: Ctrl-C is the parent's to handle; parsed records hold no reference cycles."""
+    import gc
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()
+    gc.set_threshold(70_000, 10, 10)
 
 
 def scan_stream_archive(
-    source: Source, workdir: Path, progress: Callable[[int, int], None] | None = None
+    source: Source, workdir: Path, progress: Callable[[int, int], None] | None = None, workers: int | None = None
 ) -> StreamArchive:
-    """First pass: read every object once, spill every record into ``workdir``, judge the whole archive."""
+    """First pass: read every object once, spill every record into ``workdir``, judge the whole archive.
+
+    ``workers`` processes read and parse objects (default: one per core, at
+    most 8); this process alone writes the spill, in key order, so the
+    result does not depend on the number of workers.
+    """
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
     spill_path = workdir / SPILL_NAME
     conn = spill.create(spill_path)
     scan = _Scan(conn)
     keys = sorted(source.list_keys())
+    scan.keys = keys
+    conn.executemany("INSERT INTO objects VALUES (?, ?)", list(enumerate(keys)))
     total = sum(source.info(k).size for k in keys) if progress else 0
     done = 0
     objects: list[ObjectFingerprint] = []
     skipped: list[str] = []
-    for key in keys:
-        obj = len(scan.keys)
-        scan.keys.append(key)
-        conn.execute("INSERT INTO objects VALUES (?, ?)", (obj, key))
-        try:
-            fingerprint = _scan_object(source, key, obj, scan)
-        except SourceError as exc:
-            scan.findings.append(Finding("object-unreadable", Kind.CONSISTENCY, Severity.ERROR, str(exc),
-                                         Location(key)))
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    for read in _reads(source.spec, keys, workers):
+        scan.findings.extend(read.findings)
+        if read.fingerprint is None:
+            if not read.findings:
+                skipped.append(read.key)
             continue
-        if fingerprint is None:
-            skipped.append(key)
-        else:
-            objects.append(fingerprint)
-            done += fingerprint.size
+        objects.append(read.fingerprint)
+        scan.records += read.fingerprint.records
+        for arn, control, where in read.controls:
+            seen = scan.controls.setdefault(arn, _Controls())
+            places = seen.created if control == "CREATED" else seen.completed
+            scan.duplicates += bool(places)  # a control record's content is its stream and type
+            places.append(where)
+        ids = {arn: scan.arn_id(arn, ledger) for arn, ledger in read.arns.items()}
+        for row in read.rows:
+            scan.rows.append((*row[:6], ids[row[6]], *row[7:]))
+            if len(scan.rows) >= _BATCH:
+                scan.flush()
+        done += read.fingerprint.size
         if progress:
             progress(done, total)
     scan.flush()
@@ -653,9 +728,23 @@ def _check_controls(scan: _Scan, archive: StreamArchive) -> None:
 # --- the second pass -----------------------------------------------------------------------------
 
 
-def _parse_stored(body: bytes) -> Any:
-    """A record the first pass already parsed (its framing checked) from this very spill file."""
-    return loads(body, own_encoding=True)
+def _parse_stored(bodies: list[bytes]) -> list[Any]:
+    """Records the first pass already parsed (their framing checked) from this very spill file.
+
+    One C reader over the block's records together (each is a whole Ion
+    stream with its own version marker, so their concatenation is one valid
+    stream): a reader per record costs more than the parse.  Anything the C
+    reader declines is parsed again one record at a time through ``ionparse``.
+    """
+    if simpleion.c_ext:
+        try:
+            values = simpleion.loads(b"".join(bodies), single_value=False, value_model=VALUE_MODEL,
+                                     text_buffer_size_limit=C_TEXT_BUFFER_LIMIT)
+            if len(values) == len(bodies):
+                return values
+        except (IonException, OverflowError, ValueError, MemoryError):
+            pass
+    return [loads(body, own_encoding=True) for body in bodies]
 
 
 def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tuple[Any, tuple[int, ...]]]:
@@ -677,11 +766,14 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
         if strand is None:
             return
         for _seq, summary, rows in _block_rows(conn, strand, first, last, with_bodies=True):
-            payload = field_or_none(_parse_stored(summary[5]), "payload")
-            entries = summary_entries(payload)
+            entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
             refs = [DetailsRef(r[1], r[2], r[3], r[4]) for r in rows]
             bodies = {r[1]: r[7] for r in rows}
-            assigned, _problems = match_revisions([(h, d) for h, d in entries], refs)
+            assigned, _problems = match_revisions(entries, refs)
+            used = [ref for ref in assigned if ref is not None]
+            values = _parse_stored([summary[5], *(bodies[ref.id] for ref in used)])
+            payload = field_or_none(values[0], "payload")
+            details = iter(values[1:])
             block = IonPyDict()
             raw_entries = field_or_none(payload, "revisionSummaries")
             for name, value in payload.iteritems():
@@ -691,8 +783,7 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
             not_present = []
             for i, ref in enumerate(assigned):
                 if ref is not None:
-                    revisions.append(field_or_none(field_or_none(_parse_stored(bodies[ref.id]), "payload"),
-                                                   "revision"))
+                    revisions.append(field_or_none(field_or_none(next(details), "payload"), "revision"))
                     continue
                 if entries[i][1] is not None:
                     not_present.append(i)

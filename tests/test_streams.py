@@ -204,9 +204,14 @@ def test_every_layout_rebuilds_the_exports_blocks(variant: str, export_blocks: l
 
 
 def test_ranges_split_across_workers_join_up(tmp_path: Path) -> None:
-    out, _ = _write(tmp_path, duplicate_fraction=0.1, reorder_window=100)
+    out, _ = _write(tmp_path, duplicate_fraction=0.1, reorder_window=100, records_per_object=100)
     archive = _scan(out, tmp_path)
+    alone = scan_stream_archive(LocalSource(out), tmp_path / "alone", workers=1)
+    assert [f.describe() for f in alone.findings] == [f.describe() for f in archive.findings]
+    assert (alone.objects, alone.duplicates, alone.first, alone.last) == (
+        archive.objects, archive.duplicates, archive.first, archive.last)
     whole = [ion_hash(b) for b, _ in iter_stream_blocks(archive.spill_path, archive.first, archive.last)]
+    assert whole == [ion_hash(b) for b, _ in iter_stream_blocks(alone.spill_path, alone.first, alone.last)]
     middle = (archive.first + archive.last) // 2
     parts = [ion_hash(b) for b, _ in iter_stream_blocks(archive.spill_path, archive.first, middle)]
     parts += [ion_hash(b) for b, _ in iter_stream_blocks(archive.spill_path, middle + 1, archive.last)]
