@@ -1,7 +1,7 @@
 """The objects of a QLDB stream archive, and the stream records inside each one.
 
 A stream archive is whatever was kept of a QLDB journal stream's Kinesis
-records (DESIGN: stream archives).  Three shapes are read:
+records.  Three shapes are read:
 
 * Firehose objects, ``<prefix>YYYY/MM/DD/HH/<delivery-stream>-<version>-YYYY-MM-DD-HH-MM-SS-<uuid>[.gz]``:
   the records' data concatenated.  Each QLDB record is a standalone binary

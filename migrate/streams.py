@@ -387,10 +387,15 @@ _SOURCES: dict[SourceSpec, Source] = {}
 
 
 def _read_object(spec: SourceSpec, key: str, obj: int) -> _ObjectRead:
-    """Read and parse every record of one object (a worker's job: no spill access here)."""
+    """Read and parse every record of one object, in a worker (it opens the source once per process)."""
     source = _SOURCES.get(spec)
     if source is None:
         source = _SOURCES[spec] = spec.open()
+    return _read_object_from(source, key, obj)
+
+
+def _read_object_from(source: Source, key: str, obj: int) -> _ObjectRead:
+    """Read and parse every record of one object (no spill access here)."""
     result = _ObjectRead(key, obj)
     try:
         _read_records(source, result)
@@ -437,12 +442,13 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
     result.fingerprint = ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
 
 
-def _reads(spec: SourceSpec, keys: list[str], workers: int) -> Iterator[_ObjectRead]:
+def _reads(source: Source, keys: list[str], workers: int) -> Iterator[_ObjectRead]:
     """Every object read, in key order; with workers, a bounded number in flight (memory: a few objects)."""
     if workers <= 1 or len(keys) <= 1:
         for obj, key in enumerate(keys):
-            yield _read_object(spec, key, obj)
+            yield _read_object_from(source, key, obj)
         return
+    spec = source.spec
     window = workers * 2
     with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_setup) as pool:
         pending: deque[cf.Future[_ObjectRead]] = deque()
@@ -491,7 +497,7 @@ def scan_stream_archive(
     objects: list[ObjectFingerprint] = []
     skipped: list[str] = []
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    for read in _reads(source.spec, keys, workers):
+    for read in _reads(source, keys, workers):
         scan.findings.extend(read.findings)
         if read.fingerprint is None:
             if not read.findings:

@@ -482,3 +482,19 @@ def test_concatenated_get_records_responses(tmp_path: Path) -> None:
     shutil.rmtree(out)
     archive = _scan(single, tmp_path)
     assert _errors(archive) == [] and archive.records == written.records
+
+
+def test_an_archive_in_s3(export_blocks: list[Any], tmp_path: Path, s3_server: str, s3_env: dict[str, str]) -> None:
+    from qldb_migrate.sources import SourceSpec
+
+    from tests.conftest import upload
+
+    out, written = _write(tmp_path, gzip_fraction=0.5, duplicate_fraction=0.05, reorder_window=50)
+    upload(s3_server, out, "qldb-stream-archive", "firehose/")
+    source = SourceSpec("s3://qldb-stream-archive/firehose/", endpoint_url=s3_server).open()
+    assert is_stream_archive(source)
+    archive = scan_stream_archive(source, tmp_path / "work")
+    assert _errors(archive) == [] and archive.records == written.records
+    assert all(o.etag for o in archive.objects)  # S3's ETag recorded for the report
+    rebuilt = [b for b, _ in iter_stream_blocks(archive.spill_path, archive.first, archive.last)]
+    assert [ion_hash(b) for b in rebuilt] == [ion_hash(_as_delivered(b)) for b in export_blocks]
