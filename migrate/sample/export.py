@@ -23,7 +23,7 @@ import json
 import random
 import string
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -212,6 +212,22 @@ def render_block(plan: LedgerPlan, bp: BlockPlan, seed: int, redacted_seqs: set[
         # the redaction transaction's own system revision
         spec.revisions.append(RevisionSpec(system_hash=hashlib.sha256(b"redaction %d" % bp.seq).digest()))
     return spec
+
+
+def iter_ledger_blocks(revisions: int, seed: int, as_committed: bool = False) -> Iterator[IonPyDict]:
+    """Every block of the ledger ``write_sample_export(out, revisions, seed=seed)`` plans, in order: in its
+    final state (every redaction applied, as an export covering the whole ledger shows it), or ``as_committed``
+    (every revision with its data, as a QLDB stream wrote it at commit, before any later redaction).
+
+    One block at a time, so other writers (the stream archive sample) can take the same ledger without
+    holding it.
+    """
+    plan = plan_ledger(revisions, seed)
+    redactions = set() if as_committed else set(plan.redacted.values())
+    previous = b""
+    for bp in plan.blocks:
+        block, previous = build_block(render_block(plan, bp, seed, redactions), previous)
+        yield block
 
 
 # --- JSON down-conversion (what QLDB's JSON export does to Ion) ------------------
@@ -502,4 +518,4 @@ def _write_proofs(directory: Path, strand: str, seq: int, block: Any, block_hash
     return [digest_path, block_file, revision_file]
 
 
-__all__ = ["FORMATS", "SampleSummary", "json_line", "plan_ledger", "write_sample_export"]
+__all__ = ["FORMATS", "SampleSummary", "iter_ledger_blocks", "json_line", "plan_ledger", "write_sample_export"]

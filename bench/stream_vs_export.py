@@ -1,0 +1,127 @@
+"""Verifying a ledger from its stream archive against verifying it from its export, and the archive's memory.
+
+    python bench/stream_vs_export.py [--revisions 20000] [--seed 7] [--rss 20000,200000]
+
+Builds (once, cached in ``bench/out``) the pinned sample export
+``sample-export --revisions N --seed S --format ion_binary`` and the same
+ledger as a Firehose stream archive (2% redelivered, reordered within 200
+records).  Figures are CPU seconds of one process (user + system), which a
+shared machine's load disturbs far less than wall time:
+
+* ``export_verify``: ``verify_source`` with one worker, every block checked;
+* ``stream_pass1``: ``scan_stream_archive`` with one worker (read, parse, spill, judge);
+* ``stream_pass2``: ``iter_stream_blocks`` over the whole range (rebuild only);
+* ``stream_pass2_check``: the same with ``check_block`` on every block;
+* ``stream_vs_export``: export CPU seconds / stream CPU seconds (pass 1 + pass 2 with checks).
+
+With ``--rss``, the peak RSS of scan + iterate at each size, each in a fresh
+process (main process, and the largest of its two reading workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sample(revisions: int, seed: int) -> Path:
+    from qldb_migrate.sample.export import iter_ledger_blocks, write_sample_export
+    from qldb_migrate.sample.stream import write_stream_archive
+
+    root = OUT / f"stream-{revisions}-{seed}"
+    if not (root / "done").exists():
+        shutil.rmtree(root, ignore_errors=True)
+        write_sample_export(root / "export", revisions, "ion_binary", 1, seed)
+        write_stream_archive(root / "stream", iter_ledger_blocks(revisions, seed), seed=seed,
+                             duplicate_fraction=0.02, reorder_window=200)
+        (root / "done").write_text("")
+    return root
+
+
+def rates(revisions: int, seed: int) -> None:
+    from qldb_migrate.sources import LocalSource, SourceSpec
+    from qldb_migrate.streams import iter_stream_blocks, scan_stream_archive
+    from qldb_migrate.verifier import verify_source
+    from qldb_migrate.verify.block import check_block
+
+    root = _sample(revisions, seed)
+    start = _cpu()
+    result = verify_source(SourceSpec(str(root / "export")), [], workers=1)
+    export_cpu = _cpu() - start
+    work = Path(tempfile.mkdtemp(dir=OUT))
+    try:
+        start = _cpu()
+        archive = scan_stream_archive(LocalSource(root / "stream"), work, workers=1)
+        pass1 = _cpu() - start
+        start = _cpu()
+        rebuilt = sum(len(b.get("revisions", [])) for b, _ in iter_stream_blocks(archive.spill_path, archive.first,
+                                                                                 archive.last))
+        pass2 = _cpu() - start
+        start = _cpu()
+        for block, _ in iter_stream_blocks(archive.spill_path, archive.first, archive.last):
+            check_block(block)
+        pass2_check = _cpu() - start
+    finally:
+        shutil.rmtree(work)
+    assert rebuilt == result.revisions and not archive.errors
+    print(f"revisions={result.revisions}")
+    print(f"stream_records={archive.records}")
+    print(f"export_verify_revisions_per_cpu_s={result.revisions / export_cpu:.0f}")
+    print(f"stream_pass1_records_per_cpu_s={archive.records / pass1:.0f}")
+    print(f"stream_pass2_records_per_cpu_s={archive.records / pass2:.0f}")
+    print(f"stream_pass2_check_records_per_cpu_s={archive.records / pass2_check:.0f}")
+    print(f"stream_verify_revisions_per_cpu_s={result.revisions / (pass1 + pass2_check):.0f}")
+    print(f"stream_vs_export={export_cpu / (pass1 + pass2_check):.2f}")
+
+
+def rss(revisions: int, seed: int) -> None:
+    """Run in a fresh process: scan with two workers, then rebuild every block."""
+    from qldb_migrate.sources import LocalSource
+    from qldb_migrate.streams import iter_stream_blocks, scan_stream_archive
+
+    root = _sample(revisions, seed)
+    work = Path(tempfile.mkdtemp(dir=OUT))
+    try:
+        archive = scan_stream_archive(LocalSource(root / "stream"), work, workers=2)
+        for _block in iter_stream_blocks(archive.spill_path, archive.first, archive.last):
+            pass
+        spill = archive.spill_path.stat().st_size
+    finally:
+        shutil.rmtree(work)
+    main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
+    print(f"rss_{revisions}_main_mib={main}")
+    print(f"rss_{revisions}_worker_mib={worker}")
+    print(f"spill_{revisions}_mib={spill >> 20}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--revisions", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rss", default="")
+    parser.add_argument("--rss-only", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    OUT.mkdir(exist_ok=True)
+    if args.rss_only:
+        rss(args.rss_only, args.seed)
+        return
+    rates(args.revisions, args.seed)
+    for size in filter(None, args.rss.split(",")):
+        subprocess.run([sys.executable, __file__, "--seed", str(args.seed), "--rss-only", size], check=True)
+
+
+if __name__ == "__main__":
+    main()
