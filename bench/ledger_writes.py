@@ -129,11 +129,11 @@ def main() -> None:
             plain_tps.append(n / args.seconds)
             sealer = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "seal", "--dsn", dsn, "--every", "0.2",
                                        "--state-dir", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            sampling = True
+            sampling = threading.Event()
 
-            def sample_lag() -> None:
+            def sample_lag(sampling: threading.Event = sampling) -> None:
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    while sampling:
+                    while not sampling.is_set():
                         lag = conn.execute("SELECT extract(epoch FROM clock_timestamp() - min(at)) FROM "
                                            "qldb.pending_revision").fetchone()[0]
                         lags.append(0.0 if lag is None else float(lag))
@@ -144,7 +144,7 @@ def main() -> None:
             n = write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
             ledger_tps.append(n / args.seconds)
             time.sleep(2)
-            sampling = False
+            sampling.set()
             watcher.join()
             sealer.terminate()
             sealer.wait()

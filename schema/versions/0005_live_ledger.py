@@ -454,7 +454,8 @@ def upgrade() -> None:
                 RAISE EXCEPTION 'qldb-migrate: % tables are named % (give the table id, or schema.table)', n, p_table
                     USING ERRCODE = '42P01';
             END IF;
-            SELECT * INTO t FROM qldb.ledger_table WHERE p_table IN (table_name, table_id, pg_schema || '.' || current_name);
+            SELECT * INTO t FROM qldb.ledger_table
+             WHERE p_table IN (table_name, table_id, pg_schema || '.' || current_name);
             SELECT * INTO l FROM qldb.ledger WHERE strand_id = t.strand_id;
             IF l.state <> 'live' THEN
                 RAISE EXCEPTION 'qldb-migrate: ledger % is not live: redactions of a migrated ledger come from its '
