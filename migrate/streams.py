@@ -39,14 +39,12 @@ are gaps for the chain check to report; not here.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +57,7 @@ from amazon.ion.symbols import SymbolToken
 
 from . import streamspill as spill
 from .blockstream import HashingReader
+from .executor import Executor, local_executor
 from .exports import COMPLETED, STARTED
 from .sources import Source, SourceError, SourceSpec
 from .streamobjects import FIREHOSE_NAME, NotRecords, RawRecord, RecordError, classify_key, iter_object_records
@@ -442,47 +441,24 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
     result.fingerprint = ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
 
 
-def _reads(source: Source, keys: list[str], workers: int) -> Iterator[_ObjectRead]:
-    """Every object read, in key order; with workers, a bounded number in flight (memory: a few objects)."""
-    if workers <= 1 or len(keys) <= 1:
+def _reads(source: Source, keys: list[str], executor: Executor) -> Iterator[_ObjectRead]:
+    """Every object read, in key order, a bounded number in flight (memory: a few objects)."""
+    if executor.workers <= 1 or len(keys) <= 1:
         for obj, key in enumerate(keys):
             yield _read_object_from(source, key, obj)
         return
-    spec = source.spec
-    window = workers * 2
-    with cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_setup) as pool:
-        pending: deque[cf.Future[_ObjectRead]] = deque()
-        todo = iter(enumerate(keys))
-        for obj, key in todo:
-            pending.append(pool.submit(_read_object, spec, key, obj))
-            if len(pending) >= window:
-                break
-        while pending:
-            result = pending.popleft().result()
-            following = next(todo, None)
-            if following is not None:
-                pending.append(pool.submit(_read_object, spec, following[1], following[0]))
-            yield result
-
-
-def _worker_setup() -> None:
-    """As the verifier's workers: Ctrl-C is the parent's to handle; parsed records hold no reference cycles."""
-    import gc
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    gc.freeze()
-    gc.set_threshold(70_000, 10, 10)
+    yield from executor.map_ordered(_read_object, ((source.spec, key, obj) for obj, key in enumerate(keys)))
 
 
 def scan_stream_archive(
-    source: Source, workdir: Path, progress: Callable[[int, int], None] | None = None, workers: int | None = None
+    source: Source, workdir: Path, progress: Callable[[int, int], None] | None = None, workers: int | None = None,
+    executor: Executor | None = None,
 ) -> StreamArchive:
     """First pass: read every object once, spill every record into ``workdir``, judge the whole archive.
 
-    ``workers`` processes read and parse objects (default: one per core, at
-    most 8); this process alone writes the spill, in key order, so the
-    result does not depend on the number of workers.
+    ``executor`` (by default ``workers`` local processes, one per core, at
+    most 8) reads and parses objects; this process alone writes the spill, in
+    key order, so the result does not depend on the number of workers.
     """
     started = time.perf_counter()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -496,28 +472,33 @@ def scan_stream_archive(
     done = 0
     objects: list[ObjectFingerprint] = []
     skipped: list[str] = []
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    for read in _reads(source, keys, workers):
-        scan.findings.extend(read.findings)
-        if read.fingerprint is None:
-            if not read.findings:
-                skipped.append(read.key)
-            continue
-        objects.append(read.fingerprint)
-        scan.records += read.fingerprint.records
-        for arn, control, where in read.controls:
-            seen = scan.controls.setdefault(arn, _Controls())
-            places = seen.created if control == "CREATED" else seen.completed
-            scan.duplicates += bool(places)  # a control record's content is its stream and type
-            places.append(where)
-        ids = {arn: scan.arn_id(arn, ledger) for arn, ledger in read.arns.items()}
-        for row in read.rows:
-            scan.rows.append((*row[:6], ids[row[6]], *row[7:]))
-            if len(scan.rows) >= _BATCH:
-                scan.flush()
-        done += read.fingerprint.size
-        if progress:
-            progress(done, total)
+    own = executor is None
+    executor = executor or local_executor(workers if len(keys) > 1 else 1)
+    try:
+        for read in _reads(source, keys, executor):
+            scan.findings.extend(read.findings)
+            if read.fingerprint is None:
+                if not read.findings:
+                    skipped.append(read.key)
+                continue
+            objects.append(read.fingerprint)
+            scan.records += read.fingerprint.records
+            for arn, control, where in read.controls:
+                seen = scan.controls.setdefault(arn, _Controls())
+                places = seen.created if control == "CREATED" else seen.completed
+                scan.duplicates += bool(places)  # a control record's content is its stream and type
+                places.append(where)
+            ids = {arn: scan.arn_id(arn, ledger) for arn, ledger in read.arns.items()}
+            for row in read.rows:
+                scan.rows.append((*row[:6], ids[row[6]], *row[7:]))
+                if len(scan.rows) >= _BATCH:
+                    scan.flush()
+            done += read.fingerprint.size
+            if progress:
+                progress(done, total)
+    finally:
+        if own:
+            executor.close()
     scan.flush()
     conn.commit()
     archive = StreamArchive(objects, scan.findings, set(), None, None, None, spill_path, records=scan.records)
@@ -754,15 +735,16 @@ def _parse_stored(bodies: list[bytes]) -> list[Any]:
     return [loads(body, own_encoding=True) for body in bodies]
 
 
-def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tuple[Any, tuple[int, ...]]]:
+def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tuple[Any, dict[int, str]]]:
     """(block, not_present) for every summarized block with ``first <= seq <= last``, in sequence order.
 
     The block is shaped as a journal export holds it: the summary's fields
     (``revisionSummaries`` left out) and ``revisions`` in the summary's order,
     each the REVISION_DETAILS record's ``revision`` exactly as delivered, or
     ``{hash}`` for a system revision (a summary without ``documentId``) and
-    for a revision whose details never arrived.  ``not_present`` lists the
-    indexes of the latter, to tell them from system revisions.
+    for a revision whose details never arrived.  ``not_present`` maps the
+    index of each of the latter to the document id its summary names, to tell
+    them from system revisions (``check_block``'s ``absent``).
 
     Opens its own read-only connection: callable from any process.
     """
@@ -787,19 +769,20 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
                 if name != "revisionSummaries":
                     block.add_item(name, value)
             revisions = []
-            not_present = []
+            not_present: dict[int, str] = {}
             for i, ref in enumerate(assigned):
                 if ref is not None:
                     revisions.append(field_or_none(field_or_none(next(details), "payload"), "revision"))
                     continue
-                if entries[i][1] is not None:
-                    not_present.append(i)
+                document_id = entries[i][1]
+                if document_id is not None:
+                    not_present[i] = document_id
                 hash_only = IonPyDict()
                 hash_only.add_item("hash", raw_entries[i]["hash"])
                 revisions.append(hash_only)
             if revisions:
                 block.add_item("revisions", revisions)
-            yield block, tuple(not_present)
+            yield block, not_present
     finally:
         conn.close()
 

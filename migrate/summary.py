@@ -53,8 +53,13 @@ def print_summary(console: Console, result: VerifyResult, strict: bool, opt_outs
     table.add_column("value", justify="right")
     if result.ledger_name or result.strand_id:
         table.add_row("ledger", f"{result.ledger_name or '?'} (strand {result.strand_id})")
-    table.add_row("exports", str(len(result.plan.exports)))
-    table.add_row("objects", str(len(result.objects)))
+    exports = [e for e in result.plan.exports if e.fmt != "STREAM"]
+    table.add_row("exports", str(len(exports)))
+    table.add_row("objects", str(sum(1 for o in result.objects if o.obj.fmt != "STREAM")))
+    for archive in result.streams:
+        table.add_row("stream archive", f"{len(archive.objects):,} objects, {archive.records:,} records "
+                                        f"({archive.duplicates:,} copies collapsed), "
+                                        f"blocks {archive.first}..{archive.last}")
     span = "-" if result.first_sequence is None else f"{result.first_sequence}..{result.last_sequence}"
     table.add_row("blocks", f"{result.blocks:,}  [chain {span}]")
     table.add_row("overlapping duplicates", f"{result.duplicate_blocks:,}")
@@ -109,12 +114,19 @@ def verify_report(
             "exports": [
                 {"exportId": e.export_id, "format": e.fmt, "strandId": e.strand_id, "objects": len(e.objects),
                  "sidecar": e.sidecar_key}
-                for e in result.plan.exports
+                for e in result.plan.exports if e.fmt != "STREAM"
             ],
             "objects": [
                 {"key": o.obj.key, "exportId": o.obj.export_id, "first": o.obj.first, "last": o.obj.last,
                  "etag": o.etag, "sha256": o.sha256, "size": o.size}
-                for o in result.objects
+                for o in result.objects if o.obj.fmt != "STREAM"
+            ],
+            "streamArchives": [
+                {"ledger": a.ledger, "strandId": a.strand_id, "first": a.first, "last": a.last, "blocks": a.blocks,
+                 "records": a.records, "duplicates": a.duplicates, "streamArns": sorted(a.stream_arns),
+                 "objects": [{"key": o.key, "size": o.size, "sha256": o.sha256, "etag": o.etag, "records": o.records}
+                             for o in a.objects]}
+                for a in result.streams
             ],
             "chain": {"blocks": result.blocks, "first": result.first_sequence, "last": result.last_sequence,
                       "anchoredThrough": result.anchored_through, "duplicateBlocks": result.duplicate_blocks,

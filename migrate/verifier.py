@@ -10,16 +10,20 @@ flight, so memory stays flat whatever the ledger size.
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
-from .executor import Executor, local_executor
-from .exports import DataObject, ExportPlan, discover
+from .executor import Executor, InlineExecutor, local_executor
+from .exports import DataObject, ExportPlan
 from .native import prove
+from .sourceplan import STREAM, SourcePlan, plan_sources, spill_range
 from .sources import Source, SourceError, SourceSpec, SourceUnreachable
 from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, utc_instant
 from .verify.chain import ChainChecker, Digest
@@ -72,8 +76,50 @@ def _source(spec: SourceSpec) -> Source:
     return source
 
 
+def _summarize(block: Any, obj_key: str, data_exact: bool, with_rows: bool, result: ObjectResult,
+               absent: dict[int, str] | None = None) -> BlockSummary:
+    """One block checked from its contents (and, for migrate, its rows packed): what the main process needs."""
+    check = check_block(block, obj_key, data_exact, prove if with_rows else None, absent)
+    result.findings.extend(check.findings)
+    doc_tables = document_tables(block)
+    if with_rows and check.ok and check.sequence_no is not None:
+        from .pg.rows import DataIonMismatch, pack_block
+
+        try:
+            result.rows[check.sequence_no] = pack_block(block, check, doc_tables)
+        except DataIonMismatch as exc:
+            result.findings.append(
+                Finding("data-ion-mismatch", Kind.HASH, Severity.ERROR, str(exc), Location(obj_key, check.address))
+            )
+    tables = {doc: name for doc, (_tid, name) in doc_tables.items()}
+    redacted = tuple(
+        (doc_tables.get(r.document_id, ("(unknown)", ""))[0], r.document_id, r.version)
+        for r in check.revisions
+        if r.status is RevisionStatus.REDACTED and r.document_id is not None and r.version is not None
+    )
+    ts = field_or_none(block, "blockTimestamp")
+    return BlockSummary(
+        check.address,
+        obj_key,
+        check.computed_block_hash,
+        check.previous_block_hash,
+        check.transaction_id,
+        None if is_null(ts) else str(ts),
+        utc_instant(ts),
+        check.ok,
+        tuple(r.status.value for r in check.revisions),
+        tuple(tables.get(r.document_id, "(unknown)") if r.document_id is not None else SYSTEM_TABLE
+              for r in check.revisions),
+        (check.statements_recomputed, check.statements_not_recomputable),
+        redacted,
+        redaction_named(block),
+    )
+
+
 def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> ObjectResult:
     """Worker: every block of one object, checked from its contents alone (and, for migrate, its rows)."""
+    if obj.fmt == STREAM:
+        return _check_stream_range(obj, with_rows)
     result = ObjectResult(obj)
     source = _source(spec)
     digest = StreamDigest()
@@ -82,27 +128,9 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     try:
         result.etag = source.info(obj.key).etag
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
-            check = check_block(block, obj.key, data_exact, prove if with_rows else None)
-            result.findings.extend(check.findings)
-            doc_tables = document_tables(block)
-            if with_rows and check.ok and check.sequence_no is not None:
-                from .pg.rows import DataIonMismatch, pack_block
-
-                try:
-                    result.rows[check.sequence_no] = pack_block(block, check, doc_tables)
-                except DataIonMismatch as exc:
-                    result.findings.append(
-                        Finding(
-                            "data-ion-mismatch", Kind.HASH, Severity.ERROR, str(exc), Location(obj.key, check.address)
-                        )
-                    )
-            tables = {doc: name for doc, (_tid, name) in doc_tables.items()}
-            redacted = tuple(
-                (doc_tables.get(r.document_id, ("(unknown)", ""))[0], r.document_id, r.version)
-                for r in check.revisions
-                if r.status is RevisionStatus.REDACTED and r.document_id is not None and r.version is not None
-            )
-            seq = check.sequence_no
+            summary = _summarize(block, obj.key, data_exact, with_rows, result)
+            result.blocks.append(summary)
+            seq = None if summary.address is None else summary.address.sequence_no
             if seq is not None and seq != expected:
                 result.findings.append(
                     Finding(
@@ -111,33 +139,12 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
                         Severity.ERROR,
                         f"block #{index} of the object has sequenceNo {seq}; its name says {obj.first}-{obj.last} "
                         f"so {expected} was expected",
-                        Location(obj.key, check.address),
+                        Location(obj.key, summary.address),
                         expected,
                         seq,
                     )
                 )
             expected = (seq if seq is not None else expected) + 1
-            ts = field_or_none(block, "blockTimestamp")
-            result.blocks.append(
-                BlockSummary(
-                    check.address,
-                    obj.key,
-                    check.computed_block_hash,
-                    check.previous_block_hash,
-                    check.transaction_id,
-                    None if is_null(ts) else str(ts),
-                    utc_instant(ts),
-                    check.ok,
-                    tuple(r.status.value for r in check.revisions),
-                    tuple(
-                        tables.get(r.document_id, "(unknown)") if r.document_id is not None else SYSTEM_TABLE
-                        for r in check.revisions
-                    ),
-                    (check.statements_recomputed, check.statements_not_recomputable),
-                    redacted,
-                    redaction_named(block),
-                )
-            )
         if expected != obj.last + 1:
             result.findings.append(
                 Finding(
@@ -167,6 +174,31 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
             Finding("object-unreadable", Kind.CONSISTENCY, Severity.ERROR, str(exc), Location(obj.key))
         )
     result.sha256, result.size = digest.sha256, digest.size
+    return result
+
+
+def _check_stream_range(obj: DataObject, with_rows: bool) -> ObjectResult:
+    """Worker: the blocks a stream archive's spill holds in one range, rebuilt and checked as an export's.
+
+    A finding in a rebuilt block names the archive object and record it came
+    from (not the spill), so the auditor can find the record.
+    """
+    from .streams import iter_stream_blocks, record_origins
+
+    result = ObjectResult(obj)
+    path, first, last = spill_range(obj)
+    for block, absent in iter_stream_blocks(path, first, last):
+        before = len(result.findings)
+        summary = _summarize(block, obj.manifest_key, True, with_rows, result, absent)
+        if len(result.findings) > before and summary.address is not None:
+            origins = record_origins(path, summary.address.sequence_no)
+            where = {o.revision_index: f"{o.object_key} {o.label}" for o in origins}
+            result.findings[before:] = [
+                replace(f, location=replace(f.location, object_key=where.get(f.location.revision_index,
+                                                                             where.get(None, obj.manifest_key))))
+                for f in result.findings[before:]
+            ]
+        result.blocks.append(summary)
     return result
 
 
@@ -205,6 +237,7 @@ class VerifyResult:
     statements: Counter[str] = field(default_factory=Counter)  # "recomputed" / "notRecomputable"
     unexplained_redactions: list[tuple[str, str, int]] = field(default_factory=list)
     not_rehashed: dict[str, int] = field(default_factory=dict)  # why, -> how many user revisions
+    streams: list[Any] = field(default_factory=list)  # the stream archives read (streams.StreamArchive)
 
     @property
     def errors(self) -> list[Finding]:
@@ -312,28 +345,47 @@ def verify_source(
     sink: BlockSink | None = None,
     executor: Executor | None = None,
 ) -> VerifyResult:
-    """Verify every block of the source (and hand each to ``sink``); ``executor`` runs the per-object work.
+    """``verify_sources`` of one source."""
+    return verify_sources([spec], digests, workers, progress, sink, executor)
+
+
+def verify_sources(
+    specs: list[SourceSpec],
+    digests: list[Digest],
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    sink: BlockSink | None = None,
+    executor: Executor | None = None,
+    source_format: str = "auto",
+    workdir: Path | None = None,
+) -> VerifyResult:
+    """Verify every block of the sources as one chain (and hand each to ``sink``); ``executor`` runs the
+    per-object work.
 
     Without an executor, local worker processes are started here: callers that
     hold a database connection start theirs first (``executor.local_executor``),
-    so no worker inherits the connection.
+    so no worker inherits the connection.  Stream archives are read into
+    ``workdir`` (default: a temporary directory, removed at the end).
     """
     started = time.perf_counter()
-    source = spec.open()
-    plan = discover(source)
+    own_executor = executor is None
+    if executor is None:
+        executor = local_executor(workers)
+    with contextlib.ExitStack() as stack:
+        if own_executor:
+            stack.callback(executor.close)
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qldb-migrate-")))
+        planned = plan_sources(specs, workdir, source_format, executor)
+        return _verify_planned(planned, digests, progress, sink, executor, started)
+
+
+def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callable[[int, int], None] | None,
+                    sink: BlockSink | None, executor: Executor, started: float) -> VerifyResult:
+    plan = planned.plan
     findings = FindingLog()
     findings.extend(plan.findings)
-    all_digests = list(digests)
-    from .digests import DigestFileError, parse_digest
-
-    for export in plan.exports:
-        if export.sidecar_key:
-            try:
-                all_digests.append(parse_digest(source.read(export.sidecar_key), export.sidecar_key))
-            except (DigestFileError, SourceError) as exc:
-                findings.append(
-                    Finding("sidecar-invalid", Kind.CONSISTENCY, Severity.ERROR, str(exc), Location(export.sidecar_key))
-                )
+    all_digests = [*digests, *planned.sidecar_digests]
     chain = ChainChecker(all_digests)
     merger = _OverlapMerger()
     objects: list[ObjectResult] = []
@@ -343,7 +395,8 @@ def verify_source(
     redacted_seen: set[tuple[str, str, int]] = set()
     explained: set[tuple[str, str, int]] = set()
     source_blocks = 0
-    total_bytes = sum(source.info(o.key).size for o in plan.objects) if progress else 0
+    total_bytes = sum(1 if o.fmt == STREAM else planned.specs[o.key].open().info(o.key).size
+                      for o in plan.objects) if progress else 0
     done_bytes = 0
     unreachable = False
     last_instant = None
@@ -362,69 +415,64 @@ def verify_source(
         statements["recomputed"] += block.statements[0]
         statements["notRecomputable"] += block.statements[1]
 
-    own_executor = executor is None
-    if executor is None:
-        executor = local_executor(workers if len(plan.objects) > 1 else 1)
-    try:
-        results = executor.map_ordered(check_object, ((spec, obj, with_rows) for obj in plan.objects))
-        for result in results:
-            findings.extend(result.findings)
-            if isinstance(result.unreadable, SourceUnreachable):
-                unreachable = True
-            merger.prune(result.obj.first)
-            for block in result.blocks:
-                if block.address is None or block.computed_block_hash is None:
-                    continue
-                redacted_seen.update(block.redacted)
-                if block.redaction is not None:
-                    explained.add(block.redaction)
-                last = chain.state.last_sequence
-                same_strand = block.address.strand_id == chain.state.strand_id
-                if last is not None and block.address.sequence_no <= last and same_strand:
-                    stored = sink is not None and sink.is_stored(block.address.sequence_no)
-                    first = stored and block.address.sequence_no not in merger.seen
-                    if first:
-                        merger.seen[block.address.sequence_no] = block
-                        first_seen(block)
-                    else:
-                        finding = merger.duplicate(block, statuses)
-                        if finding is not None:
-                            findings.append(finding)
-                    if sink is not None:
-                        findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no), first))
-                    continue
-                findings.extend(chain.add(_as_check(block)))
-                if last_instant is not None and block.instant is not None and block.instant < last_instant:
-                    findings.append(
-                        Finding(
-                            "block-timestamp-order",
-                            Kind.CONSISTENCY,
-                            Severity.ERROR,
-                            f"blockTimestamp (in no hash) is earlier than that of the block before it "
-                            f"(sequenceNo {last_instant_seq}): one of the two was altered",
-                            Location(block.object_key, block.address),
-                            f"at or after {last_instant.isoformat()}",
-                            block.instant.isoformat(),
-                        )
-                    )
-                if block.instant is not None:
-                    last_instant, last_instant_seq = block.instant, block.address.sequence_no
-                merger.seen[block.address.sequence_no] = block
-                first_seen(block)
+    if len(plan.objects) <= 1:
+        executor = InlineExecutor()
+    results = executor.map_ordered(check_object, ((planned.specs[o.key], o, with_rows) for o in plan.objects))
+    for result in results:
+        findings.extend(result.findings)
+        if isinstance(result.unreadable, SourceUnreachable):
+            unreachable = True
+        merger.prune(result.obj.first)
+        for block in result.blocks:
+            if block.address is None or block.computed_block_hash is None:
+                continue
+            redacted_seen.update(block.redacted)
+            if block.redaction is not None:
+                explained.add(block.redaction)
+            last = chain.state.last_sequence
+            same_strand = block.address.strand_id == chain.state.strand_id
+            if last is not None and block.address.sequence_no <= last and same_strand:
+                stored = sink is not None and sink.is_stored(block.address.sequence_no)
+                first = stored and block.address.sequence_no not in merger.seen
+                if first:
+                    merger.seen[block.address.sequence_no] = block
+                    first_seen(block)
+                else:
+                    finding = merger.duplicate(block, statuses)
+                    if finding is not None:
+                        findings.append(finding)
                 if sink is not None:
-                    findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
-            objects.append(result)
-            done_bytes += result.size
-            if progress:
-                progress(done_bytes, total_bytes)
+                    findings.extend(sink.known_block(block, result.rows.get(block.address.sequence_no), first))
+                continue
+            findings.extend(chain.add(_as_check(block)))
+            if last_instant is not None and block.instant is not None and block.instant < last_instant:
+                findings.append(
+                    Finding(
+                        "block-timestamp-order",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"blockTimestamp (in no hash) is earlier than that of the block before it "
+                        f"(sequenceNo {last_instant_seq}): one of the two was altered",
+                        Location(block.object_key, block.address),
+                        f"at or after {last_instant.isoformat()}",
+                        block.instant.isoformat(),
+                    )
+                )
+            if block.instant is not None:
+                last_instant, last_instant_seq = block.instant, block.address.sequence_no
+            merger.seen[block.address.sequence_no] = block
+            first_seen(block)
             if sink is not None:
-                sink.object_done(result)
-            # Keep what the report needs of the object, not its blocks: memory stays flat.
-            result.blocks = []
-            result.rows = {}
-    finally:
-        if own_executor:
-            executor.close()
+                findings.extend(sink.new_block(block, result.rows.get(block.address.sequence_no)))
+        objects.append(result)
+        done_bytes += result.size
+        if progress:
+            progress(done_bytes, total_bytes)
+        if sink is not None:
+            sink.object_done(result)
+        # Keep what the report needs of the object, not its blocks: memory stays flat.
+        result.blocks = []
+        result.rows = {}
     findings.extend(chain.finish())
     st = chain.state
     partial = chain.partial
@@ -496,7 +544,7 @@ def verify_source(
             )
         )
     return VerifyResult(
-        source.description,
+        " + ".join(planned.descriptions),
         plan,
         objects,
         findings,
@@ -518,6 +566,7 @@ def verify_source(
         statements,
         unexplained,
         not_rehashed,
+        planned.streams,
     )
 
 

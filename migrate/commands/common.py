@@ -81,8 +81,17 @@ AllowUnverifiableOption = Annotated[bool, typer.Option(
          "unmatched rule (recorded).")]
 StrictOption = Annotated[bool, typer.Option(
     "--strict", metavar="", help="Exit 1 on any reservation (partial, unanchored, not re-hashed) not allowed.")]
-SourceArgument = Annotated[str, typer.Argument(
-    metavar="SOURCE", help="s3://bucket/prefix/ or a local directory holding the QLDB export.")]
+SourcesArgument = Annotated[list[str], typer.Argument(
+    metavar="SOURCE...", help="Where the ledger's journal is: s3://bucket/prefix/ or a local directory holding a QLDB "
+                              "export or a Kinesis stream archive (Firehose objects, get-records or Lambda JSON). "
+                              "Several are joined into one chain by hash.")]
+SourceFormatOption = Annotated[str, typer.Option(
+    "--source-format", metavar="auto|export|stream",
+    help="What the sources are: recognised from their contents by default.")]
+WorkDirOption = Annotated[Path | None, typer.Option(
+    "--work-dir", metavar="DIR", file_okay=False,
+    help="Where a stream archive's records are spilled while being put in order (about the archive's size; default: "
+         "a temporary directory).")]
 
 
 def die(message: str, code: int) -> NoReturn:
@@ -111,6 +120,15 @@ def source_spec(source: str, endpoint_url: str | None, region: str | None) -> So
     if not source.startswith("s3://") and "://" in source:
         die(f"{source}: give s3://bucket/prefix/ or a local directory", exitcodes.USAGE)
     return SourceSpec(source, endpoint_url, region)
+
+
+def source_specs(sources: list[str], endpoint_url: str | None, region: str | None, source_format: str
+                 ) -> list[SourceSpec]:
+    from ..sourceplan import FORMATS
+
+    if source_format not in FORMATS:
+        die(f"--source-format must be one of {', '.join(FORMATS)}", exitcodes.USAGE)
+    return [source_spec(s, endpoint_url, region) for s in sources]
 
 
 def check_schema_name(schema: str) -> str:

@@ -22,7 +22,9 @@ from .common import (
     RegionOption,
     ReportOption,
     SchemaOption,
-    SourceArgument,
+    SourceFormatOption,
+    SourcesArgument,
+    WorkDirOption,
     WorkersOption,
     app,
     check_schema_name,
@@ -32,7 +34,7 @@ from .common import (
     load_digests,
     open_target,
     out,
-    source_spec,
+    source_specs,
     with_progress,
 )
 
@@ -66,7 +68,7 @@ def prepare_database(target: Target) -> None:
 
 @app.command("migrate")
 def migrate_cmd(
-    source: SourceArgument,
+    source: SourcesArgument,
     dsn: DsnOption = None,
     digest: DigestOption = None,
     schema: SchemaOption = "ledger",
@@ -83,8 +85,11 @@ def migrate_cmd(
     region: RegionOption = None,
     workers: WorkersOption = None,
     report: ReportOption = None,
+    source_format: SourceFormatOption = "auto",
+    work_dir: WorkDirOption = None,
 ) -> None:
-    """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
+    """Verify a ledger's exports and stream archives and load them into PostgreSQL; publishes only what verified,
+    atomically."""
     import psycopg
 
     from ..executor import local_executor
@@ -96,21 +101,21 @@ def migrate_cmd(
         from .verify import verify_cmd
 
         verify_cmd(source, digest, False, allow_partial, allow_unanchored, allow_unverifiable, endpoint_url, region,
-                   workers, report)
+                   workers, report, source_format, work_dir)
         return
     check_schema_name(schema)
-    spec = source_spec(source, endpoint_url, region)
+    specs = source_specs(source, endpoint_url, region, source_format)
     digests = load_digests(digest)
     target = open_target(dsn, data_dir, iam_auth, region)
     opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
-    options = MigrateOptions(schema, opt_outs, workers)
+    options = MigrateOptions(schema, opt_outs, workers, source_format, work_dir)
     prepare_database(target)
     # workers first, the connection after: a forked worker must not hold a copy of the run's session
     executor = local_executor(workers)
     conn = connect_or_die(target)
     try:
         result = with_progress("verifying and loading", lambda progress: migrate_source(
-            conn, spec, digests, options, source, progress, executor))
+            conn, specs, digests, options, " + ".join(source), progress, executor))
     except MigrationRefused as exc:
         die(str(exc), exc.exit_code)
     except psycopg.OperationalError as exc:
@@ -167,7 +172,7 @@ def demo_cmd(
     summary = write_sample_export(export, revisions, "ion_text", 2, seed=42)
     out.print(f"sample export: {export} ({summary.revisions} user revisions, {summary.blocks} blocks, 2 exports)")
     try:
-        migrate_cmd(str(export), None, [summary.digests[-1]], "ledger", data_dir=data_dir)
+        migrate_cmd([str(export)], None, [summary.digests[-1]], "ledger", data_dir=data_dir)
     except typer.Exit as done:
         if done.exit_code != exitcodes.OK:
             raise

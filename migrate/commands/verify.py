@@ -18,22 +18,24 @@ from .common import (
     EndpointOption,
     RegionOption,
     ReportOption,
-    SourceArgument,
+    SourceFormatOption,
+    SourcesArgument,
     StrictOption,
+    WorkDirOption,
     WorkersOption,
     app,
     die,
     err,
     load_digests,
     out,
-    source_spec,
+    source_specs,
     with_progress,
 )
 
 
 @app.command("verify")
 def verify_cmd(
-    source: SourceArgument,
+    source: SourcesArgument,
     digest: DigestOption = None,
     strict: StrictOption = False,
     allow_partial: AllowPartialOption = False,
@@ -43,17 +45,20 @@ def verify_cmd(
     region: RegionOption = None,
     workers: WorkersOption = None,
     report: ReportOption = None,
+    source_format: SourceFormatOption = "auto",
+    work_dir: WorkDirOption = None,
 ) -> None:
     """Dry run: re-hash every revision and block, check the chain and every digest. Writes no database."""
     from ..sources import SourceError
     from ..summary import print_summary, verify_report
-    from ..verifier import verify_source
+    from ..verifier import verify_sources
 
-    spec = source_spec(source, endpoint_url, region)
+    specs = source_specs(source, endpoint_url, region, source_format)
     digests = load_digests(digest)
     opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
     try:
-        result = with_progress("verifying", lambda progress: verify_source(spec, digests, workers, progress))
+        result = with_progress("verifying", lambda progress: verify_sources(
+            specs, digests, workers, progress, source_format=source_format, workdir=work_dir))
     except SourceError as exc:
         die(str(exc), exc.exit_code)
     code = exitcodes.OK
@@ -111,6 +116,10 @@ def sample_export_cmd(
                                          help="Overlapping exports to split the ledger into.")] = 1,
     seed: Annotated[int, typer.Option("--seed", metavar="S", help="Random seed: the same seed gives the same ledger.")]
     = 1,
+    stream_archive: Annotated[Path | None, typer.Option(
+        "--stream-archive", metavar="DIR", file_okay=False,
+        help="Also write the same ledger as a Kinesis stream archive: Firehose objects (plain, gzip, KPL-aggregated "
+             "records, duplicates and reordering across objects) and a get-records JSON file.")] = None,
 ) -> None:
     """Write a faithful QLDB journal export of a generated ledger, with digests, for trying the tool."""
     from ..sample.export import FORMATS, write_sample_export
@@ -132,3 +141,11 @@ def sample_export_cmd(
     for path in summary.proofs:
         out.print(f"  saved proof: {path}")
     out.print(f"try: qldb-migrate verify {out_dir} --digest {summary.digests[-1]}")
+    if stream_archive is not None:
+        from ..sample.stream import write_sample_stream_archive
+
+        if stream_archive.exists() and any(stream_archive.iterdir()):
+            die(f"{stream_archive} is not empty", exitcodes.USAGE)
+        written = write_sample_stream_archive(stream_archive, revisions, seed)
+        out.print(f"wrote the same ledger as a stream archive to {stream_archive} ({written})")
+        out.print(f"try: qldb-migrate verify {stream_archive / 'firehose'} --digest {summary.digests[-1]}")

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,7 +29,7 @@ from psycopg import sql
 
 from ..executor import Executor, InlineExecutor
 from ..optouts import OptOuts
-from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_source
+from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, verify_sources
 from ..verify.chain import ChainChecker, Digest
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from ..verify.ionparse import IonParseError, loads
@@ -68,6 +69,8 @@ class MigrateOptions:
     schema: str = "ledger"
     opt_outs: OptOuts = field(default_factory=OptOuts)
     workers: int | None = None
+    source_format: str = "auto"
+    work_dir: Path | None = None  # where stream archives spill (default: a temporary directory)
 
 
 @dataclass
@@ -330,7 +333,7 @@ class PgSink(BlockSink):
 
 def migrate_source(
     conn: psycopg.Connection,
-    spec: Any,
+    spec: Any,  # a SourceSpec, or a list of them (exports and stream archives of one ledger, joined by hash)
     digests: list[Digest],
     options: MigrateOptions,
     source_description: str,
@@ -354,7 +357,9 @@ def migrate_source(
             (source_description, options.opt_outs.names()),
         ).fetchone()[0]
         sink = PgSink(conn, run_id, options.schema)
-        result = verify_source(spec, digests, options.workers, progress, sink, executor or InlineExecutor())
+        specs = spec if isinstance(spec, list) else [spec]
+        result = verify_sources(specs, digests, options.workers, progress, sink, executor or InlineExecutor(),
+                                options.source_format, options.work_dir)
         result.findings.extend(sink.extra_findings)
         refused = options.opt_outs.refused(result.states())
         ok = not result.error_count and not refused

@@ -389,3 +389,21 @@ __all__ = [
     "stream_arn",
     "write_stream_archive",
 ]
+
+
+def write_sample_stream_archive(out_dir: Path, revisions: int, seed: int) -> str:
+    """The ledger ``write_sample_export(…, revisions, seed=seed)`` writes, as a QLDB stream delivered it: each
+    revision with the data it was committed with (a later redaction shows in its own block only).
+
+    ``out_dir/firehose``: a Firehose archive (some objects gzipped, 2% of the records delivered twice, records
+    reordered across objects); ``out_dir/get-records``: the same stream saved as `aws kinesis get-records` output,
+    KPL-aggregated as QLDB wrote it by default.  Returns a one-line description.
+    """
+    from .export import iter_ledger_blocks
+
+    firehose = write_stream_archive(out_dir / "firehose", iter_ledger_blocks(revisions, seed, as_committed=True),
+                                    seed=seed, gzip_fraction=0.3, duplicate_fraction=0.02, reorder_window=50)
+    records = write_stream_archive(out_dir / "get-records", iter_ledger_blocks(revisions, seed, as_committed=True),
+                                   seed=seed, aggregate=True, layout="get-records")
+    return (f"firehose/: {len(firehose.keys)} objects, {firehose.records} records ({firehose.duplicates} duplicates); "
+            f"get-records/: {len(records.keys)} files, KPL-aggregated")
