@@ -49,9 +49,9 @@ def _kind(source: Source, forced: str) -> str:
     return "stream" if is_stream_archive(source) else "export"  # discover() then says what is missing
 
 
-def plan_sources(specs: list[SourceSpec], workdir: Path, source_format: str = "auto",
+def plan_sources(specs: list[SourceSpec], workdir: Callable[[], Path], source_format: str = "auto",
                  executor: Executor | None = None, progress: Callable[[int, int], None] | None = None) -> SourcePlan:
-    """Recognise, read (stream archives: into ``workdir``) and order the objects of every source."""
+    """Recognise, read (stream archives: into the directory ``workdir()`` gives) and order every source's objects."""
     exports: list[Export] = []
     objects: list[DataObject] = []
     findings: list[Finding] = []
@@ -61,7 +61,7 @@ def plan_sources(specs: list[SourceSpec], workdir: Path, source_format: str = "a
         source = spec.open()
         result.descriptions.append(source.description)
         if _kind(source, source_format) == "stream":
-            archive = scan_stream_archive(source, workdir / f"stream-{number}", progress, executor=executor)
+            archive = scan_stream_archive(source, workdir() / f"stream-{number}", progress, executor=executor)
             result.streams.append(archive)
             findings.extend(archive.findings)
             # the ARN's ledger part is "partition:region:account:name"; the ledger is known by its name

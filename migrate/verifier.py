@@ -374,9 +374,11 @@ def verify_sources(
     with contextlib.ExitStack() as stack:
         if own_executor:
             stack.callback(executor.close)
-        if workdir is None:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qldb-migrate-")))
-        planned = plan_sources(specs, workdir, source_format, executor)
+
+        def spill_dir() -> Path:  # only a stream archive needs one: an export is read where it is
+            return workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qldb-migrate-")))
+
+        planned = plan_sources(specs, spill_dir, source_format, executor)
         return _verify_planned(planned, digests, progress, sink, executor, started)
 
 
