@@ -14,6 +14,7 @@ from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
     AllowUnverifiableOption,
+    DaskSchedulerOption,
     DataDirOption,
     DigestOption,
     DsnOption,
@@ -33,6 +34,7 @@ from .common import (
     open_target,
     out,
     source_spec,
+    start_executor,
     with_progress,
 )
 
@@ -83,11 +85,12 @@ def migrate_cmd(
     region: RegionOption = None,
     workers: WorkersOption = None,
     report: ReportOption = None,
+    dask_scheduler: DaskSchedulerOption = None,
 ) -> None:
     """Verify an export and load it into PostgreSQL; publishes only what verified, atomically."""
     import psycopg
 
-    from ..executor import local_executor
+    from ..dask_executor import ClusterError
     from ..pg.loader import MigrateOptions, MigrationRefused, migrate_source
     from ..pg.target import first_line, sanitize
     from ..sources import SourceError
@@ -96,7 +99,7 @@ def migrate_cmd(
         from .verify import verify_cmd
 
         verify_cmd(source, digest, False, allow_partial, allow_unanchored, allow_unverifiable, endpoint_url, region,
-                   workers, report)
+                   workers, report, dask_scheduler)
         return
     check_schema_name(schema)
     spec = source_spec(source, endpoint_url, region)
@@ -106,7 +109,8 @@ def migrate_cmd(
     options = MigrateOptions(schema, opt_outs, workers)
     prepare_database(target)
     # workers first, the connection after: a forked worker must not hold a copy of the run's session
-    executor = local_executor(workers)
+    # (with --dask-scheduler, the cluster's workers verify and encode rows; this process still COPYs them)
+    executor = start_executor(workers, dask_scheduler, spec)
     conn = connect_or_die(target)
     try:
         result = with_progress("verifying and loading", lambda progress: migrate_source(
@@ -118,6 +122,8 @@ def migrate_cmd(
             exitcodes.UNREACHABLE)
     except SourceError as exc:
         die(str(exc), exc.exit_code)
+    except ClusterError as exc:
+        die(f"{exc}; nothing from this run was published (its transaction rolled back)", exc.exit_code)
     finally:
         conn.close()
         executor.close()

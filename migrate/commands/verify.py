@@ -14,6 +14,7 @@ from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
     AllowUnverifiableOption,
+    DaskSchedulerOption,
     DigestOption,
     EndpointOption,
     RegionOption,
@@ -27,6 +28,7 @@ from .common import (
     load_digests,
     out,
     source_spec,
+    start_executor,
     with_progress,
 )
 
@@ -43,8 +45,10 @@ def verify_cmd(
     region: RegionOption = None,
     workers: WorkersOption = None,
     report: ReportOption = None,
+    dask_scheduler: DaskSchedulerOption = None,
 ) -> None:
     """Dry run: re-hash every revision and block, check the chain and every digest. Writes no database."""
+    from ..dask_executor import ClusterError
     from ..sources import SourceError
     from ..summary import print_summary, verify_report
     from ..verifier import verify_source
@@ -52,10 +56,16 @@ def verify_cmd(
     spec = source_spec(source, endpoint_url, region)
     digests = load_digests(digest)
     opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
+    # local: verify_source starts its own workers (none for a single object); a cluster is connected here
+    executor = start_executor(workers, dask_scheduler, spec) if dask_scheduler else None
     try:
-        result = with_progress("verifying", lambda progress: verify_source(spec, digests, workers, progress))
-    except SourceError as exc:
+        result = with_progress("verifying", lambda progress: verify_source(spec, digests, workers, progress,
+                                                                             executor=executor))
+    except (SourceError, ClusterError) as exc:
         die(str(exc), exc.exit_code)
+    finally:
+        if executor is not None:
+            executor.close()
     code = exitcodes.OK
     if result.error_count or (strict and opt_outs.refused(result.states())):
         code = exitcodes.CONTENT
