@@ -8,9 +8,10 @@ cluster run and a local run produce the same results by construction: the
 same function over the same arguments, joined by the same code.
 
 Tasks are submitted ``pure=False`` (an object read twice is read twice), at
-most ``window`` at a time (default two per worker thread), and a result stays
-in its worker's memory until this process asks for it, so neither side holds
-more than the window.  A worker that dies is Dask's business: the scheduler
+most ``window`` at a time (default two per worker thread); a result stays in
+its worker's memory until this process fetches it, a few ahead of the one
+being joined (``prefetch``), so neither side holds more than the window.
+A worker that dies is Dask's business: the scheduler
 reschedules its tasks on the others (up to ``distributed.scheduler.allowed-
 failures`` deaths per task, then ``KilledWorker``); only an outcome Dask gives
 up on reaches the caller, as ``ClusterError`` (exit 3), never a hang: a run
@@ -26,6 +27,7 @@ when a cluster is asked for: it is an optional dependency (``[dask]``).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import hashlib
 import logging
@@ -115,7 +117,7 @@ def _label(args: tuple[Any, ...], index: int) -> str:
 class DaskExecutor:
     """Runs ``map_ordered`` tasks on the workers of the Dask scheduler at ``address``."""
 
-    def __init__(self, address: str, no_workers_timeout: float | None = None) -> None:
+    def __init__(self, address: str, no_workers_timeout: float | None = None, prefetch: int = 4) -> None:
         distributed = _distributed()
         import dask
         from distributed.comm.addressing import parse_address
@@ -128,6 +130,7 @@ class DaskExecutor:
         # Dask's client logs its reconnect attempts with tracebacks; what they come to is said here, in one line.
         logging.getLogger("distributed").setLevel(logging.ERROR)
         self.address = address
+        self.prefetch = max(1, prefetch)
         self.connect_timeout = float(dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect")))
         # no worker for this long (none joined, or all gone mid-run): stop instead of waiting for ever
         self.no_workers_timeout = no_workers_timeout if no_workers_timeout is not None else max(
@@ -185,31 +188,52 @@ class DaskExecutor:
 
     def map_ordered(self, fn: Callable[..., R], items: Iterable[tuple[Any, ...]], window: int | None = None
                     ) -> Iterator[R]:
-        window = window or max(2, 2 * self.workers)
-        pending: deque[tuple[Any, str]] = deque()
+        """``fn(*args)`` for each item on the cluster, results in the items' order.
+
+        At most ``window`` tasks are submitted and not yet handed to the
+        caller; without one, two per worker thread, re-counted every few
+        seconds so a cluster that scales up (an adaptive deployment) gets more
+        work in flight.  The next ``prefetch`` results in order are fetched by
+        background threads while the caller works on the current one: a fetch
+        is a round trip to a worker, and the caller's part is sequential.
+        """
+        pending: deque[tuple[Any, str]] = deque()  # submitted, not being fetched yet
+        fetching: deque[tuple[cf.Future[Any], Any]] = deque()  # in order: (the fetch, the Dask future)
         it = enumerate(items)
+        exhausted = False
+        counted_at = 0.0
+        limit = window or 2
 
-        def submit(index: int, args: tuple[Any, ...]) -> None:
-            future = self.client.submit(fn, *args, pure=False, retries=0)
-            pending.append((future, _label(args, index)))
-
-        try:
-            for index, args in it:
-                submit(index, args)
-                if len(pending) >= window:
-                    break
-            while pending:
-                future, label = pending.popleft()
-                result = self._result(future, label)
-                future.release()  # its worker may drop the result now
+        def fill() -> None:
+            nonlocal exhausted, counted_at, limit
+            if window is None and time.monotonic() - counted_at > 5:
+                limit, counted_at = max(2, 2 * self.workers), time.monotonic()
+            while not exhausted and len(pending) + len(fetching) < limit:
                 nxt = next(it, None)
-                if nxt is not None:
-                    submit(*nxt)
+                if nxt is None:
+                    exhausted = True
+                    break
+                index, args = nxt
+                pending.append((self.client.submit(fn, *args, pure=False, retries=0), _label(args, index)))
+            while pending and len(fetching) < self.prefetch:
+                future, label = pending.popleft()
+                fetching.append((pool.submit(self._result, future, label), future))
+
+        pool = cf.ThreadPoolExecutor(self.prefetch, thread_name_prefix="dask-fetch")
+        try:
+            fill()
+            while fetching:
+                fetch, future = fetching.popleft()
+                result = fetch.result()
+                future.release()  # its worker may drop the result now
+                fill()
                 yield result
         finally:
-            if pending:
+            left = [f for f, _ in pending] + [f for _, f in fetching]
+            if left:
                 with contextlib.suppress(Exception):
-                    self.client.cancel([f for f, _ in pending])
+                    self.client.cancel(left)  # a fetch still waiting on one of them ends with it
+            pool.shutdown(wait=False, cancel_futures=True)
 
     def _result(self, future: Any, label: str) -> Any:
         """The task's result; Dask's own failures become ``ClusterError``, the task's exceptions pass through."""
