@@ -211,7 +211,7 @@ def test_migrate_on_the_cluster_loads_the_rows_a_local_run_loads(
     cluster: Cluster, sample, tmp_path: Path, pg_admin: str
 ) -> None:
     cluster.ready()
-    export = sample(tmp_path, revisions=700, fmt="ion_binary", exports=2, seed=63)
+    export = sample(tmp_path, revisions=500, fmt="ion_binary", exports=2, seed=63)
     snapshots, reports = [], []
     for where in (("--workers", "2"), ("--dask-scheduler", cluster.address)):
         with fresh_database(pg_admin) as dsn:
@@ -222,7 +222,7 @@ def test_migrate_on_the_cluster_loads_the_rows_a_local_run_loads(
             snapshots.append(_proven_snapshot(dsn))
             reports.append(_report(report))
     assert snapshots[0] == snapshots[1]
-    assert sum(len(rows) for rows in snapshots[0].values()) > 700
+    assert sum(len(rows) for rows in snapshots[0].values()) > 500
     local, remote = (_comparable(r) for r in reports)
     assert remote["check"]["verdict"] == "verified"
     assert local == remote
@@ -289,7 +289,7 @@ def test_a_worker_killed_mid_migrate_is_retried_or_the_run_fails_cleanly(
     module's timeout), never a traceback.
     """
     cluster.ready()
-    export = sample(tmp_path, revisions=2500, fmt="ion_binary", exports=1, seed=66)
+    export = sample(tmp_path, revisions=1200, fmt="ion_binary", exports=1, seed=66)
     if allowed_failures is not None:
         before = cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures)
         _set_allowed_failures(cluster, allowed_failures)
