@@ -343,6 +343,29 @@ def _set_allowed_failures(cluster: Cluster, n: int) -> None:
     cluster.client.run_on_scheduler(lambda dask_scheduler: setattr(dask_scheduler, "allowed_failures", n))
 
 
+def test_ctrl_c_on_a_cluster_run_stops_at_once_and_leaves_no_task_behind(cluster: Cluster, sample,
+                                                                        tmp_path: Path) -> None:
+    cluster.ready()
+    export = sample(tmp_path, revisions=1200, fmt="ion_binary", exports=1, seed=66)
+    run = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "verify", str(export), "--dask-scheduler",
+                            cluster.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while run.poll() is None and not any(cluster.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert run.poll() is None, "the run ended before any task ran"
+    run.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 130, stderr
+    assert time.monotonic() - sent < 15, "the interrupted run did not stop promptly"
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    deadline = time.monotonic() + 30  # the scheduler forgets a departed client's tasks
+    while cluster.client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert cluster.client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+
+
 # --- what the cluster needs, and what is refused --------------------------------------------------------------
 
 
