@@ -128,7 +128,7 @@ class DaskExecutor:
             raise BadAddress(f"--dask-scheduler {address!r}: not a Dask scheduler address; give e.g. "
                              f"tcp://10.0.0.5:8786 (schemes: {', '.join(sorted(backends))})")
         # Dask's client logs its reconnect attempts with tracebacks; what they come to is said here, in one line.
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        _quiet(logging.ERROR)
         self.address = address
         self.prefetch = max(1, prefetch)
         self.connect_timeout = float(dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect")))
@@ -265,11 +265,11 @@ class DaskExecutor:
             except Exception as exc:
                 if future.status == "error" and not isinstance(exc, CancelledError):
                     raise  # the task's own exception (a SourceError, a bug): as a local run would raise it
-                raise ClusterError(f"lost the Dask cluster at {self.address} while running {label} "
-                                   f"({type(exc).__name__}: {_first_line(exc)})") from exc
+                why = getattr(exc, "reason", None) or f"{type(exc).__name__}: {_first_line(exc)}"
+                raise ClusterError(f"lost the Dask cluster at {self.address} while running {label} ({why})") from exc
 
     def close(self) -> None:
-        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # closing cancels a reconnect: it logs that
+        _quiet(logging.CRITICAL + 1)  # closing cancels a reconnect in progress, which it logs as an error
         with contextlib.suppress(Exception):
             self.client.close(timeout=10)
 
@@ -278,6 +278,13 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _quiet(level: int) -> None:
+    """Dask's loggers in this process at ``level``: its own config sets some children (``distributed.client``)."""
+    names = [n for n in logging.root.manager.loggerDict if n == "distributed" or n.startswith("distributed.")]
+    for name in ["distributed", *names]:
+        logging.getLogger(name).setLevel(level)
 
 
 def _first_line(exc: BaseException) -> str:

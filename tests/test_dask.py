@@ -64,16 +64,16 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """``dask scheduler`` and two ``dask worker`` (one process, one thread each) on 127.0.0.1, free ports.
+@contextlib.contextmanager
+def dask_cluster(base: Path, workers: int = 2) -> Iterator[Cluster]:
+    """``dask scheduler`` and ``workers`` ``dask worker`` (one process, one thread each) on 127.0.0.1, free ports.
 
     The workers get S3 credentials in their environment (as an EC2 role or
     a pod's service account would give them) and nothing else from the tests.
     Should pytest itself be killed (its hard timeout skips teardown), the
     scheduler closes after two idle minutes and the workers a little after it.
     """
-    base = tmp_path_factory.mktemp("dask")
+    base.mkdir(parents=True, exist_ok=True)
     scheduler_file = base / "scheduler.json"
     env = {**os.environ, **S3_ENV}
     env.pop("QLDB_MIGRATE_DASK_SCHEDULER", None)
@@ -96,21 +96,29 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             assert time.monotonic() < deadline, "the Dask scheduler did not start"
             time.sleep(0.1)
         address = json.loads(scheduler_file.read_text())["address"]
-        for i in range(2):
+        for i in range(workers):
             nannies.append(start(["worker", address, "--nthreads", "1", "--nworkers", "1", "--no-dashboard",
                                   "--death-timeout", "30s", "--host", "127.0.0.1", "--name", f"w{i}",
                                   "--local-directory", str(base / f"w{i}")], f"worker{i}"))
         client = distributed.Client(address, set_as_default=False, timeout=30)
         found = Cluster(address, client, scheduler, nannies)
-        found.ready(2)
+        found.ready(workers)
         yield found
     finally:
         if client is not None:
-            client.close()
+            with contextlib.suppress(Exception):
+                client.close(timeout=10)
         for proc in [*nannies, scheduler]:
             _stop(proc)
         for log in logs:
             log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """The cluster most tests share: a scheduler and two workers."""
+    with dask_cluster(tmp_path_factory.mktemp("dask")) as found:
+        yield found
 
 
 @pytest.fixture(scope="session")
@@ -364,6 +372,31 @@ def test_ctrl_c_on_a_cluster_run_stops_at_once_and_leaves_no_task_behind(cluster
             time.monotonic() < deadline:
         time.sleep(0.1)
     assert cluster.client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) == 0
+
+
+def test_the_scheduler_killed_mid_migrate_fails_cleanly_and_publishes_nothing(
+    sample, tmp_path: Path, embedded_admin: str
+) -> None:
+    """A cluster of its own (its scheduler is killed): exit 3 in one line, no hang, nothing published."""
+    export = sample(tmp_path, revisions=1200, fmt="ion_binary", exports=1, seed=66)
+    with dask_cluster(tmp_path / "own", workers=1) as own, fresh_database(embedded_admin) as dsn:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn, "--dask-scheduler",
+             own.address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while run.poll() is None and not any(own.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert run.poll() is None, "the run ended before any task ran"
+        own.client.close()
+        os.killpg(own.scheduler.pid, signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=120)
+        assert run.returncode == 3, stdout + stderr
+        assert stderr.count("\n") == 1 and "Traceback" not in stderr, stderr
+        assert f"lost the Dask cluster at {own.address}" in stderr
+        assert "nothing from this run was published" in stderr
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("SELECT count(*) FROM qldb.block").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM qldb.migration_run").fetchone()[0] == 0
 
 
 # --- what the cluster needs, and what is refused --------------------------------------------------------------
