@@ -41,8 +41,6 @@ from . import __version__
 
 R = TypeVar("R")
 
-ENV_SCHEDULER = "QLDB_MIGRATE_DASK_SCHEDULER"
-
 
 class DaskUsageError(Exception):
     """``--dask-scheduler`` cannot work as given (exit 2)."""
@@ -139,7 +137,6 @@ class DaskExecutor:
             self.client = distributed.Client(address, set_as_default=False, name="qldb-migrate")
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(f"cannot reach the Dask scheduler at {address} ({_first_line(exc)})") from exc
-        self.workers_seen: dict[str, dict[str, Any]] = {}
 
     # -- before the first task ------------------------------------------------------------------
 
@@ -181,7 +178,6 @@ class DaskExecutor:
                     "release on the client and every worker")
             if answer["source"] is not None:
                 raise ClusterError(f"Dask worker {worker} cannot read the source: {answer['source']}")
-        self.workers_seen = answers
         return answers
 
     # -- the work -------------------------------------------------------------------------------
@@ -242,6 +238,8 @@ class DaskExecutor:
         from distributed import TimeoutError as DaskTimeout
         from distributed.scheduler import KilledWorker
 
+        from .sources import SourceError
+
         no_workers_since: float | None = None
         while True:
             try:
@@ -264,7 +262,9 @@ class DaskExecutor:
                                        f"{self.no_workers_timeout:.0f}s)") from None
             except Exception as exc:
                 if future.status == "error" and not isinstance(exc, CancelledError):
-                    raise  # the task's own exception (a SourceError, a bug): as a local run would raise it
+                    if isinstance(exc, SourceError):  # as a local run raises it, saying where it happened
+                        raise type(exc)(f"{exc} (on a Dask worker)") from exc
+                    raise  # the task's own exception (a bug): as a local run would raise it
                 why = getattr(exc, "reason", None) or f"{type(exc).__name__}: {_first_line(exc)}"
                 raise ClusterError(f"lost the Dask cluster at {self.address} while running {label} ({why})") from exc
 
@@ -292,5 +292,5 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-__all__ = ["ENV_SCHEDULER", "BadAddress", "ClusterError", "DaskExecutor", "DaskMissing", "DaskUsageError",
-           "code_fingerprint", "probe_worker"]
+__all__ = ["BadAddress", "ClusterError", "DaskExecutor", "DaskMissing", "DaskUsageError", "code_fingerprint",
+           "probe_worker"]

@@ -399,6 +399,43 @@ def test_the_scheduler_killed_mid_migrate_fails_cleanly_and_publishes_nothing(
             assert conn.execute("SELECT count(*) FROM qldb.migration_run").fetchone()[0] == 0
 
 
+def test_map_ordered_keeps_plan_order_and_its_in_flight_bound(cluster: Cluster) -> None:
+    """Results come back in the items' order whatever order tasks finish in, and no more than ``window``
+    tasks are on the cluster at once (a result is released once handed over)."""
+    import random
+
+    from qldb_migrate.dask_executor import DaskExecutor
+
+    cluster.ready()
+    delays = [random.Random(7).choice((0.0, 0.05, 0.2)) for _ in range(24)]
+    executor = DaskExecutor(cluster.address)
+    try:
+        seen = []
+        got = []
+        sleep_then = lambda index, delay: (time.sleep(delay), index)[1]  # a lambda travels by value
+        for result in executor.map_ordered(sleep_then, ((i, d) for i, d in enumerate(delays)), window=3):
+            got.append(result)
+            seen.append(cluster.client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)))
+        assert got == list(range(24))
+        assert max(seen) <= 3 and max(seen) >= 2, seen  # bounded, and the window was used
+    finally:
+        executor.close()
+
+
+def test_a_source_error_raised_on_a_worker_says_so(cluster: Cluster, tmp_path: Path) -> None:
+    """A task's own exception comes back as a local run raises it (the CLI maps it to its exit code)."""
+    from qldb_migrate.dask_executor import DaskExecutor
+    from qldb_migrate.sources import LocalSource, SourceUnreachable
+
+    cluster.ready()
+    executor = DaskExecutor(cluster.address)
+    try:
+        with pytest.raises(SourceUnreachable, match=r"no such directory \(on a Dask worker\)"):
+            list(executor.map_ordered(LocalSource, [(tmp_path / "gone",)]))
+    finally:
+        executor.close()
+
+
 # --- what the cluster needs, and what is refused --------------------------------------------------------------
 
 
