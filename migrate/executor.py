@@ -1,10 +1,10 @@
-"""Where per-object work runs: in this process, in local worker processes, or (later) on a cluster.
+"""Where per-object work runs: in this process, in local worker processes, or on a Dask cluster.
 
 The verifier hands an executor one task per data object and reads the
 results back in plan order, with a bounded number in flight; the chain join
 and digest roots stay in the calling process.  Every executor looks the same
 to it (``map_ordered``), so local processes and a distributed engine are one
-code path.
+code path (the cluster's is ``dask_executor.DaskExecutor``).
 
 Local workers are forked **before** the calling process opens any database
 connection (``start`` forks them eagerly): a forked child inherits every open

@@ -20,7 +20,7 @@ from pathlib import Path
 from .digests import DigestFileError, parse_digest
 from .executor import Executor
 from .exports import DataObject, Export, ExportPlan, discover
-from .sources import Source, SourceError, SourceSpec
+from .sources import Source, SourceError, SourceSpec, SourceUsageError
 from .streams import StreamArchive, is_stream_archive, scan_stream_archive
 from .verify.chain import Digest
 from .verify.findings import Finding, Kind, Location, Severity
@@ -61,6 +61,10 @@ def plan_sources(specs: list[SourceSpec], workdir: Callable[[], Path], source_fo
         source = spec.open()
         result.descriptions.append(source.description)
         if _kind(source, source_format) == "stream":
+            if getattr(executor, "remote", False):
+                raise SourceUsageError(
+                    f"{source.description} is a stream archive: its records are put in block order in a spill file "
+                    "on this machine, which a cluster's workers cannot read; verify it without --dask-scheduler")
             archive = scan_stream_archive(source, workdir() / f"stream-{number}", progress, executor=executor)
             result.streams.append(archive)
             findings.extend(archive.findings)

@@ -33,6 +33,12 @@ class SourceUnreachable(SourceError):
     exit_code = 3
 
 
+class SourceUsageError(SourceError):
+    """Sources given in a way that cannot work (exit 2)."""
+
+    exit_code = 2
+
+
 class ObjectMissing(SourceError):
     """An object the export names is not there (exit 1: the export is incomplete)."""
 

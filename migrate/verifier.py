@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -67,13 +68,17 @@ class ObjectResult:
 
 
 _SOURCES: dict[SourceSpec, Source] = {}
+_SOURCES_LOCK = threading.Lock()
 
 
 def _source(spec: SourceSpec) -> Source:
-    source = _SOURCES.get(spec)
-    if source is None:
-        source = _SOURCES[spec] = spec.open()
-    return source
+    """One source per spec and process; locked because a Dask worker may run tasks in several threads, and
+    boto3's default session must not build two clients at once."""
+    with _SOURCES_LOCK:
+        source = _SOURCES.get(spec)
+        if source is None:
+            source = _SOURCES[spec] = spec.open()
+        return source
 
 
 def _summarize(block: Any, obj_key: str, data_exact: bool, with_rows: bool, result: ObjectResult,

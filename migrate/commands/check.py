@@ -10,6 +10,7 @@ from .. import exitcodes
 from ..report import base_report, write_report
 from ..summary import anchor_phrase, rate
 from .common import (
+    DaskSchedulerOption,
     DataDirOption,
     DigestOption,
     DsnOption,
@@ -24,10 +25,12 @@ from .common import (
     connect_or_die,
     die,
     err,
+    given_on_command_line,
     load_digests,
     open_target,
     out,
     source_spec,
+    start_executor,
     with_progress,
 )
 
@@ -80,6 +83,7 @@ def print_check(checked: Any, strict: bool, prefix: str = "check") -> dict[str, 
 
 @app.command("check")
 def check_cmd(
+    ctx: typer.Context,
     dsn: DsnOption = None,
     digest: DigestOption = None,
     source: Annotated[str | None, typer.Option(
@@ -94,19 +98,23 @@ def check_cmd(
     region: RegionOption = None,
     workers: WorkersOption = None,
     report: ReportOption = None,
+    dask_scheduler: DaskSchedulerOption = None,
 ) -> None:
     """Re-prove every migrated ledger from the PostgreSQL rows, anchored by a digest (or the export) kept outside."""
+    from ..dask_executor import ClusterError
     from ..pg.checker import ledgers_in, run_check
     from ..sources import SourceError
 
     digests = load_digests(digest)
     anchor = None
     if source is not None:
-        from ..executor import local_executor
         from ..pg.anchor import SourceAnchor
 
+        spec = source_spec(source, endpoint_url, region)
         # workers first, the connection after: a forked worker must not hold a copy of the session
-        anchor = SourceAnchor(source_spec(source, endpoint_url, region), [], workers, executor=local_executor(workers))
+        anchor = SourceAnchor(spec, [], workers, executor=start_executor(workers, dask_scheduler, [spec]))
+    elif dask_scheduler and given_on_command_line(ctx, "dask_scheduler"):  # $QLDB_MIGRATE_DASK_SCHEDULER alone: unused
+        die("--dask-scheduler runs the re-hashing of an export: it goes with --source", exitcodes.USAGE)
     target = open_target(dsn, data_dir, iam_auth, region)
     conn = connect_or_die(target)
     with conn:
@@ -119,7 +127,7 @@ def check_cmd(
         try:
             checked = with_progress("checking", lambda progress: run_check(conn, digests, ledger, anchor, progress),
                                     unit="rows")
-        except SourceError as exc:
+        except (SourceError, ClusterError) as exc:
             die(str(exc), exc.exit_code)
         finally:
             if anchor is not None:

@@ -20,6 +20,7 @@ from .. import exitcodes
 if TYPE_CHECKING:
     import psycopg
 
+    from ..executor import Executor
     from ..pg.target import Target
     from ..sources import SourceSpec
 
@@ -59,6 +60,11 @@ RegionOption = Annotated[str | None, typer.Option(
     "--region", metavar="REGION", help="AWS region of the bucket (and of the RDS token with --iam-auth).")]
 WorkersOption = Annotated[int | None, typer.Option(
     "--workers", metavar="N", min=1, help="Worker processes (default: one per core, at most 8).")]
+DaskSchedulerOption = Annotated[str | None, typer.Option(
+    "--dask-scheduler", metavar="ADDRESS", envvar="QLDB_MIGRATE_DASK_SCHEDULER",
+    help="Run the per-object work (read, parse, re-hash) on the workers of this Dask scheduler, e.g. "
+         "tcp://10.0.0.5:8786, instead of local processes. The workers need qldb-migrate[dask] and must reach the "
+         "source themselves: S3, or a path mounted at the same absolute place on every worker.")]
 DsnOption = Annotated[str | None, typer.Option(
     "--dsn", metavar="DSN", help="PostgreSQL connection string or URI; default $QLDB_MIGRATE_DSN, else the "
                                  "embedded PostgreSQL.")]
@@ -95,7 +101,7 @@ WorkDirOption = Annotated[Path | None, typer.Option(
 
 
 def die(message: str, code: int) -> NoReturn:
-    err.print(f"error: {message}")
+    err.print(f"error: {message}", markup=False)  # messages quote paths, exceptions, `pip install x[extra]`
     raise typer.Exit(code)
 
 
@@ -129,6 +135,47 @@ def source_specs(sources: list[str], endpoint_url: str | None, region: str | Non
     if source_format not in FORMATS:
         die(f"--source-format must be one of {', '.join(FORMATS)}", exitcodes.USAGE)
     return [source_spec(s, endpoint_url, region) for s in sources]
+
+
+def given_on_command_line(ctx: typer.Context, param: str) -> bool:
+    """True when the option was typed, not filled in from its environment variable or default."""
+    return getattr(ctx.get_parameter_source(param), "name", None) == "COMMANDLINE"
+
+
+def start_executor(workers: int | None, dask_scheduler: str | None, specs: list[SourceSpec]) -> Executor:
+    """Where the per-object work runs, started before the caller opens any database connection.
+
+    Local worker processes by default (forked now, so none inherits a
+    connection); with ``--dask-scheduler``, the workers of that cluster, after
+    checking that they run this code and reach the source.  A local path must
+    be absolute then: a relative one would resolve in each worker's own
+    working directory, on its own machine.
+    """
+    from ..executor import local_executor
+
+    if not dask_scheduler:
+        return local_executor(workers)
+    from ..dask_executor import ClusterError, DaskExecutor, DaskUsageError
+
+    if workers is not None:
+        die("--workers sets local worker processes; with --dask-scheduler (or $QLDB_MIGRATE_DASK_SCHEDULER) the "
+            "cluster's workers run the work: give one or the other", exitcodes.USAGE)
+    for spec in specs:
+        if not spec.is_s3 and not Path(spec.url).is_absolute():
+            die(f"{spec.url}: a relative path with --dask-scheduler would be resolved on each worker's machine; give "
+                "the absolute path at which every worker (and this client) mounts the export, or s3://…",
+                exitcodes.USAGE)
+    try:
+        executor = DaskExecutor(dask_scheduler)
+    except (DaskUsageError, ClusterError) as exc:
+        die(str(exc), exc.exit_code)
+    try:
+        for spec in specs:
+            executor.check_workers(spec)
+    except ClusterError as exc:
+        executor.close()
+        die(str(exc), exc.exit_code)
+    return executor
 
 
 def check_schema_name(schema: str) -> str:

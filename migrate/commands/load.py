@@ -14,6 +14,7 @@ from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
     AllowUnverifiableOption,
+    DaskSchedulerOption,
     DataDirOption,
     DigestOption,
     DsnOption,
@@ -35,6 +36,7 @@ from .common import (
     open_target,
     out,
     source_specs,
+    start_executor,
     with_progress,
 )
 
@@ -87,12 +89,13 @@ def migrate_cmd(
     report: ReportOption = None,
     source_format: SourceFormatOption = "auto",
     work_dir: WorkDirOption = None,
+    dask_scheduler: DaskSchedulerOption = None,
 ) -> None:
     """Verify a ledger's exports and stream archives and load them into PostgreSQL; publishes only what verified,
     atomically."""
     import psycopg
 
-    from ..executor import local_executor
+    from ..dask_executor import ClusterError
     from ..pg.loader import MigrateOptions, MigrationRefused, migrate_source
     from ..pg.target import first_line, sanitize
     from ..sources import SourceError
@@ -101,7 +104,7 @@ def migrate_cmd(
         from .verify import verify_cmd
 
         verify_cmd(source, digest, False, allow_partial, allow_unanchored, allow_unverifiable, endpoint_url, region,
-                   workers, report, source_format, work_dir)
+                   workers, report, source_format, work_dir, dask_scheduler)
         return
     check_schema_name(schema)
     specs = source_specs(source, endpoint_url, region, source_format)
@@ -111,7 +114,8 @@ def migrate_cmd(
     options = MigrateOptions(schema, opt_outs, workers, source_format, work_dir)
     prepare_database(target)
     # workers first, the connection after: a forked worker must not hold a copy of the run's session
-    executor = local_executor(workers)
+    # (with --dask-scheduler, the cluster's workers verify and encode rows; this process still COPYs them)
+    executor = start_executor(workers, dask_scheduler, specs)
     conn = connect_or_die(target)
     try:
         result = with_progress("verifying and loading", lambda progress: migrate_source(
@@ -123,6 +127,8 @@ def migrate_cmd(
             exitcodes.UNREACHABLE)
     except SourceError as exc:
         die(str(exc), exc.exit_code)
+    except ClusterError as exc:
+        die(f"{exc}; nothing from this run was published (its transaction rolled back)", exc.exit_code)
     finally:
         conn.close()
         executor.close()

@@ -14,6 +14,7 @@ from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
     AllowUnverifiableOption,
+    DaskSchedulerOption,
     DigestOption,
     EndpointOption,
     RegionOption,
@@ -29,6 +30,7 @@ from .common import (
     load_digests,
     out,
     source_specs,
+    start_executor,
     with_progress,
 )
 
@@ -47,8 +49,10 @@ def verify_cmd(
     report: ReportOption = None,
     source_format: SourceFormatOption = "auto",
     work_dir: WorkDirOption = None,
+    dask_scheduler: DaskSchedulerOption = None,
 ) -> None:
     """Dry run: re-hash every revision and block, check the chain and every digest. Writes no database."""
+    from ..dask_executor import ClusterError
     from ..sources import SourceError
     from ..summary import print_summary, verify_report
     from ..verifier import verify_sources
@@ -56,11 +60,16 @@ def verify_cmd(
     specs = source_specs(source, endpoint_url, region, source_format)
     digests = load_digests(digest)
     opt_outs = OptOuts(allow_partial, allow_unanchored, allow_unverifiable)
+    # local: verify_source starts its own workers (none for a single object); a cluster is connected here
+    executor = start_executor(workers, dask_scheduler, specs) if dask_scheduler else None
     try:
         result = with_progress("verifying", lambda progress: verify_sources(
-            specs, digests, workers, progress, source_format=source_format, workdir=work_dir))
-    except SourceError as exc:
+            specs, digests, workers, progress, executor=executor, source_format=source_format, workdir=work_dir))
+    except (SourceError, ClusterError) as exc:
         die(str(exc), exc.exit_code)
+    finally:
+        if executor is not None:
+            executor.close()
     code = exitcodes.OK
     if result.error_count or (strict and opt_outs.refused(result.states())):
         code = exitcodes.CONTENT
