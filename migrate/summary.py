@@ -68,6 +68,7 @@ def print_summary(console: Console, result: VerifyResult, strict: bool, opt_outs
         table.add_row(f"  {status}", f"{count:,}")
     table.add_row("statementDigests recomputed", f"{result.statements['recomputed']:,}")
     table.add_row("  not recomputable (parameters not in the journal)", f"{result.statements['notRecomputable']:,}")
+    table.add_row("Ion Hash", result.hash_path)
     table.add_row("time", f"{result.seconds:.1f}s ({rate(result.revisions, result.seconds)})")
     console.print(table)
 
@@ -135,6 +136,7 @@ def verify_report(
                           "systemHashOnly": result.system_revisions, "byStatus": dict(result.statuses),
                           "byTable": dict(result.revisions_by_table), "notRehashed": result.not_rehashed},
             "statementDigests": dict(result.statements),
+            "ionHash": result.hash_path,
             "unexplainedRedactions": [
                 {"tableId": t, "documentId": d, "version": v} for t, d, v in result.unexplained_redactions[:1000]],
             "digests": [o.to_json() for o in result.digests],

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import native
 from .blockstream import ObjectCorrupt, StreamDigest, iter_blocks
 from .executor import Executor, InlineExecutor, local_executor
 from .exports import DataObject, ExportPlan
@@ -30,7 +31,7 @@ from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, 
 from .verify.chain import ChainChecker, Digest
 from .verify.findings import BlockAddress, Finding, FindingLog, Kind, Location, Severity
 from .verify.ionvalue import field_or_none, is_null
-from .verify.revision import RevisionStatus
+from .verify.revision import Prover, RevisionStatus
 
 SYSTEM_TABLE = "(system)"
 
@@ -65,6 +66,7 @@ class ObjectResult:
     unreadable: SourceError | None = None
     # with rows: the COPY-ready rows (pg.rows.BlockRows) of each block that verified, keyed by sequence number
     rows: dict[int, Any] = field(default_factory=dict)
+    with_rows: bool = False
 
 
 _SOURCES: dict[SourceSpec, Source] = {}
@@ -81,10 +83,25 @@ def _source(spec: SourceSpec) -> Source:
         return source
 
 
-def _summarize(block: Any, obj_key: str, data_exact: bool, with_rows: bool, result: ObjectResult,
+def _hasher(with_rows: bool, reference: bool) -> Prover | None:
+    """How a worker hashes values.
+
+    The fast path (default, and always for migrate) writes each value as binary Ion and hashes those bytes in C
+    (``native.prove``): the hash migrate stores rows under.  ``reference`` hashes the parsed values with
+    ``verify.ionhash``, the pure-Python implementation of the Ion Hash specification, which the test suite holds
+    the C path to: the independent second reading an audit can ask for.  Without the C extension, the reference
+    path is also the faster one.
+    """
+    if with_rows:
+        return prove
+    return prove if native.AVAILABLE and not reference else None
+
+
+def _summarize(block: Any, obj_key: str, data_exact: bool, hasher: Prover | None, result: ObjectResult,
                absent: dict[int, str] | None = None) -> BlockSummary:
     """One block checked from its contents (and, for migrate, its rows packed): what the main process needs."""
-    check = check_block(block, obj_key, data_exact, prove if with_rows else None, absent)
+    with_rows = hasher is not None and result.with_rows
+    check = check_block(block, obj_key, data_exact, hasher, absent)
     result.findings.extend(check.findings)
     doc_tables = document_tables(block)
     if with_rows and check.ok and check.sequence_no is not None:
@@ -121,11 +138,13 @@ def _summarize(block: Any, obj_key: str, data_exact: bool, with_rows: bool, resu
     )
 
 
-def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> ObjectResult:
+def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False, reference: bool = False
+                 ) -> ObjectResult:
     """Worker: every block of one object, checked from its contents alone (and, for migrate, its rows)."""
+    hasher = _hasher(with_rows, reference)
     if obj.fmt == STREAM:
-        return _check_stream_range(obj, with_rows)
-    result = ObjectResult(obj)
+        return _check_stream_range(obj, with_rows, hasher)
+    result = ObjectResult(obj, with_rows=with_rows)
     source = _source(spec)
     digest = StreamDigest()
     expected = obj.first
@@ -133,7 +152,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     try:
         result.etag = source.info(obj.key).etag
         for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
-            summary = _summarize(block, obj.key, data_exact, with_rows, result)
+            summary = _summarize(block, obj.key, data_exact, hasher, result)
             result.blocks.append(summary)
             seq = None if summary.address is None else summary.address.sequence_no
             if seq is not None and seq != expected:
@@ -182,7 +201,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False) -> 
     return result
 
 
-def _check_stream_range(obj: DataObject, with_rows: bool) -> ObjectResult:
+def _check_stream_range(obj: DataObject, with_rows: bool, hasher: Prover | None) -> ObjectResult:
     """Worker: the blocks a stream archive's spill holds in one range, rebuilt and checked as an export's.
 
     A finding in a rebuilt block names the archive object and record it came
@@ -190,11 +209,11 @@ def _check_stream_range(obj: DataObject, with_rows: bool) -> ObjectResult:
     """
     from .streams import iter_stream_blocks, record_origins
 
-    result = ObjectResult(obj)
+    result = ObjectResult(obj, with_rows=with_rows)
     path, first, last = spill_range(obj)
     for block, absent in iter_stream_blocks(path, first, last):
         before = len(result.findings)
-        summary = _summarize(block, obj.manifest_key, True, with_rows, result, absent)
+        summary = _summarize(block, obj.manifest_key, True, hasher, result, absent)
         if len(result.findings) > before and summary.address is not None:
             origins = record_origins(path, summary.address.sequence_no)
             where = {o.revision_index: f"{o.object_key} {o.label}" for o in origins}
@@ -243,6 +262,7 @@ class VerifyResult:
     unexplained_redactions: list[tuple[str, str, int]] = field(default_factory=list)
     not_rehashed: dict[str, int] = field(default_factory=dict)  # why, -> how many user revisions
     streams: list[Any] = field(default_factory=list)  # the stream archives read (streams.StreamArchive)
+    hash_path: str = ""  # which Ion Hash implementation re-hashed the values (``_hasher``)
 
     @property
     def errors(self) -> list[Finding]:
@@ -363,6 +383,7 @@ def verify_sources(
     executor: Executor | None = None,
     source_format: str = "auto",
     workdir: Path | None = None,
+    reference: bool = False,
 ) -> VerifyResult:
     """Verify every block of the sources as one chain (and hand each to ``sink``); ``executor`` runs the
     per-object work.
@@ -384,11 +405,11 @@ def verify_sources(
             return workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qldb-migrate-")))
 
         planned = plan_sources(specs, spill_dir, source_format, executor)
-        return _verify_planned(planned, digests, progress, sink, executor, started)
+        return _verify_planned(planned, digests, progress, sink, executor, started, reference)
 
 
 def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callable[[int, int], None] | None,
-                    sink: BlockSink | None, executor: Executor, started: float) -> VerifyResult:
+                    sink: BlockSink | None, executor: Executor, started: float, reference: bool) -> VerifyResult:
     plan = planned.plan
     findings = FindingLog()
     findings.extend(plan.findings)
@@ -424,7 +445,8 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
 
     if len(plan.objects) <= 1:
         executor = InlineExecutor()
-    results = executor.map_ordered(check_object, ((planned.specs[o.key], o, with_rows) for o in plan.objects))
+    results = executor.map_ordered(check_object, ((planned.specs[o.key], o, with_rows, reference)
+                                                  for o in plan.objects))
     for result in results:
         findings.extend(result.findings)
         if isinstance(result.unreadable, SourceUnreachable):
@@ -574,6 +596,8 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
         unexplained,
         not_rehashed,
         planned.streams,
+        "reference (pure Python, verify.ionhash)" if _hasher(sink is not None and sink.wants_rows, reference) is None
+        else "C (qldb_migrate._native over the binary Ion it writes)",
     )
 
 

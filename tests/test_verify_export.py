@@ -384,3 +384,20 @@ def test_repeated_findings_are_summarized_not_listed(sample_factory, tmp_path: P
     assert len(lines) <= 5, proc.stderr  # three in full, one summary line, the verdict naming the first
     assert len(proc.stderr.splitlines()) < 60
     assert re.search(r"and [\d,]+ more revision-txid-mismatch finding\(s\) \(blocks \d+\.\.\d+\)", proc.stderr)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_c_path_and_the_reference_path_agree(fmt: str, sample_factory, tmp_path: Path) -> None:
+    """verify hashes in C by default; --reference re-hashes with the pure-Python implementation: same reports."""
+    export = sample_factory(tmp_path, revisions=300, fmt=fmt, exports=2, seed=13)
+    if fmt == "ion_text":
+        _t1(export)  # a tampered document: both paths must catch it, in the same words
+    reports = []
+    for extra in ((), ("--reference",)):
+        report = tmp_path / f"r{len(reports)}.json"
+        proc = run_cli("verify", export, "--digest", _digest(export), "--report", report, *extra)
+        assert proc.returncode == (1 if fmt == "ion_text" else 0), proc.stdout + proc.stderr
+        data = json.loads(report.read_text())
+        reports.append({k: v for k, v in data.items() if k not in ("startedAt", "seconds", "revisionsPerSecond",
+                                                                   "ionHash")})
+    assert reports[0] == reports[1]

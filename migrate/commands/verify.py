@@ -50,6 +50,10 @@ def verify_cmd(
     source_format: SourceFormatOption = "auto",
     work_dir: WorkDirOption = None,
     dask_scheduler: DaskSchedulerOption = None,
+    reference: Annotated[bool, typer.Option(
+        "--reference", metavar="",
+        help="Re-hash with the pure-Python Ion Hash (the reference implementation) instead of the C one: slower, "
+             "and independent of the C code.")] = False,
 ) -> None:
     """Dry run: re-hash every revision and block, check the chain and every digest. Writes no database."""
     from ..dask_executor import ClusterError
@@ -64,7 +68,8 @@ def verify_cmd(
     executor = start_executor(workers, dask_scheduler, specs) if dask_scheduler else None
     try:
         result = with_progress("verifying", lambda progress: verify_sources(
-            specs, digests, workers, progress, executor=executor, source_format=source_format, workdir=work_dir))
+            specs, digests, workers, progress, executor=executor, source_format=source_format, workdir=work_dir,
+            reference=reference))
     except (SourceError, ClusterError) as exc:
         die(str(exc), exc.exit_code)
     finally:
