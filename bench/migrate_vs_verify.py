@@ -65,8 +65,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from qldb_migrate.blockstream import StreamDigest, iter_blocks
+    from qldb_migrate.executor import local_executor
     from qldb_migrate.exports import discover
     from qldb_migrate.native import prove
+    from qldb_migrate.optouts import OptOuts
     from qldb_migrate.pg.copybinary import row_encoder
     from qldb_migrate.pg.loader import MigrateOptions, copy_tuples, migrate_source
     from qldb_migrate.pg.rows import HISTORY_COLUMNS, HISTORY_TYPES, block_rows
@@ -88,10 +90,13 @@ def main() -> None:
         revisions = verified.revisions
 
         upgrade_schema(target)
-        conn = connect(target)
         start = time.perf_counter()
-        result = migrate_source(conn, spec, [], MigrateOptions(allow_unanchored=True), str(export))
+        executor = local_executor(None)  # as the command does: workers first, then the connection
+        conn = connect(target)
+        result = migrate_source(conn, spec, [], MigrateOptions(opt_outs=OptOuts(unanchored=True)), str(export),
+                                executor=executor)
         migrate_s = time.perf_counter() - start
+        executor.close()
         assert result.committed, [f.describe() for f in result.verify.errors[:3]]
 
         # pre-rendered rows of the first objects, built as the workers build them
