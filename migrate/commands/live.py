@@ -149,6 +149,9 @@ def seal_cmd(
             state = load_state(state_file)
             if state is not None and not accept_restore:
                 seen.append((state[0], state[1], f"the sealer's state file {state_file}"))
+            elif state is not None:
+                err.print(f"warning: --accept-restore: the sealer had sealed through block {state[0]}; the chain goes "
+                          "on from the database's tip, and blocks it no longer holds are not in it")
             check_not_behind(conn, strand, seen)
             conn.commit()
             while True:
