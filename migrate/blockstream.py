@@ -123,8 +123,11 @@ class StreamDigest:
     size: int = 0
 
 
-def iter_blocks(open_raw: Callable[[], IO[bytes]], fmt: str, digest: StreamDigest) -> Iterator[Any]:
-    """Every block of the object; ``digest`` is filled once the object has been read to its end."""
+def iter_blocks(open_raw: Callable[[], IO[bytes]], fmt: str, digest: StreamDigest, exact: bool = False
+                ) -> Iterator[Any]:
+    """Every block of the object; ``digest`` is filled once the object has been read to its end.
+
+    ``exact``: Ion read with the pure-Python reader only (``ionparse.EXACT_READER_WHY``)."""
     readers: list[HashingReader] = []
 
     def opener() -> HashingReader:
@@ -136,7 +139,7 @@ def iter_blocks(open_raw: Callable[[], IO[bytes]], fmt: str, digest: StreamDiges
         yield from _iter_json(opener)
     else:
         try:
-            yield from iter_values(opener)
+            yield from iter_values(opener, exact)
         except IonParseError as exc:
             raise ObjectCorrupt(str(exc), exc.index) from exc
     last = readers[-1]

@@ -30,6 +30,7 @@ from .sources import Source, SourceError, SourceSpec, SourceUnreachable
 from .verify.block import UNPROVEN_BY_BLOCK_HASH, check_block, document_tables, utc_instant
 from .verify.chain import ChainChecker, Digest
 from .verify.findings import BlockAddress, Finding, FindingLog, Kind, Location, Severity
+from .verify.ionparse import EXACT_READER_WHY
 from .verify.ionvalue import field_or_none, is_null
 from .verify.revision import Prover, RevisionStatus
 
@@ -138,12 +139,35 @@ def _summarize(block: Any, obj_key: str, data_exact: bool, hasher: Prover | None
     )
 
 
+#: An object whose hashes do not match is read again with the exact (pure-Python, ~60 KB/s) Ion reader before the
+#: mismatch is reported (``ionparse.EXACT_READER_WHY``), up to this size: a bound on what hostile input can cost.
+EXACT_REREAD_LIMIT = 16 << 20
+
+
 def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False, reference: bool = False
                  ) -> ObjectResult:
     """Worker: every block of one object, checked from its contents alone (and, for migrate, its rows)."""
     hasher = _hasher(with_rows, reference)
     if obj.fmt == STREAM:
         return _check_stream_range(obj, with_rows, hasher)
+    result = _check_export_object(spec, obj, with_rows, hasher, exact=False)
+    if obj.fmt != "JSON" and any(f.is_error and f.kind is Kind.HASH for f in result.findings):
+        if result.size <= EXACT_REREAD_LIMIT:
+            again = _check_export_object(spec, obj, with_rows, hasher, exact=True)
+            if not any(f.is_error and f.kind is Kind.HASH for f in again.findings):
+                again.findings.append(Finding("read-again-exactly", Kind.CONSISTENCY, Severity.NOTE,
+                                              EXACT_READER_WHY, Location(obj.key)))
+            return again
+        result.findings.append(Finding(
+            "not-read-again-exactly", Kind.UNPROVEN, Severity.WARNING,
+            f"hashes did not match; the object is larger than {EXACT_REREAD_LIMIT >> 20} MiB, so it was not read "
+            f"again with amazon-ion's exact (slow) reader, which some valid values need: {EXACT_READER_WHY}",
+            Location(obj.key)))
+    return result
+
+
+def _check_export_object(spec: SourceSpec, obj: DataObject, with_rows: bool, hasher: Prover | None, exact: bool
+                         ) -> ObjectResult:
     result = ObjectResult(obj, with_rows=with_rows)
     source = _source(spec)
     digest = StreamDigest()
@@ -151,7 +175,7 @@ def check_object(spec: SourceSpec, obj: DataObject, with_rows: bool = False, ref
     data_exact = obj.fmt != "JSON"
     try:
         result.etag = source.info(obj.key).etag
-        for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest)):
+        for index, block in enumerate(iter_blocks(lambda: source.open(obj.key), obj.fmt, digest, exact)):
             summary = _summarize(block, obj.key, data_exact, hasher, result)
             result.blocks.append(summary)
             seq = None if summary.address is None else summary.address.sequence_no

@@ -62,19 +62,20 @@ _PY_ERRORS = (IonException, ArithmeticError, ValueError, TypeError, IndexError, 
               RuntimeError, StopIteration, AttributeError)
 
 
-def loads(data: bytes | str, *, own_encoding: bool = False) -> Any:
+def loads(data: bytes | str, *, own_encoding: bool = False, exact: bool = False) -> Any:
     """One Ion value.
 
     ``own_encoding``: bytes amazon-ion's writer produced in this process,
     well framed by construction, so the framing walk is skipped (it is on the
-    hot path of every revision's parse-back).
+    hot path of every revision's parse-back).  ``exact``: the pure-Python
+    reader only (``EXACT_READER_WHY``), within its bounds.
     """
     if not own_encoding and isinstance(data, bytes | bytearray | memoryview) and data[:4] == BINARY_IVM:
         try:
             check_framing(bytes(data))
         except IonFramingError as exc:
             raise IonParseError(f"invalid binary Ion: {exc}", exc.index) from exc
-    if simpleion.c_ext:
+    if simpleion.c_ext and not exact:
         try:
             return simpleion.loads(data, text_buffer_size_limit=C_TEXT_BUFFER_LIMIT, value_model=VALUE_MODEL)
         except _C_ERRORS:
@@ -88,7 +89,14 @@ def loads(data: bytes | str, *, own_encoding: bool = False) -> Any:
         raise IonParseError(f"invalid Ion: {exc}", 0) from exc
 
 
-def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
+#: Why a value whose hash does not match is read again with the pure-Python reader before anything is decided:
+#: amazon-ion's C reader is inexact for some valid Ion — it reads a timestamp's fraction of more than nine digits
+#: as zero (text) or cuts it to nine (binary) — and a real ledger must not be called corrupt for its reader.
+EXACT_READER_WHY = ("amazon-ion's C reader misreads some valid values (a timestamp fraction of more than nine "
+                    "digits); read again with its exact pure-Python reader")
+
+
+def iter_values(open_stream: Callable[[], IO[bytes]], exact: bool = False) -> Iterator[Any]:
     """Every top-level value of a stream, lazily.
 
     ``open_stream`` is called again if the C extension rejects a value: the
@@ -98,7 +106,7 @@ def iter_values(open_stream: Callable[[], IO[bytes]]) -> Iterator[Any]:
     well-framed value and is raised here once it has yielded them.
     """
     done = 0
-    if simpleion.c_ext:
+    if simpleion.c_ext and not exact:
         with FramedReader(open_stream()) as fh:
             try:
                 for value in simpleion.load(
