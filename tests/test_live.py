@@ -393,3 +393,18 @@ def test_cut_over_is_refused_when_the_stored_chain_does_not_reprove(sample_facto
         assert conn.execute("SELECT state FROM qldb.ledger").fetchone()[0] == "migrated"
         assert re.search("trigger", str(conn.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = "
                                                      "'ledger.person'::regclass").fetchall())) is None
+
+
+def test_a_digest_kept_in_s3_under_object_lock(live: dict, tmp_path: Path, s3_server: str, s3_env) -> None:
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket="digest-vault", ObjectLockEnabledForBucket=True)
+    proc = run_cli("digest", "--dsn", live["dsn"], "--out", "s3://digest-vault/ledger/d1.json", "--retain-days", 30,
+                   "--endpoint-url", s3_server, env=s3_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    head = client.head_object(Bucket="digest-vault", Key="ledger/d1.json")
+    assert head["ObjectLockMode"] == "COMPLIANCE" and head["ObjectLockRetainUntilDate"]
+    saved = tmp_path / "d1.json"
+    saved.write_bytes(client.get_object(Bucket="digest-vault", Key="ledger/d1.json")["Body"].read())
+    assert run_cli("check", "--dsn", live["dsn"], "--digest", saved, "--strict").returncode == 0
