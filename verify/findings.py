@@ -201,6 +201,21 @@ class FindingLog:
         for finding in findings:
             self.append(finding)
 
+    def merge(self, other: FindingLog) -> None:
+        """Another log's findings (a worker's), its tallies counted whole: what it left out stays counted."""
+        for key, theirs in other.tallies.items():
+            mine = self.tallies.get(key)
+            if mine is None:
+                self.tallies[key] = Tally(theirs.code, theirs.severity, theirs.kind, theirs.message, 0, theirs.first,
+                                          theirs.last)
+                mine = self.tallies[key]
+            kept_before = min(mine.count, self.keep)
+            mine.count += theirs.count
+            mine.last = theirs.last or mine.last
+            room = self.keep - kept_before
+            if room > 0:
+                self.kept.extend([f for f in other.kept if (f.code, f.severity) == key][:room])
+
     def __iter__(self) -> Any:
         return iter(self.kept)
 

@@ -102,6 +102,7 @@ def check_cmd(
 ) -> None:
     """Re-prove every migrated ledger from the PostgreSQL rows, anchored by a digest (or the export) kept outside."""
     from ..dask_executor import ClusterError
+    from ..executor import local_executor
     from ..pg.checker import ledgers_in, run_check
     from ..sources import SourceError
 
@@ -116,6 +117,9 @@ def check_cmd(
     elif dask_scheduler and given_on_command_line(ctx, "dask_scheduler"):  # $QLDB_MIGRATE_DASK_SCHEDULER alone: unused
         die("--dask-scheduler runs the re-hashing of an export: it goes with --source", exitcodes.USAGE)
     target = open_target(dsn, data_dir, iam_auth, region)
+    # local workers re-prove the history rows in parallel, each on its own connection in the check's snapshot
+    rows_executor = anchor.executor if anchor is not None and not getattr(anchor.executor, "remote", False) \
+        else local_executor(None if dask_scheduler else workers)
     conn = connect_or_die(target)
     with conn:
         if conn.execute("SELECT to_regclass('qldb.block')").fetchone()[0] is None:
@@ -125,11 +129,12 @@ def check_cmd(
             die(f"--ledger {ledger}: no such ledger in {target.description}; it holds: {known or 'none'}",
                 exitcodes.USAGE)
         try:
-            checked = with_progress("checking", lambda progress: run_check(conn, digests, ledger, anchor, progress),
-                                    unit="rows")
+            checked = with_progress("checking", lambda progress: run_check(
+                conn, digests, ledger, anchor, progress, rows_executor, target.conninfo), unit="rows")
         except (SourceError, ClusterError) as exc:
             die(str(exc), exc.exit_code)
         finally:
+            rows_executor.close()
             if anchor is not None:
                 anchor.executor.close()
     data = print_check(checked, strict)

@@ -93,12 +93,8 @@ def migrate_cmd(
 ) -> None:
     """Verify a ledger's exports and stream archives and load them into PostgreSQL; publishes only what verified,
     atomically."""
-    import psycopg
 
-    from ..dask_executor import ClusterError
-    from ..pg.loader import MigrateOptions, MigrationRefused, migrate_source
-    from ..pg.target import first_line, sanitize
-    from ..sources import SourceError
+    from ..pg.loader import MigrateOptions
 
     if dry_run:
         from .verify import verify_cmd
@@ -116,6 +112,22 @@ def migrate_cmd(
     # workers first, the connection after: a forked worker must not hold a copy of the run's session
     # (with --dask-scheduler, the cluster's workers verify and encode rows; this process still COPYs them)
     executor = start_executor(workers, dask_scheduler, specs)
+    try:
+        code = _migrate_and_check(target, specs, digests, options, source, executor, no_check, opt_outs, report)
+    finally:
+        executor.close()
+    raise typer.Exit(code)
+
+
+def _migrate_and_check(target: Target, specs: list[Any], digests: list[Any], options: Any, source: list[str],
+                       executor: Any, no_check: bool, opt_outs: OptOuts, report: Path | None) -> int:
+    import psycopg
+
+    from ..dask_executor import ClusterError
+    from ..pg.loader import MigrationRefused, migrate_source
+    from ..pg.target import first_line, sanitize
+    from ..sources import SourceError
+
     conn = connect_or_die(target)
     try:
         result = with_progress("verifying and loading", lambda progress: migrate_source(
@@ -131,7 +143,6 @@ def migrate_cmd(
         die(f"{exc}; nothing from this run was published (its transaction rolled back)", exc.exit_code)
     finally:
         conn.close()
-        executor.close()
     from ..pg.summary import migrate_report, print_migrate_summary
 
     code = exitcodes.OK if result.committed else exitcodes.CONTENT
@@ -141,11 +152,13 @@ def migrate_cmd(
         from ..pg.checker import run_check
         from .check import print_check
 
-        # anchored by what this run itself verified from outside the database: the files given and the sidecars
+        # anchored by what this run itself verified from outside the database: the files given and the sidecars;
+        # the run's local workers (forked before any connection) re-prove the rows in parallel
         anchors = [o.digest for o in result.verify.digests if o.matched]
         with connect_or_die(target) as check_conn:
             checked = with_progress("post-load check", lambda progress: run_check(
-                check_conn, anchors, only=result.verify.strand_id, progress=progress), unit="rows")
+                check_conn, anchors, only=result.verify.strand_id, progress=progress, executor=executor,
+                conninfo=target.conninfo), unit="rows")
         check_report = print_check(checked, strict=False, prefix="post-load check")
         if checked.error_count:
             code = exitcodes.CONTENT
@@ -153,7 +166,7 @@ def migrate_cmd(
         data: dict[str, Any] = migrate_report(result, target.description, code, opt_outs)
         data["check"] = check_report
         write_report(report, data)
-    raise typer.Exit(code)
+    return code
 
 
 @app.command("demo")

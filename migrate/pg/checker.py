@@ -153,28 +153,34 @@ def _consistency(code: str, message: str, where: Location, expected: Any = None,
 _UNPARSEABLE = object()
 
 
-def _parse(ion: Any, column: str, where: Location, result: CheckResult) -> Any:
-    """The Ion value of a bytea column, or ``_UNPARSEABLE`` with a finding: a tampered column must be named."""
+def _read(ion: Any, column: str, where: Location, result: CheckResult, expected: Any = None) -> tuple[Any, bytes]:
+    """(the Ion value of a bytea column, its Ion hash), or ``(_UNPARSEABLE, b"")`` with a finding naming it.
+
+    The hash comes straight from the bytes where the C hasher can state it —
+    it reads every byte, so bytes it accepts are well framed and the C reader
+    may parse them without the framing walk — else from the parsed value.
+    Where the hash is not ``expected`` (or not among a set of them), the bytes
+    are read again with the exact reader before anything is decided
+    (``ionparse.EXACT_READER_WHY``): a stored value the C reader misreads is
+    not a changed one.
+    """
+    data = bytes(ion)
+    digest = native.hash_binary(data)
     try:
-        return loads(bytes(ion))
+        value = loads(data, own_encoding=digest is not None)
     except IonParseError as exc:
         result.findings.append(_hash_error(f"{column.replace('_', '-')}-invalid", f"{column} is not valid Ion: {exc}",
                                            where))
-        return _UNPARSEABLE
-
-
-def _hash_of(ion: Any, value: Any, expected: Any = None) -> tuple[bytes, Any]:
-    """(H of a column's Ion, the value it reads as): from its bytes where the C hasher can state it, else of the
-    parsed value; where that is not ``expected`` (or not among them), the bytes are read again with the exact
-    reader first (``ionparse.EXACT_READER_WHY``), so a stored value the C reader misreads is not called changed."""
-    digest = native.hash_binary(bytes(ion)) or ion_hash(value)
+        return _UNPARSEABLE, b""
+    if digest is None:
+        digest = ion_hash(value)
     if expected is not None and digest != expected and not (isinstance(expected, set) and digest in expected):
         try:
-            exact = loads(bytes(ion), exact=True)
+            exact = loads(data, exact=True)
         except IonParseError:
-            return digest, value
-        return ion_hash(exact), exact
-    return digest, value
+            return value, digest
+        return exact, ion_hash(exact)
+    return value, digest
 
 
 def _b(value: Any) -> bytes | None:
@@ -195,8 +201,13 @@ def ledgers_in(conn: psycopg.Connection, only: str | None = None) -> list[Ledger
 
 
 def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None = None, source: Any = None,
-              progress: Progress | None = None) -> CheckResult:
-    """Re-prove every ledger (or the one ``only`` names); ``source`` is a ``SourceAnchor`` for ``--source``."""
+              progress: Progress | None = None, executor: Any = None, conninfo: str | None = None) -> CheckResult:
+    """Re-prove every ledger (or the one ``only`` names); ``source`` is a ``SourceAnchor`` for ``--source``.
+
+    With local worker processes (``executor``, started before ``conn`` was opened) and the ``conninfo`` they may
+    connect with, the history rows — most of the work — are re-proved in parallel, each worker in the check's own
+    snapshot (``pg_export_snapshot``): what they see is exactly what this connection sees.
+    """
     started = time.perf_counter()
     # One snapshot for the whole check: a migration that commits meanwhile must not show the
     # blocks of one state and the rows of another (READ COMMITTED would, statement by statement).
@@ -217,6 +228,9 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         if progress:
             progress(done[0], total)
 
+    parallel = conninfo is not None and executor is not None and getattr(executor, "workers", 1) > 1 \
+        and not getattr(executor, "remote", False)
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0] if parallel else None
     for ledger in result.ledgers:
         _check_blocks(conn, result, ledger)
         tables = conn.execute(
@@ -225,8 +239,19 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         ).fetchall()
         ledger.tables = len(tables)
         reserved = _reservations(conn, ledger)
-        for table_id, _name, schema, current, history in tables:
-            _check_history(conn, result, ledger, table_id, schema, history, reserved, advance)
+        if parallel:
+            parts = executor.workers
+            tasks = [(conninfo, snapshot, ledger, table_id, schema, history, reserved, (k, parts))
+                     for table_id, _name, schema, _current, history in tables for k in range(parts)]
+            for part in executor.map_ordered(check_history_part, tasks):
+                result.findings.merge(part.findings)
+                ledger.rows += part.rows
+                ledger.unsealed += part.unsealed
+                advance(part.rows)
+        else:
+            for table_id, _name, schema, _current, history in tables:
+                _check_history(conn, result, ledger, table_id, schema, history, reserved, advance)
+        for _table_id, _name, schema, current, history in tables:
             _check_current(conn, result, schema, current, history, ledger.state == "live")
         _check_listed_rows(conn, result, ledger, tables)
         _report_reservations(result, ledger)
@@ -301,9 +326,11 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerC
                                                     len(revisions or []), len(documents or [])))
             tx_value = redaction_value = None
             for name, ion in (("transaction_info_ion", tx_ion), ("redaction_info_ion", redaction_ion)):
-                if ion is None or (value := _parse(ion, name, where, result)) is _UNPARSEABLE:
+                if ion is None:
                     continue
-                digest, value = _hash_of(ion, value, entry_set)
+                value, digest = _read(ion, name, where, result, entry_set)
+                if value is _UNPARSEABLE:
+                    continue
                 if digest not in entry_set:
                     result.findings.append(_hash_error(f"{name.replace('_', '-')}-not-in-entries",
                                                        f"H({name}) is not in entries_hash_list", where))
@@ -433,6 +460,28 @@ def _report_reservations(result: CheckResult, ledger: LedgerCheck) -> None:
             Location(block=BlockAddress(ledger.strand_id, ledger.first or 0))))
 
 
+@dataclass
+class HistoryPart:
+    """What one worker found in its slice of one history table."""
+
+    findings: FindingLog
+    rows: int
+    unsealed: int
+
+
+def check_history_part(conninfo: str, snapshot: str, ledger: LedgerCheck, table_id: str, schema: str, history: str,
+                       reserved: dict[tuple[str, str, int], set[str]], part: tuple[int, int]) -> HistoryPart:
+    """Worker: one slice of one history table, re-proved in the coordinating check's snapshot."""
+    result = CheckResult()
+    mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state, redactions=ledger.redactions)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        _check_history(conn, result, mine, table_id, schema, history, reserved, lambda _n: None, part)
+        conn.rollback()
+    return HistoryPart(result.findings, mine.rows, mine.unsealed)
+
+
 def _check_operation(result: CheckResult, where: Location, op: str, version: int, data: str | None,
                      redacted: bool) -> None:
     """A revision not sealed yet has no hash to derive its operation from: its data and version must agree."""
@@ -449,8 +498,10 @@ def _derived_operation(version: int, data_hash: bytes | None, json_reserved: boo
 
 
 def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck, table_id: str, schema: str,
-                   history: str, reserved: dict[tuple[str, str, int], set[str]], advance: Callable[[int], None]
-                   ) -> None:
+                   history: str, reserved: dict[tuple[str, str, int], set[str]], advance: Callable[[int], None],
+                   part: tuple[int, int] = (0, 1)) -> None:
+    """Every history row of one table (of the rows whose document falls in ``part`` = (k, n): the k-th of n
+    slices by a hash of the document id, when workers share the table)."""
     strand = ledger.strand_id
     live = ledger.state == "live"
     # After cut-over, what the sealer assigned (hashes, Ion, block, index) is in qldb.sealed_revision, not the row.
@@ -474,13 +525,14 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
            LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.table_id = %s AND p.document_id = h.document_id
                                             AND p.version = h.version
            LEFT JOIN qldb.block b ON b.strand_id = %s
-                                 AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)"""
+                                 AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)
+           WHERE (hashtext(h.document_id) & 2147483647) %% %s = %s"""
     ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"))
     name = f"{schema}.{history}"
     pending = 0
-    with conn.cursor(name=f"check_{strand}_{history}"[:60]) as cur:
+    with conn.cursor(name=f"check_{strand}_{history}"[:60], binary=True) as cur:  # bytea as bytes, no hex
         cur.itersize = 2000
-        cur.execute(query, (strand, table_id, strand, table_id, strand))
+        cur.execute(query, (strand, table_id, strand, table_id, strand, part[1], part[0]))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
              seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, row_has_seal,
              queued) in cur:
@@ -524,9 +576,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                         "row-in-wrong-table", f"the block's transactionInfo puts this document in table "
                         f"{block_table or '(none)'}, not in this table ({table_id})", where, table_id, block_table))
             if data_ion is not None:
-                value = _parse(data_ion, "data_ion", where, result)
+                value, computed = _read(data_ion, "data_ion", where, result, data_hash)
                 if value is not _UNPARSEABLE:
-                    computed, value = _hash_of(data_ion, value, data_hash)
                     if computed != data_hash:
                         result.findings.append(_hash_error("data-hash-mismatch", "H(data_ion) differs from "
                                                            "data_hash", where, data_hash, computed))
@@ -558,10 +609,9 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                 result.findings.append(_consistency(
                     "operation-mismatch", f"operation says {op}; the version and the data the hash covers make it "
                     f"{derived}", where, derived, op))
-            meta_value = _parse(meta_ion, "metadata_ion", where, result)
+            meta_value, meta_hash = _read(meta_ion, "metadata_ion", where, result)
             if meta_value is _UNPARSEABLE:
                 continue
-            meta_hash, meta_value = _hash_of(meta_ion, meta_value)
             if not (json_reserved and data_hash is None):
                 computed = dot(meta_hash, data_hash or b"")
                 if computed != rev_hash and not (data_hash is None and "deleted-hash-not-recomputed" in kinds):

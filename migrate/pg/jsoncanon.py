@@ -54,6 +54,16 @@ _MAX_SCALE = 16383
 
 
 def _number(d: Decimal) -> str:
+    text = str(d)
+    # Decimal prints plain notation (exactly format(d, "f")) unless its exponent is positive or it is very small;
+    # most decimals in a ledger (amounts, rates) take this path without as_tuple and format.
+    if "E" not in text and text[-1].isdigit():
+        point = text.find(".")
+        if point < 0 or len(text) - point - 1 <= _MAX_SCALE:
+            if text[0] == "-" and d.is_zero():
+                return text[1:]
+            if (point if point >= 0 else len(text)) <= _MAX_INT_DIGITS:
+                return text
     if not d.is_finite():
         raise ValueError
     _sign, digits, exponent = d.as_tuple()
