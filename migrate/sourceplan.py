@@ -14,7 +14,7 @@ one block, a redaction merges, any other difference is a conflict.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .digests import DigestFileError, parse_digest
@@ -89,7 +89,8 @@ def plan_sources(specs: list[SourceSpec], workdir: Callable[[], Path], source_fo
         for export in plan.exports:
             if export.sidecar_key:
                 try:
-                    result.sidecar_digests.append(parse_digest(source.read(export.sidecar_key), export.sidecar_key))
+                    sidecar = parse_digest(source.read(export.sidecar_key), export.sidecar_key)
+                    result.sidecar_digests.append(replace(sidecar, beside_source=True))
                 except (DigestFileError, SourceError) as exc:
                     findings.append(Finding("sidecar-invalid", Kind.CONSISTENCY, Severity.ERROR, str(exc),
                                             Location(export.sidecar_key)))

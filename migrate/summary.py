@@ -36,7 +36,7 @@ def verdict_line(result: VerifyResult, strict: bool, opt_outs: OptOuts | None = 
         return "FAILED", f"--strict and the export is {', '.join(refused)} (accept with {OptOuts.hints(refused)})"
     what = (f"{result.rehashed:,} user revisions re-hashed, {result.system_revisions:,} system revisions counted "
             f"by their hashes, {result.blocks:,} blocks and their links checked")
-    anchor = anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence)
+    anchor = anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence, result.anchored_by)
     if states:
         return "VERIFIED WITH RESERVATIONS", f"every check that could run passed ({what}); {anchor}; " \
                                              f"the export is {', '.join(states)}"
@@ -131,7 +131,9 @@ def verify_report(
             ],
             "chain": {"blocks": result.blocks, "first": result.first_sequence, "last": result.last_sequence,
                       "anchoredThrough": result.anchored_through, "duplicateBlocks": result.duplicate_blocks,
-                      "anchor": anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence)},
+                      "anchoredBy": result.anchored_by,
+                      "anchor": anchor_phrase(result.anchored_through, result.first_sequence, result.last_sequence,
+                                              result.anchored_by)},
             "revisions": {"total": result.revisions, "rehashed": result.rehashed,
                           "systemHashOnly": result.system_revisions, "byStatus": dict(result.statuses),
                           "byTable": dict(result.revisions_by_table), "notRehashed": result.not_rehashed},

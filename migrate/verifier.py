@@ -54,6 +54,8 @@ class BlockSummary:
     statements: tuple[int, int] = (0, 0)  # statementDigests (recomputed, not recomputable: parameterized)
     redacted: tuple[tuple[str, str, int], ...] = ()  # (table id, document id, version) delivered as dataHash
     redaction: tuple[str, str, int] | None = None  # what the block's redactionInfo names
+    # per revision: (document id, version) of a user revision, None for a system revision (hash only)
+    documents: tuple[tuple[str, int] | None, ...] = ()
 
 
 @dataclass
@@ -136,6 +138,8 @@ def _summarize(block: Any, obj_key: str, data_exact: bool, hasher: Prover | None
         (check.statements_recomputed, check.statements_not_recomputable),
         redacted,
         redaction_named(block),
+        tuple(None if r.document_id is None else (r.document_id, -1 if r.version is None else r.version)
+              for r in check.revisions),
     )
 
 
@@ -287,6 +291,7 @@ class VerifyResult:
     not_rehashed: dict[str, int] = field(default_factory=dict)  # why, -> how many user revisions
     streams: list[Any] = field(default_factory=list)  # the stream archives read (streams.StreamArchive)
     hash_path: str = ""  # which Ion Hash implementation re-hashed the values (``_hasher``)
+    anchored_by: str = "a digest or saved proof"  # what reaches ``anchored_through``, named
 
     @property
     def errors(self) -> list[Finding]:
@@ -318,6 +323,10 @@ class VerifyResult:
         if self.unverifiable:
             out.append("unverifiable")
         return out
+
+
+# a revision's copy in one export and its redacted copy in a later one
+_DATA_OR_REDACTED = {RevisionStatus.VERIFIED.value, RevisionStatus.UNVERIFIABLE.value, RevisionStatus.REDACTED.value}
 
 
 class _OverlapMerger:
@@ -363,6 +372,21 @@ class _OverlapMerger:
                 where,
                 f"{first.transaction_id} {first.timestamp}",
                 f"{block.transaction_id} {block.timestamp}",
+            )
+        redaction_only = len(first.statuses) == len(block.statuses) and first.tables == block.tables \
+            and first.documents == block.documents and all(
+            a == b or (RevisionStatus.REDACTED.value in (a, b) and {a, b} <= _DATA_OR_REDACTED)
+            for a, b in zip(first.statuses, block.statuses, strict=True))
+        if not redaction_only:
+            return Finding(
+                "overlap-conflict",
+                Kind.CONSISTENCY,
+                Severity.ERROR,
+                f"block has the same hash as in {first.object_key} but its revisions differ in more than a redaction "
+                "(a revision presented otherwise, e.g. with data in one copy and as a delete in the other)",
+                where,
+                " ".join(first.statuses),
+                " ".join(block.statuses),
             )
         if first.statuses != block.statuses:
             merged = tuple(
@@ -541,6 +565,18 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
         )
     anchored = chain.anchored_through
     unanchored = anchored is None or (st.last_sequence is not None and anchored < st.last_sequence)
+    if anchored is not None and chain.anchored_by_sidecars_only():
+        findings.append(
+            Finding(
+                "anchored-by-own-sidecar",
+                Kind.UNPROVEN,
+                Severity.NOTE,
+                "the furthest anchor is the export's own sidecar (a digest saved beside the export): it shows the "
+                "export is what QLDB digested only as far as nobody could change both; a digest kept elsewhere "
+                "(--digest) is evidence against a changed export",
+                Location(),
+            )
+        )
     if anchored is None:
         findings.append(
             Finding(
@@ -580,6 +616,7 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
     not_rehashed = {
         "json": statuses.get(RevisionStatus.UNVERIFIABLE.value, 0),
         "deletedRuleNotMatched": statuses.get(RevisionStatus.NOT_RECOMPUTED.value, 0),
+        "ambiguousDelete": statuses.get(RevisionStatus.AMBIGUOUS_DELETE.value, 0),
         "notPresent": statuses.get(RevisionStatus.NOT_PRESENT.value, 0),
         "unexplainedRedaction": len(unexplained),
     }
@@ -622,12 +659,14 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
         planned.streams,
         "reference (pure Python, verify.ionhash)" if _hasher(sink is not None and sink.wants_rows, reference) is None
         else "C (qldb_migrate._native over the binary Ion it writes)",
+        chain.anchor_names(),
     )
 
 
 _NOT_REHASHED_WHY = {
     "json": "through JSON (user data lost its Ion types)",
     "deletedRuleNotMatched": "deleted-document revisions whose hash rule did not match",
+    "ambiguousDelete": "delete revisions beside a system revision (they may be revisions with data, split)",
     "notPresent": "whose details never arrived (stream)",
     "unexplainedRedaction": "redacted with no redactionInfo naming them",
 }

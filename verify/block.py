@@ -202,6 +202,7 @@ def _check_block(
                     str(rev_tx),
                 )
             )
+    findings.extend(check_deletes(result.revisions, where))
     if result.revisions:
         root = merkle_root([r.hash_for_root for r in result.revisions])
         if root not in entry_set:
@@ -297,6 +298,38 @@ def _check_block_time(block: Any, revisions: list[Any], where: Location) -> list
             )
         ]
     return []
+
+
+def check_deletes(revisions: list[RevisionCheck], where: Location) -> list[Finding]:
+    """A delete revision is what it says only where it cannot be a revision with data taken apart.
+
+    A delete revision's hash is H(metadata) (the rule QLDB's export implies; no
+    public source states it), and a revision with data has dot(H(metadata),
+    H(data)).  So a revision with data can be presented as a delete revision
+    next to a "system revision" whose hash is H(data): the two are siblings in
+    the Merkle tree and their parent is the original revision's hash, so every
+    hash above still matches.  Where a delete revision's sibling is a system
+    revision the two readings cannot be told apart: the delete is not proven
+    (a reservation), never called re-hashed.  A delete at version 0 is no
+    delete at all (an insert is version 0): an error.
+    """
+    findings: list[Finding] = []
+    n = len(revisions)
+    for i, rev in enumerate(revisions):
+        if rev.status is not RevisionStatus.DELETED:
+            continue
+        at = Location(where.object_key, where.block, rev.index, rev.document_id, rev.version)
+        if rev.version == 0:
+            findings.append(_consistency("delete-at-version-0", "a delete revision at version 0: a document's first "
+                                         "revision is its insert", at))
+        sibling = i ^ 1  # level 0 of the tree pairs (0, 1), (2, 3), ...; a last odd leaf has no sibling
+        if sibling < n and revisions[sibling].status is RevisionStatus.HASH_ONLY:
+            rev.status = RevisionStatus.AMBIGUOUS_DELETE
+            findings.append(Finding(
+                "ambiguous-delete", Kind.UNPROVEN, Severity.WARNING,
+                "delete revision beside a system revision in the Merkle tree: the pair also hashes as one revision "
+                "with data (dot(H(metadata), H(data))), so whether data was removed is not proven", at))
+    return findings
 
 
 def count_statement_digests(transaction_info: Any) -> tuple[int, int]:

@@ -24,6 +24,11 @@ class Digest:
     source: str  # where it came from (file name), for reports
     proof: tuple[bytes, ...] | None = None  # a saved proof, if the file had one
     proof_block: int | None = None  # the block that proof starts from (the sidecar's LastBlockNum)
+    beside_source: bool = False  # found in the source itself (a sidecar): as trustworthy as the source's storage
+
+    @property
+    def name(self) -> str:
+        return f"{self.source} (the export's own sidecar)" if self.beside_source else self.source
 
     @property
     def proof_sequence(self) -> int | None:
@@ -88,6 +93,7 @@ class ChainChecker:
     state: ChainState = field(default_factory=ChainState)
     outcomes: list[DigestOutcome] = field(init=False)
     anchored_through: int | None = None  # highest sequence number a digest or proof reached
+    anchors: list[tuple[int, Digest]] = field(default_factory=list)  # (block reached, by which digest)
 
     def __post_init__(self) -> None:
         self.outcomes = [DigestOutcome(d) for d in self.digests]
@@ -205,6 +211,7 @@ class ChainChecker:
         for method, computed in attempts:
             if outcome.record(method, computed):
                 self.anchored_through = max(self.anchored_through or -1, seq)
+                self.anchors.append((seq, digest))
             else:
                 findings.append(
                     Finding(
@@ -218,6 +225,15 @@ class ChainChecker:
                     )
                 )
         return findings
+
+    def anchor_names(self) -> str:
+        """What reaches the furthest anchored block, named (a sidecar is said to be one)."""
+        best = [d.name for seq, d in self.anchors if seq == self.anchored_through]
+        return "; ".join(dict.fromkeys(best)) or "nothing"
+
+    def anchored_by_sidecars_only(self) -> bool:
+        best = [d for seq, d in self.anchors if seq == self.anchored_through]
+        return bool(best) and all(d.beside_source for d in best)
 
     def finish(self) -> list[Finding]:
         """Digests the stream never reached, and what that means."""
@@ -247,6 +263,25 @@ class ChainChecker:
                 st.first_sequence <= tip.sequence_no <= st.last_sequence
             ):
                 reason = "the chain before its tip is incomplete and the file holds no proof"
+            elif not outcome.digest.beside_source and st.last_sequence is not None \
+                    and tip.sequence_no > st.last_sequence:
+                # a digest the user gives is a claim to be proven, not a hint
+                outcome.failed = True
+                outcome.unreached_reason = f"its tip (block {tip.sequence_no}) is beyond the sources' last block"
+                findings.append(
+                    Finding(
+                        "digest-beyond-chain",
+                        Kind.CONSISTENCY,
+                        Severity.ERROR,
+                        f"digest {outcome.digest.source} has tip block {tip.sequence_no}, but the sources end at "
+                        f"block {st.last_sequence}: either blocks {st.last_sequence + 1}..{tip.sequence_no} are "
+                        "missing from them, or the digest is newer than these exports (give the later export too)",
+                        Location(block=tip),
+                        tip.sequence_no,
+                        st.last_sequence,
+                    )
+                )
+                continue
             else:
                 reason = f"its tip (block {tip.sequence_no}) is outside the export"
             outcome.unreached_reason = reason

@@ -22,6 +22,7 @@ class RevisionStatus(enum.StrEnum):
     HASH_ONLY = "hash-only"  # system revision: only a hash; it counts through the Merkle root
     NOT_PRESENT = "not-present"  # stream archive: the summary's hash arrived, the details never did
     NOT_RECOMPUTED = "not-recomputed"  # deleted document whose rule we could not reproduce
+    AMBIGUOUS_DELETE = "ambiguous-delete"  # delete beside a system revision: could be a revision with data, split
     UNVERIFIABLE = "unverifiable"  # data not exact (JSON export): hash not recomputable
     MISMATCH = "mismatch"  # recomputed hash differs from the stored one
 
@@ -130,6 +131,10 @@ def check_revision(
                 Finding("revision-empty", Kind.HASH, Severity.ERROR, "revision has neither hash nor metadata", where)
             )
         return RevisionCheck(index, status, stored, None, doc_id, version), findings
+    if stored is None:
+        # QLDB gives every revision its hash; one left out would be recomputed and so always "match"
+        findings.append(Finding("revision-hash-missing", Kind.HASH, Severity.ERROR,
+                                "revision has metadata but no hash", where))
 
     try:
         if prove is not None:

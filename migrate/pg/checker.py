@@ -238,7 +238,7 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
             "WHERE strand_id = %s ORDER BY table_name, table_id", (ledger.strand_id,)
         ).fetchall()
         ledger.tables = len(tables)
-        reserved = _reservations(conn, ledger)
+        reserved = _reservations(conn, result, ledger)
         if parallel:
             parts = executor.workers
             tasks = [(conninfo, snapshot, ledger, table_id, schema, history, reserved, (k, parts))
@@ -254,7 +254,7 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         for _table_id, _name, schema, current, history in tables:
             _check_current(conn, result, schema, current, history, ledger.state == "live")
         _check_listed_rows(conn, result, ledger, tables)
-        _report_reservations(result, ledger)
+        _report_reservations(conn, result, ledger)
         if ledger.unsealed:
             result.findings.append(Finding(
                 "not-sealed-yet", Kind.UNPROVEN, Severity.WARNING,
@@ -368,7 +368,7 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerC
                 folded = fold_proof(block_hash, outcome.digest.proof or ())
                 if outcome.record(f"saved proof of stored block {seq}", folded):
                     if run_start is not None:
-                        ledger.anchor(seq, f"{outcome.digest.source} (saved proof of block {seq})")
+                        ledger.anchor(seq, f"{outcome.digest.name} (saved proof of block {seq})")
                 else:
                     result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source}: its saved "
                                                        f"proof does not fold from stored block {seq} to the digest",
@@ -387,7 +387,7 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerC
                 root = merkle.root()
                 if outcome.record(f"merkle root over stored blocks 0..{seq}", root):
                     if outcome in result.outside:
-                        ledger.anchor(seq, f"{outcome.digest.source} (merkle root over blocks 0..{seq})")
+                        ledger.anchor(seq, f"{outcome.digest.name} (merkle root over blocks 0..{seq})")
                 else:
                     result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source} does "
                                                        "not match the root recomputed from qldb.block", where,
@@ -431,33 +431,59 @@ def _check_listed_documents(result: CheckResult, ledger: LedgerCheck, where: Loc
             "revision of it", Location(where.object_key, where.block, document_id=doc)))
 
 
-def _reservations(conn: psycopg.Connection, ledger: LedgerCheck) -> dict[tuple[str, str, int], set[str]]:
+def _reservations(conn: psycopg.Connection, result: CheckResult,
+                  ledger: LedgerCheck) -> dict[tuple[str, str, int], set[str]]:
+    """The reservations recorded for a ledger; one no run that accepted unverifiable revisions made is an error."""
     out: dict[tuple[str, str, int], set[str]] = defaultdict(set)
-    for table_id, doc, version, kind in conn.execute(
-        "SELECT table_id, document_id, version, kind FROM qldb.reservation WHERE strand_id = %s", (ledger.strand_id,)
+    for table_id, doc, version, kind, seq, run_id, allowed in conn.execute(
+        "SELECT v.table_id, v.document_id, v.version, v.kind, v.block_sequence, v.run_id, "
+        "coalesce('allow-unverifiable' = ANY(r.opt_outs), false) FROM qldb.reservation v "
+        "LEFT JOIN qldb.migration_run r ON r.run_id = v.run_id WHERE v.strand_id = %s", (ledger.strand_id,)
     ):
+        if not allowed:
+            result.findings.append(_consistency(
+                "reservation-without-opt-out", f"qldb.reservation records '{kind}' under run {run_id}, which did "
+                "not accept unverifiable revisions (--allow-unverifiable): only such a run records reservations, so "
+                "this one was written by hand", Location(None, None if seq is None else
+                                                         BlockAddress(ledger.strand_id, seq), None, doc,
+                                                         None if version < 0 else version)))
+            continue
         out[(table_id, doc, version)].add(kind)
         ledger.reservations[kind] += 1
     return out
 
 
 _RESERVATION_TEXT = {
-    "json-not-rehashed": "revisions whose data came through JSON and could not be re-hashed (migrated with "
-                         "--allow-unverifiable); their JSONB is not proven",
-    "deleted-hash-not-recomputed": "delete revisions whose hash rule did not match (migrated with "
-                                   "--allow-unverifiable); their revision hash is not recomputed",
-    "unexplained-redaction": "revisions delivered redacted with no redactionInfo naming them (migrated with "
-                             "--allow-unverifiable); their erasure is not explained by the chain",
-    "not-present": "stream revisions whose details never arrived (migrated with --allow-unverifiable): no row",
+    "json-not-rehashed": "its data came through JSON and could not be re-hashed: its JSONB is not proven",
+    "deleted-hash-not-recomputed": "a delete revision whose hash rule did not match: its revision hash is not "
+                                   "recomputed",
+    "unexplained-redaction": "delivered redacted with no redactionInfo naming it: its erasure is not explained by "
+                             "the chain",
+    "not-present": "a stream revision whose details never arrived: no row",
+    "ambiguous-delete": "a delete revision beside a system revision, which the hashes cannot tell from a revision "
+                        "with data taken apart: that its data was removed is not proven",
 }
 
 
-def _report_reservations(result: CheckResult, ledger: LedgerCheck) -> None:
-    for kind, count in sorted(ledger.reservations.items()):
-        result.findings.append(Finding(
-            f"reservation-{kind}", Kind.UNPROVEN, Severity.WARNING,
-            f"{count} {_RESERVATION_TEXT.get(kind, kind)} (recorded in qldb.reservation)",
-            Location(block=BlockAddress(ledger.strand_id, ledger.first or 0))))
+def _report_reservations(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck) -> None:
+    """One finding per reserved revision, named; the finding log keeps the first few of each kind and counts all."""
+    if not ledger.reservations:
+        return
+    with conn.cursor(name="reservations") as cur:
+        cur.itersize = 5000
+        cur.execute(
+            "SELECT v.kind, v.table_id, coalesce(t.table_name, v.table_id), v.document_id, v.version, "
+            "v.block_sequence FROM qldb.reservation v LEFT JOIN qldb.ledger_table t "
+            "ON t.strand_id = v.strand_id AND t.table_id = v.table_id JOIN qldb.migration_run r "
+            "ON r.run_id = v.run_id AND 'allow-unverifiable' = ANY(r.opt_outs) WHERE v.strand_id = %s "
+            "ORDER BY v.kind, v.block_sequence NULLS LAST, v.document_id, v.version", (ledger.strand_id,))
+        for kind, _table_id, table, doc, version, seq in cur:
+            result.findings.append(Finding(
+                f"reservation-{kind}", Kind.UNPROVEN, Severity.WARNING,
+                f"{_RESERVATION_TEXT.get(kind, kind)} (migrated with --allow-unverifiable, recorded in "
+                "qldb.reservation)",
+                Location(None, None if seq is None else BlockAddress(ledger.strand_id, seq), None, doc,
+                         None if version < 0 else version, table)))
 
 
 @dataclass
@@ -480,6 +506,18 @@ def check_history_part(conninfo: str, snapshot: str, ledger: LedgerCheck, table_
         _check_history(conn, result, mine, table_id, schema, history, reserved, lambda _n: None, part)
         conn.rollback()
     return HistoryPart(result.findings, mine.rows, mine.unsealed)
+
+
+def _check_delete(result: CheckResult, where: Location, version: int, sibling_system: bool, kinds: set[str]) -> None:
+    """A delete revision the hashes cannot tell from a revision with data taken apart (verify.block.check_deletes)."""
+    if version == 0:
+        result.findings.append(_consistency("delete-at-version-0", "a delete revision at version 0: a document's "
+                                            "first revision is its insert", where))
+    if sibling_system and "ambiguous-delete" not in kinds:
+        result.findings.append(_consistency(
+            "ambiguous-delete-unrecorded", "a delete revision whose Merkle sibling is a system revision (the pair "
+            "also hashes as one revision with data), which the run that loaded it did not record as a reservation: "
+            "the block or the row was rewritten", where))
 
 
 def _check_operation(result: CheckResult, where: Location, op: str, version: int, data: str | None,
@@ -516,6 +554,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                   b.transaction_id, b.sequence_no IS NOT NULL,
                   b.transaction_info -> 'documents' -> h.document_id ->> 'tableId',
                   {write_seq}, s.document_id IS NOT NULL,
+                  coalesce(h.index_in_block, s.index_in_block) # 1 < cardinality(b.revision_hashes)
+                      AND b.revision_documents[(coalesce(h.index_in_block, s.index_in_block) # 1) + 1] IS NULL,
                   num_nonnulls(h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash, h.block_sequence,
                                h.index_in_block) > 0,
                   p.document_id IS NOT NULL
@@ -534,8 +574,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
         cur.itersize = 2000
         cur.execute(query, (strand, table_id, strand, table_id, strand, part[1], part[0]))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
-             seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, row_has_seal,
-             queued) in cur:
+             seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, sibling_system,
+             row_has_seal, queued) in cur:
             ledger.rows += 1
             pending += 1
             if pending == 5000:
@@ -617,6 +657,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                 if computed != rev_hash and not (data_hash is None and "deleted-hash-not-recomputed" in kinds):
                     result.findings.append(_hash_error("revision-hash-mismatch", "revision_hash differs from "
                                                        "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))
+                if data_hash is None and computed == rev_hash:
+                    _check_delete(result, where, version, sibling_system, kinds)
             _check_metadata_columns(result, where, meta_value, doc, version, tx_id, tx_time, tx_time_ion, block_tx)
     advance(pending)
 

@@ -119,7 +119,8 @@ def block_rows(
         metadata = field_or_none(rev, "metadata")
         table_id, table_name = tables.get(rc.document_id, ("(unknown)", "(unknown)"))
         data = field_or_none(rev, "data")
-        deleted = rc.status in (RevisionStatus.DELETED, RevisionStatus.NOT_RECOMPUTED) and data is None
+        deleted = rc.status in (RevisionStatus.DELETED, RevisionStatus.NOT_RECOMPUTED,
+                                RevisionStatus.AMBIGUOUS_DELETE) and data is None
         redacted = rc.status is RevisionStatus.REDACTED
         data_json = data_ion = None
         if not deleted and not redacted and rc.data_hash is not None:
@@ -171,6 +172,7 @@ class TableRows:
 RESERVATION_KINDS = {
     RevisionStatus.UNVERIFIABLE: "json-not-rehashed",
     RevisionStatus.NOT_RECOMPUTED: "deleted-hash-not-recomputed",
+    RevisionStatus.AMBIGUOUS_DELETE: "ambiguous-delete",
     RevisionStatus.NOT_PRESENT: "not-present",
 }
 

@@ -42,7 +42,7 @@ def upgrade() -> None:
             document_id  text   NOT NULL,
             version      integer NOT NULL,           -- -1: not known (a stream revision whose details never came)
             kind         text   NOT NULL CHECK (kind IN ('unexplained-redaction', 'deleted-hash-not-recomputed',
-                                                         'json-not-rehashed', 'not-present')),
+                                                         'json-not-rehashed', 'not-present', 'ambiguous-delete')),
             block_sequence bigint,
             run_id       bigint NOT NULL,
             PRIMARY KEY (strand_id, table_id, document_id, version, kind)
