@@ -99,6 +99,46 @@ def test_current_table_tampers_are_caught(change: str, migrated: tuple[str, Path
     assert f"document {doc}" in proc.stderr and "ledger.person" in proc.stderr
 
 
+def _same_number_other_scale(conn: psycopg.Connection) -> str:
+    """A current row's number rewritten to a numerically equal one of another scale (5 -> 5.0): jsonb's equality
+    calls them the same, the ledger's hashes do not."""
+    from decimal import Decimal
+
+    rows = [(current, doc, text) for (current,) in conn.execute("SELECT current_name FROM qldb.ledger_table").fetchall()
+            for doc, text in conn.execute(f"SELECT document_id, data::text FROM ledger.{current} ORDER BY 1")]
+    for current, doc, text in rows:
+        data = json.loads(text, parse_float=Decimal)
+        key = next((k for k, v in data.items() if isinstance(v, (int, Decimal)) and not isinstance(v, bool)), None)
+        if key is None:
+            continue
+        conn.execute(f"UPDATE ledger.{current} SET data = jsonb_set(data, ARRAY[%s], (data->>%s || CASE WHEN "
+                     "data->>%s LIKE '%%.%%' THEN '0' ELSE '.0' END)::jsonb) WHERE document_id = %s",
+                     (key, key, key, doc))
+        assert conn.execute(f"SELECT data = %s::jsonb AND data::text <> %s FROM ledger.{current} "
+                            "WHERE document_id = %s", (text, text, doc)).fetchone()[0]
+        return current
+    raise AssertionError("no numeric field in any current table")
+
+
+@pytest.mark.parametrize("tamper", ["renamed table", "number rescaled", "state flipped to live"])
+def test_bookkeeping_tampers_are_caught(tamper: str, migrated: tuple[str, Path]) -> None:
+    dsn, digest = migrated
+    with psycopg.connect(dsn) as conn:
+        if tamper == "renamed table":
+            conn.execute("UPDATE qldb.ledger_table SET table_name = 'Impostor' WHERE table_name = 'Person'")
+        elif tamper == "number rescaled":
+            table = _same_number_other_scale(conn)
+        else:
+            conn.execute("UPDATE qldb.ledger SET state = 'live'")
+    proc = run_cli("check", "--dsn", dsn, "--digest", digest)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, f"{tamper}\n{output}"
+    table = locals().get("table", "")
+    expected = {"renamed table": "names it otherwise", "number rescaled": f"ledger.{table}: missing or different",
+                "state flipped to live": "history tables have the live ledger's columns"}[tamper]
+    assert expected in output, output
+
+
 def _rewrite_everything_above(conn: psycopg.Connection) -> tuple[str, int]:
     """Change one revision's data and recompute every hash above it, as an attacker with write access would."""
     doc, version, seq, idx, data_ion, meta_ion = _one(

@@ -91,13 +91,14 @@ def test_a_row_rewritten_as_a_delete_in_the_database_is_caught(sample_factory, t
     assert run_cli("migrate", export, "--dsn", pg_dsn, "--digest", export / DIGEST).returncode == 0
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         tables = conn.execute("SELECT history_name, current_name FROM qldb.ledger_table ORDER BY table_name")
-        for table, current in tables.fetchall():
+        for table, current_name in tables.fetchall():
             row = conn.execute(
                 f"SELECT h.document_id, h.version, h.metadata_ion, h.data_hash, b.sequence_no, b.revision_hashes "
                 f"FROM ledger.{table} h JOIN qldb.block b ON b.sequence_no = h.block_sequence "
                 "WHERE cardinality(b.revision_hashes) = 1 AND h.data_hash IS NOT NULL AND h.version > 0 "
                 "ORDER BY b.sequence_no LIMIT 1").fetchone()
             if row:
+                current = current_name
                 break
         doc, version, meta_ion, data_hash, seq, hashes = row
         hm = ion_hash(loads(bytes(meta_ion)))

@@ -142,6 +142,40 @@ def test_history_and_blocks_are_append_only_for_every_role(live: dict) -> None:
         assert app.execute("SELECT count(*) FROM ledger.person_history").fetchone()[0] > 0
 
 
+def test_the_application_chooses_no_ids_and_cannot_stall_the_sealer(live: dict, tmp_path: Path) -> None:
+    """Ids are the ledger's (QLDB's); every document the application may write, the sealer can seal."""
+    big = "9" * 6000  # jsonb keeps any integer; Python's default int/str limit is 4,300 digits
+    with psycopg.connect(live["app"]) as app:
+        app.execute("SET LOCAL qldb.tx_id = 'ChosenByTheApplication'")
+        first = [app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": \"T-%s\"}') "
+                             "RETURNING document_id" % n).fetchone()[0] for n in (1, 2)]
+        app.commit()
+        app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": %s}')" % big)
+        app.commit()
+        for statement, expected in (
+                ("INSERT INTO ledger.person (document_id, data) VALUES ('AAAAAAAAAAAAAAAAAAAAAA', '{}')",
+                 "the ledger's to assign"),
+                ("INSERT INTO ledger.person (data) VALUES ('%s1%s')" % ("[" * 150, "]" * 150), "a JSON object"),
+                ("INSERT INTO ledger.person (data) VALUES ('{\"a\": %s1%s}')" % ("[" * 150, "]" * 150),
+                 "99 levels"),
+                ("UPDATE ledger.person SET data = '{\"a\": %s1%s}' WHERE document_id = '%s'"
+                 % ("{\"b\": " * 120, "}" * 120, first[0]), "99 levels")):
+            with pytest.raises(psycopg.Error) as caught:
+                app.execute(statement)
+            assert expected in str(caught.value), (statement[:60], caught.value)
+            app.rollback()
+    with psycopg.connect(live["dsn"]) as conn:
+        tx_ids = conn.execute("SELECT tx_id FROM ledger.person_history WHERE write_seq IS NOT NULL "
+                              "ORDER BY write_seq").fetchall()
+    assert len(tx_ids) == 3 and tx_ids[0] == tx_ids[1] != tx_ids[2]
+    assert all(len(t) == 22 and t != "ChosenByTheApplication" for (t,) in tx_ids)
+    sealed = _seal(live)
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    digest = _digest_now(live, tmp_path / "d.json")
+    check = run_cli("check", "--dsn", live["dsn"], "--digest", digest)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_a_tamper_past_a_disabled_guard_is_caught_by_a_saved_digest(live: dict, tmp_path: Path) -> None:
     with psycopg.connect(live["app"]) as app:
         doc = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"ACC-7\", \"balance\": 5}') "

@@ -204,7 +204,14 @@ def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]],
         if rev.operation != "delete":
             if rev.data is None:
                 raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
-            data_ion, data_hash = _encoded(ion_reading(rev.data))
+            try:
+                data_ion, data_hash = _encoded(ion_reading(rev.data))
+            except (ValueError, ArithmeticError, RecursionError, MemoryError) as exc:
+                # the trigger bounds what it accepts; a row that still will not encode stops the sealer here,
+                # named, rather than in a traceback on every later run
+                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} of table "
+                                  f"{ledger_tables[rev.table_id][0]} cannot be read as Ion ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}): sealing stops here") from None
         rev_hash = dot(meta_hash, data_hash or b"")
         revisions.append(rev_hash)
         sealed.append((strand, rev.table_id, rev.document_id, rev.version, seq, index, rev_hash, data_hash, meta_ion,

@@ -76,6 +76,7 @@ class LedgerCheck:
     reservations: Counter[str] = field(default_factory=Counter)
     redactions: set[tuple[str, str, int]] = field(default_factory=set)  # named by stored redactionInfo
     unsealed: int = 0  # revisions written after cut-over and not sealed yet (in no block, under no digest)
+    live_tables: set[str] = field(default_factory=set)  # table ids whose history has the live ledger's columns
 
     def anchor(self, tip: int, how: str) -> None:
         if self.anchored_through is None or tip > self.anchored_through:
@@ -238,6 +239,7 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
             "WHERE strand_id = %s ORDER BY table_name, table_id", (ledger.strand_id,)
         ).fetchall()
         ledger.tables = len(tables)
+        _live_tables(conn, result, ledger, tables)
         reserved = _reservations(conn, result, ledger)
         if parallel:
             parts = executor.workers
@@ -251,9 +253,10 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         else:
             for table_id, _name, schema, _current, history in tables:
                 _check_history(conn, result, ledger, table_id, schema, history, reserved, advance)
-        for _table_id, _name, schema, current, history in tables:
-            _check_current(conn, result, schema, current, history, ledger.state == "live")
+        for table_id, _name, schema, current, history in tables:
+            _check_current(conn, result, schema, current, history, table_id in ledger.live_tables)
         _check_listed_rows(conn, result, ledger, tables)
+        _check_table_names(conn, result, ledger, tables)
         _report_reservations(conn, result, ledger)
         if ledger.unsealed:
             result.findings.append(Finding(
@@ -541,7 +544,7 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
     """Every history row of one table (of the rows whose document falls in ``part`` = (k, n): the k-th of n
     slices by a hash of the document id, when workers share the table)."""
     strand = ledger.strand_id
-    live = ledger.state == "live"
+    live = table_id in ledger.live_tables
     # After cut-over, what the sealer assigned (hashes, Ion, block, index) is in qldb.sealed_revision, not the row.
     query = sql.SQL(
         """SELECT h.document_id, h.version, h.data::text,
@@ -690,6 +693,42 @@ def _check_metadata_columns(result: CheckResult, where: Location, meta: Any, doc
                                             f"{tx_time} / {tx_time_ion}"))
 
 
+def _live_tables(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck, tables: list[tuple]) -> None:
+    """Which tables are live is read from the tables themselves (the write_seq column cut-over adds), not only from
+    qldb.ledger.state: a state changed behind the guard must not change what the check compares."""
+    for table_id, _name, schema, _current, history in tables:
+        if conn.execute("SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = 'write_seq' "
+                        "AND NOT attisdropped", (sql.Identifier(schema, history).as_string(conn),)).fetchone():
+            ledger.live_tables.add(table_id)
+    shapes = {table_id in ledger.live_tables for table_id, *_ in tables}
+    if shapes and (len(shapes) > 1 or shapes != {ledger.state == "live"}):
+        live = sorted(f"{schema}.{history}" for tid, _n, schema, _c, history in tables if tid in ledger.live_tables)
+        result.findings.append(_consistency(
+            "ledger-state-mismatch", f"qldb.ledger says the ledger is {ledger.state}, but "
+            f"{len(live)} of its {len(tables)} history tables have the live ledger's columns"
+            + (f" ({', '.join(live[:5])})" if live else ""),
+            Location(block=BlockAddress(ledger.strand_id, ledger.first or 0)), ledger.state,
+            "live" if live else "migrated"))
+
+
+def _check_table_names(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck,
+                       tables: list[tuple]) -> None:
+    """Each table's QLDB name (qldb.ledger_table, which the SQL functions look tables up by) is the name the hashed
+    transaction info gives its table id.  QLDB never renames a table: a name reused after a drop is another id."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for table_id, name in conn.execute(
+            "SELECT DISTINCT d.value ->> 'tableId', d.value ->> 'tableName' FROM qldb.block b, "
+            "jsonb_each(b.transaction_info -> 'documents') d WHERE b.strand_id = %s "
+            "AND jsonb_typeof(b.transaction_info -> 'documents') = 'object'", (ledger.strand_id,)):
+        seen[table_id].add(name)
+    for table_id, name, schema, _current, history in tables:
+        if table_id in seen and name not in seen[table_id]:
+            result.findings.append(_consistency(
+                "table-name-mismatch", f"qldb.ledger_table names table {table_id} ({schema}.{history}) '{name}', "
+                "but the ledger's transaction info names it otherwise", Location(table=f"{schema}.{history}"),
+                ", ".join(sorted(seen[table_id])), name))
+
+
 def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, current: str, history: str,
                    live: bool) -> None:
     """The current table holds the latest non-deleted history revision of each document, no more, no less.
@@ -697,8 +736,9 @@ def _check_current(conn: psycopg.Connection, result: CheckResult, schema: str, c
     After cut-over a row the application wrote carries no hash or block (the sealer assigns those later, in
     qldb.sealed_revision): its document, version, data and time are compared.
     """
-    columns = sql.SQL("document_id, version, data, tx_time" if live else
-                      "document_id, version, data, data_ion, revision_hash, tx_time, block_sequence")
+    # data as text: jsonb equality calls 1.0 and 1.00 the same number, the ledger does not
+    columns = sql.SQL("document_id, version, data::text, tx_time" if live else
+                      "document_id, version, data::text, data_ion, revision_hash, tx_time, block_sequence")
     query = sql.SQL(
         """WITH latest AS (
                SELECT {columns}

@@ -96,11 +96,10 @@ def upgrade() -> None:
             PRIMARY KEY (strand_id, level, idx)
         );
 
-        -- QLDB-style ids: 22 base62 characters of a random 128-bit UUID.
-        CREATE FUNCTION qldb.new_id() RETURNS text LANGUAGE plpgsql VOLATILE PARALLEL SAFE AS $$
+        -- 16 bytes as 22 base62 characters: the shape of QLDB's ids.
+        CREATE FUNCTION qldb.base62(b bytea) RETURNS text LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
         DECLARE
             n numeric := 0;
-            b bytea := decode(replace(gen_random_uuid()::text, '-', ''), 'hex');
             alphabet constant text := '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
             out text := '';
         BEGIN
@@ -114,17 +113,19 @@ def upgrade() -> None:
             RETURN out;
         END $$;
 
-        -- The transaction's id, the same for every row it writes (QLDB's txId), kept for the transaction only.
-        CREATE FUNCTION qldb.tx_id() RETURNS text LANGUAGE plpgsql VOLATILE AS $$
-        DECLARE
-            v text := nullif(current_setting('qldb.tx_id', true), '');
-        BEGIN
-            IF v IS NULL THEN
-                v := qldb.new_id();
-                PERFORM set_config('qldb.tx_id', v, true);
-            END IF;
-            RETURN v;
-        END $$;
+        CREATE FUNCTION qldb.new_id() RETURNS text LANGUAGE sql VOLATILE PARALLEL SAFE AS $$
+            SELECT qldb.base62(decode(replace(gen_random_uuid()::text, '-', ''), 'hex'))
+        $$;
+
+        -- The transaction's id (QLDB's txId), the same for every row it writes.  Derived from the
+        -- transaction's own xid and the cluster's identifier (a restored copy is another cluster, whose
+        -- xids start again), so no session can choose it or share another transaction's: the sealer
+        -- groups revisions into blocks by it.
+        CREATE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
+            SELECT qldb.base62(sha256(convert_to(
+                (SELECT system_identifier FROM pg_control_system())::text || ':' || pg_current_xact_id()::text,
+                'UTF8')))
+        $$;
 
         -- txTime: the transaction's time in milliseconds, UTC (as QLDB writes it), and its exact Ion text.
         CREATE FUNCTION qldb.tx_time() RETURNS timestamptz LANGUAGE sql STABLE AS $$
@@ -269,6 +270,23 @@ def upgrade() -> None:
             )$ddl$, p_schema, p_current);
         END $$;
 
+        -- What a live ledger accepts as a document: a JSON object the sealer can always encode and hash
+        -- (QLDB: 128 KB of Ion binary per document, 4 MB per transaction).
+        CREATE FUNCTION qldb.check_document(d jsonb) RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
+        BEGIN
+            IF d IS NULL OR jsonb_typeof(d) <> 'object' THEN
+                RAISE EXCEPTION 'a ledger document is a JSON object, not %', coalesce(jsonb_typeof(d), 'NULL')
+                    USING ERRCODE = '22023';
+            END IF;
+            IF pg_column_size(d) > 4194304 THEN
+                RAISE EXCEPTION 'a ledger document holds at most 4 MiB (this one: % bytes)', pg_column_size(d)
+                    USING ERRCODE = '54000';
+            END IF;
+            IF jsonb_path_exists(d, 'strict $.**{100}') THEN
+                RAISE EXCEPTION 'a ledger document nests at most 99 levels deep' USING ERRCODE = '54000';
+            END IF;
+        END $$;
+
         -- Turns one ledger table pair live: its writes append revisions, its history refuses changes.
         CREATE FUNCTION qldb.make_live_table(p_strand text, p_table_id text) RETURNS void
         LANGUAGE plpgsql AS $$
@@ -298,11 +316,12 @@ def upgrade() -> None:
                 v_own boolean := false;
             BEGIN
                 IF TG_OP = 'INSERT' THEN
-                    IF NEW.data IS NULL OR jsonb_typeof(NEW.data) <> 'object' THEN
-                        RAISE EXCEPTION 'a ledger document is a JSON object, not %%', coalesce(jsonb_typeof(NEW.data),
-                            'NULL') USING ERRCODE = '22023';
+                    PERFORM qldb.check_document(NEW.data);
+                    IF NEW.document_id IS NOT NULL THEN
+                        RAISE EXCEPTION 'a ledger document''s id is the ledger''s to assign (as in QLDB): leave '
+                            'document_id out' USING ERRCODE = '428C9';
                     END IF;
-                    NEW.document_id := coalesce(NEW.document_id, qldb.new_id());
+                    NEW.document_id := qldb.new_id();
                     NEW.version := 0;
                     NEW.tx_time := v_time; NEW.data_ion := NULL; NEW.revision_hash := NULL; NEW.block_sequence := NULL;
                     v_seq := nextval('qldb.write_seq');
@@ -323,10 +342,7 @@ def upgrade() -> None:
                     IF NEW.document_id IS DISTINCT FROM OLD.document_id THEN
                         RAISE EXCEPTION 'a ledger document keeps its document_id' USING ERRCODE = '22023';
                     END IF;
-                    IF NEW.data IS NULL OR jsonb_typeof(NEW.data) <> 'object' THEN
-                        RAISE EXCEPTION 'a ledger document is a JSON object, not %%', coalesce(jsonb_typeof(NEW.data),
-                            'NULL') USING ERRCODE = '22023';
-                    END IF;
+                    PERFORM qldb.check_document(NEW.data);
                     NEW.tx_time := v_time; NEW.data_ion := NULL; NEW.revision_hash := NULL; NEW.block_sequence := NULL;
                     IF v_own THEN
                         NEW.version := OLD.version;
@@ -517,7 +533,7 @@ def downgrade() -> None:
         DROP TRIGGER qldb_append_only_truncate ON qldb.sealed_revision;
         DROP FUNCTION qldb.history_guard(), qldb.sealed_guard(), qldb.ledger_guard(), qldb.live_truncate_guard(),
             qldb.live_rows_guard(), qldb.refuse_truncate(), qldb.ion_utc_ms(timestamptz), qldb.tx_time(),
-            qldb.tx_id(), qldb.new_id();
+            qldb.tx_id(), qldb.new_id(), qldb.base62(bytea), qldb.check_document(jsonb);
         DROP TABLE qldb.merkle_node, qldb.sealed_revision, qldb.pending_event, qldb.pending_revision;
         DROP SEQUENCE qldb.write_seq;
         ALTER TABLE qldb.ledger DROP COLUMN live_since, DROP COLUMN app_role;
