@@ -82,12 +82,16 @@ def _escape(data: bytes) -> bytes:
     """Escape the begin, end and escape markers (0x0B, 0x0E, 0x0C) with 0x0C.
 
     ``int in bytes`` is a ``memchr``: three of them cost less than one regex
-    search, and most representations hold no marker so are returned as they
-    are.  The escape byte itself is doubled first, so the escapes inserted for
-    the other two are not escaped again.
+    search, and a copy is made only for a marker that is present.  The escape
+    byte itself is doubled first, so the escapes inserted for the other two
+    are not escaped again.
     """
-    if 0x0C in data or 0x0B in data or 0x0E in data:
-        return data.replace(b"\x0c", b"\x0c\x0c").replace(b"\x0b", b"\x0c\x0b").replace(b"\x0e", b"\x0c\x0e")
+    if 0x0C in data:
+        data = data.replace(b"\x0c", b"\x0c\x0c")
+    if 0x0B in data:
+        data = data.replace(b"\x0b", b"\x0c\x0b")
+    if 0x0E in data:
+        data = data.replace(b"\x0e", b"\x0c\x0e")
     return data
 
 
@@ -238,42 +242,57 @@ def _decimal_parts_from_tuple(value: Decimal) -> tuple[bool, int, int]:
     return bool(sign), coefficient, exponent
 
 
+# b"\x0b\x50" + VarInt(exponent) for every exponent a one-byte VarInt holds.  That byte has its top
+# bit set, so it is never a marker byte: only the coefficient's bytes can need escaping.
+_DECIMAL_PREFIX = {e: b"\x0b\x50" + _var_int_slow(e) for e in range(-63, 64)}
+
+
 def _decimal(value: Decimal) -> bytes:
     text = _decimal_text(value)
-    try:
-        if "E" in text:
-            negative, coefficient, exponent = _decimal_parts(text)
-        else:
-            # Plain notation, the usual case: [-]digits[.digits].  ``int`` takes the sign
-            # with the digits and rejects NaN and Infinity (handled below).
+    if "E" not in text:
+        # Plain notation, the usual case: [-]digits[.digits].  ``int`` takes the sign with
+        # the digits and rejects what is not a finite number (NaN, Infinity).
+        try:
             point = text.find(".")
             if point < 0:
                 exponent = 0
                 coefficient = int(text)
             else:
                 exponent = point + 1 - len(text)
-                coefficient = int(text[:point] + text[point + 1 :])
-            negative = text[0] == "-"
-            if negative:
-                coefficient = -coefficient
+                coefficient = int(text.replace(".", ""))
+        except ValueError:
+            return _decimal_general(value, text)
+        if coefficient > 0:
+            magnitude = coefficient.to_bytes(coefficient.bit_length() // 8 + 1, "big")
+        elif coefficient:
+            # Ion Int: big-endian magnitude with a free top bit, which carries the sign.
+            coefficient = -coefficient
+            size = coefficient.bit_length() // 8 + 1
+            magnitude = (coefficient | 1 << (8 * size - 1)).to_bytes(size, "big")
+        elif text[0] == "-":
+            magnitude = b"\x80"  # negative zero
+        elif exponent == 0:
+            return b"\x0b\x50\x0e"  # 0d0 has an empty representation
+        else:
+            magnitude = b""
+        prefix = _DECIMAL_PREFIX.get(exponent)
+        if prefix is not None and not (0x0C in magnitude or 0x0B in magnitude or 0x0E in magnitude):
+            return prefix + magnitude + b"\x0e"
+        return _scalar(0x50, _var_int(exponent) + magnitude)
+    return _decimal_general(value, text)
+
+
+def _decimal_general(value: Decimal, text: str) -> bytes:
+    """Any decimal: exponent notation, long exponents, and the refusals (NaN, Infinity)."""
+    try:
+        negative, coefficient, exponent = _decimal_parts(text)
     except ValueError:
         negative, coefficient, exponent = _decimal_parts_from_tuple(value)
-    if coefficient:
-        # Ion Int: big-endian magnitude with a free top bit, which carries the sign.
-        size = coefficient.bit_length() // 8 + 1
-        if negative:
-            coefficient |= 1 << (8 * size - 1)
-        magnitude = coefficient.to_bytes(size, "big")
-    elif negative:
-        magnitude = b"\x80"  # negative zero
-    elif exponent == 0:
-        return b"\x0b\x50\x0e"  # 0d0 has an empty representation
-    else:
-        magnitude = b""
-    rep = (_VAR_INT_SMALL.get(exponent) or _var_int_slow(exponent)) + magnitude
-    if 0x0C in rep or 0x0B in rep or 0x0E in rep:
-        rep = _escape(rep)
-    return b"\x0b\x50" + rep + b"\x0e"
+    if coefficient == 0 and exponent == 0 and not negative:
+        return b"\x0b\x50\x0e"
+    if coefficient or negative:
+        return _scalar(0x50, _var_int(exponent) + _signed_magnitude(negative, coefficient))
+    return _scalar(0x50, _var_int(exponent))
 
 
 def _symbol_text(text: str | None) -> bytes:
@@ -402,18 +421,23 @@ def _timestamp_uncached(ts: _dt.datetime, precision: Any) -> bytes:
 
 
 def _text(value: str) -> bytes:
-    cached = _TEXT_CACHE.get(value)
-    if cached is not None:
-        return cached
+    """A string, uncached: struct fields cache whole field hashes instead (see ``_build``)."""
     data = value.encode("utf-8")
     if 0x0C in data or 0x0B in data or 0x0E in data:
         data = _escape(data)
-    out = b"\x0b\x80" + data + b"\x0e"
-    if len(value) <= _SHORT:
-        if len(_TEXT_CACHE) >= _CACHE_LIMIT:
-            _TEXT_CACHE.clear()
-        _TEXT_CACHE[str(value)] = out
-    return out
+    return b"\x0b\x80" + data + b"\x0e"
+
+
+def _text_cached(value: str) -> bytes:
+    """A string in a list or at the top level: short ones (tags, codes) repeat."""
+    cached = _TEXT_CACHE.get(value)
+    if cached is None:
+        cached = _text(value)
+        if len(value) <= _SHORT:
+            if len(_TEXT_CACHE) >= _CACHE_LIMIT:
+                _TEXT_CACHE.clear()
+            _TEXT_CACHE[str(value)] = cached
+    return cached
 
 
 # --- leaves --------------------------------------------------------------------
@@ -453,13 +477,14 @@ def _ion_text(v: Any) -> bytes:
     if v.ion_type is _SYMBOL:
         body = _symbol_text(str(v))
     else:
-        body = _TEXT_CACHE.get(v) or _text(v)
+        body = _TEXT_CACHE.get(v) or _text_cached(v)
     a = v.ion_annotations
     return _annotated(a, body) if a else body
 
 
 def _ion_symbol(v: Any) -> bytes:
-    body = _symbol(v)
+    text = v.text
+    body = _symbol(v) if text is None else _SYMBOL_CACHE.get(text) or _symbol_text(text)
     a = v.ion_annotations
     return _annotated(a, body) if a else body
 
@@ -509,7 +534,7 @@ def _ion_null(v: Any) -> bytes:
 Handler = Callable[[Any], bytes]
 
 _LEAVES: dict[type, Handler] = {
-    str: _text,
+    str: _text_cached,
     IonPyText: _ion_text,
     Decimal: _decimal,
     IonPyDecimal: _ion_decimal,
@@ -563,15 +588,16 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
     """``s(value)`` for one hash function.
 
     ``cache_fields``: remember the field hash of ``name: value`` pairs whose
-    value is a short bare string or a small bare int (or an unannotated
-    IonPy equivalent): their hash is a pure function of the name and the
-    value, and fields such as ``State: "WA"`` or ``version: 3`` repeat.  Only
-    for a pure hash function (SHA-256): the test suite's recording hashers
-    must see every call.
+    value is a short string or a small int, bare or an unannotated IonPy
+    value (``bool`` and ``IonPyBool`` are other types and never match): such
+    a hash is a pure function of the name and the value, and fields such as
+    ``State: "WA"`` or ``version: 3`` repeat.  Tables are per field name, so
+    a field whose values never repeat (an id) churns only its own table.
+    Only for a pure hash function (SHA-256): the test suite's recording
+    hashers must see every call.
     """
     dispatch = _Dispatch(_LEAVES)
     symbol_get = _SYMBOL_CACHE.get
-    text_get = _TEXT_CACHE.get
     int_get = _INT_CACHE.get
     str_pairs: dict[Any, dict[str, bytes]] = {}
     int_pairs: dict[Any, dict[int, bytes]] = {}
@@ -589,40 +615,53 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
             table = tables[name] = {}
         return table
 
-    def struct_body(store: dict[Any, list[Any]]) -> bytes:
-        hashes = []
-        append = hashes.append
-        for name, fields in store.items():
-            name_bytes = symbol_get(name) or field_name(name)
-            for field in fields:
-                t = type(field)
-                if t is str or (t is IonPyText and not field.ion_annotations and field.ion_type is not _SYMBOL):
-                    if cache_fields and len(field) <= _SHORT:
-                        table = str_pairs.get(name) or pair_table(str_pairs, name)
-                        cached = table.get(field)
-                        if cached is None:
-                            cached = hash_ctor(name_bytes + (text_get(field) or _text(field))).digest()
-                            if len(table) >= _PAIR_VALUES_LIMIT:
-                                table.clear()
-                            table[str(field)] = cached
-                        append(cached)
+    def ion_dict(v: Any) -> bytes:
+        # The loop is written out here, not in helpers, because it runs once per
+        # field of every struct: strings, ints and decimals, the usual field
+        # values, are serialised without a call through the dispatch table.
+        store = getattr(v, "_IonPyDict__store", None)
+        if store is None:  # a future amazon-ion may rename it; the public API still works
+            body = pairs_body(v.iteritems())
+        else:
+            hashes = []
+            append = hashes.append
+            for name, fields in store.items():
+                name_bytes = symbol_get(name) or field_name(name)
+                for field in fields:
+                    t = type(field)
+                    if t is str or (t is IonPyText and not field.ion_annotations and field.ion_type is not _SYMBOL):
+                        if cache_fields and len(field) <= _SHORT:
+                            table = str_pairs.get(name) or pair_table(str_pairs, name)
+                            cached = table.get(field)
+                            if cached is None:
+                                cached = hash_ctor(name_bytes + _text(field)).digest()
+                                if len(table) >= _PAIR_VALUES_LIMIT:
+                                    table.clear()
+                                table[str(field)] = cached
+                            append(cached)
+                        else:
+                            append(hash_ctor(name_bytes + _text(field)).digest())
+                    elif t is Decimal or (t is IonPyDecimal and not field.ion_annotations):
+                        append(hash_ctor(name_bytes + _decimal(field)).digest())
+                    elif t is int or (t is IonPyInt and not field.ion_annotations):
+                        if cache_fields and -1024 <= field <= 65535:
+                            table = int_pairs.get(name) or pair_table(int_pairs, name)
+                            cached = table.get(field)
+                            if cached is None:
+                                cached = hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest()
+                                if len(table) >= _PAIR_VALUES_LIMIT:
+                                    table.clear()
+                                table[int(field)] = cached
+                            append(cached)
+                        else:
+                            append(hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest())
                     else:
-                        append(hash_ctor(name_bytes + (text_get(field) or _text(field))).digest())
-                elif t is int or (t is IonPyInt and not field.ion_annotations):
-                    if cache_fields and -1024 <= field <= 65535:
-                        table = int_pairs.get(name) or pair_table(int_pairs, name)
-                        cached = table.get(field)
-                        if cached is None:
-                            cached = hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest()
-                            if len(table) >= _PAIR_VALUES_LIMIT:
-                                table.clear()
-                            table[int(field)] = cached
-                        append(cached)
-                    else:
-                        append(hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest())
-                else:
-                    append(hash_ctor(name_bytes + dispatch[t](field)).digest())
-        return _sorted_struct(hashes)
+                        append(hash_ctor(name_bytes + dispatch[t](field)).digest())
+            # Field hashes sorted as unsigned bytes, concatenated, escaped (inlined _sorted_struct).
+            hashes.sort()
+            body = b"\x0b\xd0" + _escape(b"".join(hashes)) + b"\x0e"
+        a = v.ion_annotations
+        return _annotated(a, body) if a else body
 
     def pairs_body(pairs: Any) -> bytes:
         hashes = []
@@ -631,15 +670,6 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
             name_bytes = symbol_get(name) or field_name(name) if type(name) is str else _symbol(name)
             append(hash_ctor(name_bytes + dispatch[type(field)](field)).digest())
         return _sorted_struct(hashes)
-
-    def ion_dict(v: Any) -> bytes:
-        store = getattr(v, "_IonPyDict__store", None)
-        if store is None:  # a future amazon-ion may rename it; the public API still works
-            body = pairs_body(v.iteritems())
-        else:
-            body = struct_body(store)
-        a = v.ion_annotations
-        return _annotated(a, body) if a else body
 
     def std_dict(v: Any) -> bytes:
         body = pairs_body(v.items())
