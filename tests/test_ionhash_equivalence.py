@@ -104,6 +104,7 @@ _offsets = st.one_of(
     st.none(),
     st.sampled_from([0, 1, -1, 330, -480, 1439, -1439, 64, -64]).map(lambda m: dt.timezone(dt.timedelta(minutes=m))),
     st.integers(-86399, 86399).map(lambda s: dt.timezone(dt.timedelta(seconds=s))),  # offsets with seconds
+    st.integers(-(10**6), 10**6).map(lambda us: dt.timezone(dt.timedelta(microseconds=us))),  # and microseconds
 )
 
 
@@ -309,6 +310,24 @@ def _flat_structs(draw: st.DrawFn) -> Any:
 @given(_flat_structs())
 def test_agrees_on_every_kind_of_leaf_as_a_field(value: Any) -> None:
     assert_agrees(value)
+
+
+_UTC_PLUS_HALF_SECOND = dt.timezone(dt.timedelta(microseconds=500000))
+
+
+@SETTINGS
+@given(_timestamps())
+@example(Timestamp(2020, 1, 1, 0, 0, 5, 700000, _UTC_PLUS_HALF_SECOND, precision=TimestampPrecision.SECOND,
+                   fractional_precision=6))  # the microseconds borrow across the offset's fraction of a second
+@example(dt.datetime(2020, 1, 1, 0, 0, 5, 700000, tzinfo=_UTC_PLUS_HALF_SECOND))
+@example(Timestamp(1, 1, 1, 0, 30, 0, None, dt.timezone(dt.timedelta(hours=1)), precision=TimestampPrecision.MINUTE))
+@example(Timestamp(9999, 12, 31, 23, 30, 0, None, dt.timezone(dt.timedelta(hours=-1)),
+                   precision=TimestampPrecision.MINUTE))  # both: outside years 1-9999 in UTC
+@example(Timestamp(2020, 2, 3, 4, 5, 6, None, dt.timezone(dt.timedelta(hours=3)), precision=TimestampPrecision.DAY))
+def test_agrees_on_timestamps(value: Any) -> None:
+    assert_agrees(value)
+    annotated = IonPyTimestamp.from_value(IonType.TIMESTAMP, value, ("a",)) if type(value) is Timestamp else value
+    assert_agrees(annotated)
 
 
 def test_repeated_pairs_inside_one_value() -> None:

@@ -347,6 +347,33 @@ def _fraction(ts: Timestamp) -> tuple[int, int] | None:
     return -precision, ts.microsecond // 10 ** (6 - precision)
 
 
+def _fraction_rep(ts: _dt.datetime) -> bytes:
+    """VarInt exponent and Int coefficient of the fractional seconds; empty when there are none.
+
+    The usual fraction reads ``0.ddd`` (plain notation, below one, not
+    negative): its coefficient is the digits and its exponent minus their
+    count.  Anything else goes through ``_fraction``.
+    """
+    frac = getattr(ts, "fractional_seconds", None)
+    if type(frac) is Decimal:
+        text = _decimal_text(frac)
+        if text.startswith("0."):
+            digits = text[2:]
+            if digits.isdigit() and digits.isascii():
+                coefficient = int(digits)
+                exponent = _VAR_INT_SMALL.get(-len(digits)) or _var_int_slow(-len(digits))
+                if coefficient:
+                    return exponent + coefficient.to_bytes(coefficient.bit_length() // 8 + 1, "big")
+                return exponent
+    fraction = _fraction(ts)
+    if fraction is None:
+        return b""
+    exponent, coefficient = fraction
+    if coefficient:
+        return _var_int(exponent) + _signed_magnitude(False, coefficient)
+    return _var_int(exponent)
+
+
 def _fraction_from_tuple(ts: Timestamp, frac: Decimal) -> tuple[int, int] | None:
     """``_fraction`` through ``as_tuple``, for fractions ``_decimal_parts`` declines (NaN, huge)."""
     sign, digits, exponent = frac.as_tuple()
@@ -397,7 +424,10 @@ def _timestamp_uncached(ts: _dt.datetime, precision: Any) -> bytes:
             minutes = int(offset_delta.total_seconds()) // 60
             offset_rep = _var_int(minutes)
             try:
-                utc = ts.replace(tzinfo=None) - offset_delta
+                # A plain datetime with the same fields: Timestamp.replace() and Timestamp
+                # arithmetic would construct Timestamps through their Python __init__.
+                utc = _dt.datetime(ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
+                utc -= offset_delta
             except OverflowError as exc:
                 raise IonHashError(f"timestamp {ts} falls outside years 1-9999 in UTC") from exc
     year = utc.year
@@ -405,12 +435,7 @@ def _timestamp_uncached(ts: _dt.datetime, precision: Any) -> bytes:
     # month, day, hour, minute and second are all below 128: one VarUInt byte each.
     if precision >= _SECOND:
         rep += bytes((0x80 | utc.month, 0x80 | utc.day, 0x80 | utc.hour, 0x80 | utc.minute, 0x80 | utc.second))
-        fraction = _fraction(ts)
-        if fraction is not None:
-            exponent, coefficient = fraction
-            rep += _var_int(exponent)
-            if coefficient:
-                rep += _signed_magnitude(False, coefficient)
+        rep += _fraction_rep(ts)
     elif precision >= _MINUTE:
         rep += bytes((0x80 | utc.month, 0x80 | utc.day, 0x80 | utc.hour, 0x80 | utc.minute))
     elif precision >= _DAY:
