@@ -346,6 +346,14 @@ def test_repeated_pairs_inside_one_value() -> None:
     assert new.ion_hash(as_int) != new.ion_hash(as_bool)
     for value in (as_int, as_bool, as_int):
         assert_agrees(value)
+    # A name past the per-name limit of distinct values stops being cached; its hashes stay the same.
+    for i in list(range(300)) + list(range(300)):
+        value = IonPyDict()
+        value.add_item("many", f"v{i}")
+        value.add_item("many_ints", i)
+        value.add_item("few", ["x", "y", "z"][i % 3])
+        value.add_item("few_ints", i % 3)
+        assert new.ion_hash(value) == old.ion_hash(value)
 
 
 @pytest.mark.parametrize("capitals", [0, 1])

@@ -606,7 +606,20 @@ class _Dispatch(dict[type, Handler]):
 HashConstructor = Callable[[bytes], Any]  # returns an object with .digest(), like hashlib.sha256
 
 _PAIR_NAMES_LIMIT = 512  # field names with cached field hashes
-_PAIR_VALUES_LIMIT = 64  # cached values per field name: a high-cardinality field churns only its own
+_PAIR_VALUES_LIMIT = 64  # distinct values cached per field name; a name with more stops being cached
+
+
+class _Uncached(dict[Any, bytes]):
+    """The table of a field name whose values turned out not to repeat: kept empty, and true.
+
+    (True so that ``tables.get(name) or pair_table(...)`` takes it as found.)
+    """
+
+    def __bool__(self) -> bool:
+        return True
+
+
+_UNCACHED = _Uncached()
 
 
 def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], bytes]:
@@ -616,8 +629,10 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
     value is a short string or a small int, bare or an unannotated IonPy
     value (``bool`` and ``IonPyBool`` are other types and never match): such
     a hash is a pure function of the name and the value, and fields such as
-    ``State: "WA"`` or ``version: 3`` repeat.  Tables are per field name, so
-    a field whose values never repeat (an id) churns only its own table.
+    ``State: "WA"`` or ``version: 3`` repeat.  Tables are per field name; a
+    name that shows more than ``_PAIR_VALUES_LIMIT`` distinct values (an id,
+    an amount) is not cached any further, so it costs one lookup per field
+    and never churns.
     Only for a pure hash function (SHA-256): the test suite's recording
     hashers must see every call.
     """
@@ -660,9 +675,11 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
                             cached = table.get(field)
                             if cached is None:
                                 cached = hash_ctor(name_bytes + _text(field)).digest()
-                                if len(table) >= _PAIR_VALUES_LIMIT:
-                                    table.clear()
-                                table[str(field)] = cached
+                                if table is not _UNCACHED:
+                                    if len(table) >= _PAIR_VALUES_LIMIT:
+                                        str_pairs[name] = _UNCACHED
+                                    else:
+                                        table[str(field)] = cached
                             append(cached)
                         else:
                             append(hash_ctor(name_bytes + _text(field)).digest())
@@ -674,9 +691,11 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
                             cached = table.get(field)
                             if cached is None:
                                 cached = hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest()
-                                if len(table) >= _PAIR_VALUES_LIMIT:
-                                    table.clear()
-                                table[int(field)] = cached
+                                if table is not _UNCACHED:
+                                    if len(table) >= _PAIR_VALUES_LIMIT:
+                                        int_pairs[name] = _UNCACHED
+                                    else:
+                                        table[int(field)] = cached
                             append(cached)
                         else:
                             append(hash_ctor(name_bytes + (int_get(field) or _int(int(field)))).digest())
