@@ -10,15 +10,18 @@ Speed comes from doing less Python per value, never from a different
 encoding:
 
 * one dispatch per value, a dict lookup on its exact type straight to the
-  handler that serialises it (subclasses are resolved through the MRO);
+  handler that serialises it (subclasses are resolved through the MRO); the
+  struct loop serialises string, int and decimal fields without even that;
 * escaping tests for the three marker bytes with ``memchr`` (``int in bytes``)
-  and copies only when one is present;
+  and copies only for a marker that is present;
 * decimals are read off ``Decimal.__str__`` (the exact to-scientific-string,
-  one C call) instead of ``as_tuple`` and a digit loop, with the old path as
-  the fallback for anything that is not a plain finite number;
+  one C call) instead of ``as_tuple`` and a digit loop, which remains the
+  fallback for what that reading declines (NaN, Infinity, huge coefficients);
+* timestamps get their UTC fields from plain ``datetime`` arithmetic, never
+  constructing a ``Timestamp`` (whose ``__init__`` is Python);
 * serialised forms that repeat across a ledger (field names, symbols, small
-  ints, short strings, short decimals, dates) and, for SHA-256, whole field
-  hashes of repeating ``name: value`` pairs are cached in bounded dicts.
+  ints, short strings, dates) and, for SHA-256, whole field hashes of
+  repeating ``name: value`` pairs are cached in bounded dicts.
 
 The hash function is a parameter so that the official test suite can run with
 an identity "hash" (its expectations are the serialised bytes themselves) as
@@ -409,7 +412,7 @@ def _timestamp(ts: _dt.datetime) -> bytes:
 def _timestamp_uncached(ts: _dt.datetime, precision: Any) -> bytes:
     if precision is None:  # a bare datetime: second precision
         precision = _SECOND_PRECISION
-    if precision in (_YEAR, _MONTH, _DAY):
+    if precision is not _SECOND_PRECISION and precision in (_YEAR, _MONTH, _DAY):
         offset_rep = b"\xc0"  # dates have no offset: -00:00, unknown local offset
         utc: _dt.datetime = ts
     else:
@@ -632,9 +635,8 @@ def _build(hash_ctor: HashConstructor, cache_fields: bool) -> Callable[[Any], by
     ``State: "WA"`` or ``version: 3`` repeat.  Tables are per field name; a
     name that shows more than ``_PAIR_VALUES_LIMIT`` distinct values (an id,
     an amount) is not cached any further, so it costs one lookup per field
-    and never churns.
-    Only for a pure hash function (SHA-256): the test suite's recording
-    hashers must see every call.
+    and never churns.  Only for a pure hash function (SHA-256): the test
+    suite's recording hashers must see every call.
     """
     dispatch = _Dispatch(_LEAVES)
     symbol_get = _SYMBOL_CACHE.get
