@@ -608,8 +608,10 @@ class _Dispatch(dict[type, Handler]):
 
 HashConstructor = Callable[[bytes], Any]  # returns an object with .digest(), like hashlib.sha256
 
-_PAIR_NAMES_LIMIT = 512  # field names with cached field hashes
-_PAIR_VALUES_LIMIT = 64  # distinct values cached per field name; a name with more stops being cached
+# Field names with cached field hashes, and distinct values cached per name (a name with more stops
+# being cached): at most 128 * 64 = 8192 entries per table kind, the bound every cache here keeps.
+_PAIR_NAMES_LIMIT = 128
+_PAIR_VALUES_LIMIT = 64
 
 
 class _Uncached(dict[Any, bytes]):
