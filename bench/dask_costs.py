@@ -92,6 +92,9 @@ def main() -> None:
 
         args.dsn = embedded(Path(args.dsn.split(":", 1)[1])).conninfo
     export = sample(args.revisions, args.seed)
+    from qldb_migrate.executor import ProcessExecutor
+
+    local_pool = ProcessExecutor(2)  # forked now, before the Dask client starts its threads
     spec = SourceSpec(str(export))
     plan = discover(spec.open())
     objects = plan.objects
@@ -152,6 +155,14 @@ def main() -> None:
     end_to_end = verify_source(spec, [], executor=executor)
     out["verify_end_to_end_cluster_s"] = time.perf_counter() - start
     assert not end_to_end.errors
+    # the same run on local worker processes (as many as the cluster has worker threads here), side by side
+    start = time.perf_counter()
+    locally = verify_source(spec, [], executor=local_pool)
+    out["verify_end_to_end_local_s"] = time.perf_counter() - start
+    local_pool.close()
+    assert (locally.revisions, dict(locally.statuses), locally.last_sequence) == \
+        (end_to_end.revisions, dict(end_to_end.statuses), end_to_end.last_sequence)
+    out["dask_vs_local_verify"] = out["verify_end_to_end_local_s"] / out["verify_end_to_end_cluster_s"]
     local_map = {}
     for mode, with_rows in (("verify", False), ("migrate", True)):
         start = time.perf_counter()
@@ -184,7 +195,8 @@ def main() -> None:
                                   str(export), executor=replay)
         out["migrate_client_s"] = time.perf_counter() - start
         out["migrate_client_cpu_s"] = time.process_time() - cpu
-        assert migrated.committed, [f.describe() for f in migrated.verify.errors[:3]]
+        assert migrated.committed, ([f.describe() for f in migrated.verify.errors[:3]], migrated.refused_states,
+                                   [f.describe() for f in migrated.findings[:3]])
         conn.close()
         with psycopg.connect(target.conninfo) as conn:
             start, cpu = time.perf_counter(), time.process_time()

@@ -31,7 +31,8 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def sample(revisions: int, seed: int) -> Path:
-    path = OUT / f"sample-v2-{revisions}-{seed}"  # v2: the generator with DDL blocks and parameterized statements
+    # v3: the generator with DDL blocks and parameterized statements, no delete beside a system revision
+    path = OUT / f"sample-v3-{revisions}-{seed}"
     if not (path / "digests").exists():
         from qldb_migrate.sample.export import write_sample_export
 
