@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sources import KeyOutsideRoot, ObjectMissing, Source, SourceError
+from .sources import KeyOutsideRoot, Source, SourceError, SourceUsageError
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionparse import IonParseError, loads
 from .verify.ionvalue import field_or_none
@@ -156,7 +156,9 @@ def discover(source: Source) -> ExportPlan:
                 continue
             export.objects.append(DataObject(relative, manifest_key, export_id, strand_id, first, last, fmt, position))
     if not started:
-        raise ObjectMissing(f"{source.description}: no export manifests ({{exportId}}.started.manifest) found")
+        # nothing of an export here at all: the wrong path or prefix was given (usage), not a damaged export
+        raise SourceUsageError(f"{source.description}: neither a QLDB journal export (no "
+                               "{exportId}.started.manifest) nor a stream archive: check the path or prefix")
     objects = sorted((o for e in exports for o in e.objects), key=lambda o: (o.first, o.last, o.export_id))
     return ExportPlan(exports, objects, findings)
 

@@ -55,8 +55,14 @@ def run_verify_proof(digest_file: Path, block_file: Path | None, revision_file: 
     report["inputs"] = [file_fingerprint(digest_file), file_fingerprint(subject_file)]
     try:
         digest = load_digest_file(digest_file)
+    except DigestFileError as exc:  # not a digest at all: the wrong file was given, as for verify and check
+        report["verdict"] = "failed"
+        report["error"] = str(exc)
+        return ProofRun(None, exitcodes.USAGE, f"FAILED: {exc} (--digest takes a GetDigest JSON, a console "
+                                                "digest .ion.txt or an export's proofs sidecar)", report)
+    try:
         value, proof = _read_saved(subject_file, subject)
-    except (DigestFileError, ProofFileError) as exc:
+    except ProofFileError as exc:  # the evidence under check does not read: content
         report["verdict"] = "failed"
         report["error"] = str(exc)
         return ProofRun(None, exitcodes.CONTENT, f"FAILED: {exc}", report)

@@ -570,7 +570,7 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
             Finding(
                 "anchored-by-own-sidecar",
                 Kind.UNPROVEN,
-                Severity.NOTE,
+                Severity.WARNING,  # printed: the operator must see it, though the sidecar does anchor (no state)
                 "the furthest anchor is the export's own sidecar (a digest saved beside the export): it shows the "
                 "export is what QLDB digested only as far as nobody could change both; a digest kept elsewhere "
                 "(--digest) is evidence against a changed export",

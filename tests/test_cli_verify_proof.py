@@ -72,10 +72,15 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run("verify-proof", "--digest", tmp_path / "missing.json", "--block", BLOCK).returncode == 2
 
 
-def test_corrupt_input_exits_1_and_names_the_file(tmp_path: Path) -> None:
+def test_corrupt_input_names_the_file(tmp_path: Path) -> None:
+    """A --digest that is no digest is the wrong file (exit 2, as for verify and check); a proof that does not
+    read is evidence that fails (exit 1)."""
     bad = tmp_path / "garbage.json"
     bad.write_text("{ not json")
     proc = run("verify-proof", "--digest", bad, "--block", BLOCK)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "garbage.json" in proc.stderr
     assert "Traceback" not in proc.stderr
+    assert run("verify-proof", "--digest", BLOCK, "--block", BLOCK).returncode == 2  # a GetBlock given as digest
+    proc = run("verify-proof", "--digest", DIGEST, "--block", bad)
+    assert proc.returncode == 1 and "garbage.json" in proc.stderr and "Traceback" not in proc.stderr

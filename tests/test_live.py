@@ -407,9 +407,18 @@ def test_the_sealer_will_not_fork_a_chain_restored_behind_a_saved_digest(live: d
         assert refused.returncode == 1, refused.stdout + refused.stderr
         assert "restored from a backup" in refused.stderr and "fork" in refused.stderr
         # the sealer's own memory catches it too, without the digest
-        assert run_cli("seal", "--dsn", restored, "--state-dir", live["state"]).returncode == 1
-        accepted = run_cli("seal", "--dsn", restored, "--state-dir", live["state"], "--accept-restore")
+        second = run_cli("seal", "--dsn", restored, "--state-dir", live["state"])
+        assert second.returncode == 1 and "{seq}" not in second.stderr, second.stderr
+        lost = json.loads(Path(saved).read_text())["DigestTipAddress"]["IonText"]
+        accepted = run_cli("seal", "--dsn", restored, "--state-dir", live["state"], "--accept-restore",
+                           "--report", tmp_path / "accepted.json")
         assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+        # the fork point stays on record: in the run's report and in the state file, after later seals too
+        fork = json.loads((tmp_path / "accepted.json").read_text())["acceptedRestore"]
+        assert f"sequenceNo:{fork['previousTip']}" in lost and fork["storedTip"] < fork["previousTip"]
+        assert _seal({**live, "dsn": restored}).returncode == 0
+        states = list(Path(live["state"]).glob("*.json"))
+        assert len(states) == 1 and json.loads(states[0].read_text())["forks"] == [fork]
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{backup}" WITH (FORCE)')

@@ -107,8 +107,10 @@ class Finding:
 
     def describe(self) -> str:
         text = f"{self.location.describe()}: {self.message}"
-        if self.expected is not None or self.computed is not None:
-            text += f" (expected {show_value(self.expected)}, computed {show_value(self.computed)})"
+        shown = [f"{label} {show_value(value)}" for label, value in (("expected", self.expected),
+                                                                     ("computed", self.computed)) if value is not None]
+        if shown:
+            text += f" ({', '.join(shown)})"
         return text
 
     def to_json(self) -> dict[str, Any]:

@@ -39,7 +39,8 @@ def check_verdict(checked: Any) -> tuple[str, str]:
     """(word, detail) — what was re-proved and how far something outside the database anchors it."""
     from ..pg.checker import reservation_counts
 
-    what = (f"{checked.blocks:,} blocks and {checked.rows:,} history rows in {checked.tables} tables of "
+    unsealed = sum(ledger.unsealed for ledger in checked.ledgers)
+    what = (f"{checked.blocks:,} blocks and {checked.rows - unsealed:,} history rows in {checked.tables} tables of "
             f"{len(checked.ledgers)} ledger(s) re-proved from the rows ({rate(checked.rows, checked.seconds, 'rows')})")
     if checked.error_count:
         first = checked.errors[0].describe() if checked.errors else ""
@@ -49,8 +50,11 @@ def check_verdict(checked: Any) -> tuple[str, str]:
                         for ledger in checked.ledgers)
     reservations = (f"; under recorded reservations (see the warnings): {reservation_counts(checked.reservation_kinds)}"
                     if checked.reservations else "")
+    if unsealed:  # in the history, under no hash yet: not proven, and --strict says so
+        reservations += (f"; {unsealed:,} revisions written after cut-over are not sealed yet (no block or digest "
+                         "covers them: run qldb-migrate seal)")
     if checked.anchored:
-        word = "VERIFIED WITH RESERVATIONS" if checked.reservations else "VERIFIED"
+        word = "VERIFIED WITH RESERVATIONS" if checked.reservations or unsealed else "VERIFIED"
         return word, f"{what}; {anchors}{reservations}"
     if checked.partly_anchored:
         return "VERIFIED, PARTLY ANCHORED", f"{what}; {anchors}{reservations}"
@@ -126,10 +130,11 @@ def check_cmd(
     with conn:
         if conn.execute("SELECT to_regclass('qldb.block')").fetchone()[0] is None:
             die(f"{target.description} holds no migrated ledger (no qldb.block table)", exitcodes.CONTENT)
-        if ledger is not None and not ledgers_in(conn, ledger):
+        named = None if ledger is None else len(ledgers_in(conn, ledger))
+        if named is not None and named != 1:
             known = ", ".join(f"{x.ledger_name or '?'} ({x.strand_id}, schema {x.schema})" for x in ledgers_in(conn))
-            die(f"--ledger {ledger}: no such ledger in {target.description}; it holds: {known or 'none'}",
-                exitcodes.USAGE)
+            what = "no such ledger" if not named else f"{named} ledgers have that name (give the strand id or schema)"
+            die(f"--ledger {ledger}: {what} in {target.description}; it holds: {known or 'none'}", exitcodes.USAGE)
         try:
             checked = with_progress("checking", lambda progress: run_check(
                 conn, digests, ledger, anchor, progress, rows_executor, target.conninfo), unit="rows")

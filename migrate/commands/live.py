@@ -36,14 +36,19 @@ DigestFileOption = Annotated[Path, typer.Option(
 
 
 def _strand(conn: Any, ledger: str | None) -> str:
-    from ..pg.ledgers import LedgerNotFound, find_ledger
+    """The live ledger these commands serve: the one named, else the only live one (else the only one)."""
+    from ..pg.ledgers import LedgerNotFound, describe_ledgers, find_ledger
 
     try:
         if ledger is None:
-            strands = [r[0] for r in conn.execute("SELECT strand_id FROM qldb.ledger")]
-            if len(strands) != 1:
-                die(f"the database holds {len(strands)} ledgers: name one with --ledger", exitcodes.USAGE)
-            return strands[0]
+            rows = conn.execute("SELECT strand_id, state FROM qldb.ledger").fetchall()
+            live = [strand for strand, state in rows if state == "live"]
+            if len(live) == 1:
+                return live[0]
+            if len(rows) != 1:
+                die(f"the database holds {len(rows)} ledgers ({len(live)} live): name one with --ledger "
+                    f"(its name, strand id or schema): {describe_ledgers(conn)}", exitcodes.USAGE)
+            return rows[0][0]
         return find_ledger(conn, ledger)[0]
     except LedgerNotFound as exc:
         die(str(exc), exitcodes.USAGE)
@@ -123,6 +128,7 @@ def seal_cmd(
     from ..live.sealer import (
         SealRefused,
         SealStats,
+        accepted_fork,
         check_not_behind,
         load_state,
         save_state,
@@ -140,6 +146,7 @@ def seal_cmd(
     state_file = state_path(state_dir or default_data_dir().parent, strand)
     total = SealStats()
     started = time.perf_counter()
+    fork: dict[str, Any] | None = None
     with conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", seal_lock_key(strand)).fetchone()[0]:
             die(f"another sealer holds ledger {strand}: one sealer at a time", exitcodes.UNREACHABLE)
@@ -150,10 +157,14 @@ def seal_cmd(
             if state is not None and not accept_restore:
                 seen.append((state[0], state[1], f"the sealer's state file {state_file}"))
             elif state is not None:
+                fork = accepted_fork(conn, strand, state)
                 err.print(f"warning: --accept-restore: the sealer had sealed through block {state[0]}; the chain goes "
-                          "on from the database's tip, and blocks it no longer holds are not in it")
+                          f"on from the database's tip, block {fork['storedTip']}, and blocks it no longer holds are "
+                          f"not in it (recorded under 'forks' in {state_file})")
             check_not_behind(conn, strand, seen)
             conn.commit()
+            if fork is not None:
+                save_state(state_file, conn, strand, fork)
             while True:
                 stats = seal_once(conn, strand)
                 total.add(stats)
@@ -177,6 +188,7 @@ def seal_cmd(
     if report is not None:
         data = base_report("seal")
         data.update({"strandId": strand, "blocks": total.blocks, "revisions": total.revisions, "tip": total.tip,
+                     "acceptedRestore": fork, "stateFile": str(state_file),
                      "seconds": round(seconds, 3), "revisionsPerSecond": round(rate, 1), "exitCode": exitcodes.OK})
         write_report(report, data)
 

@@ -179,6 +179,7 @@ def demo_cmd(
                                            help="User revisions in the sample ledger.")] = 2000,
 ) -> None:
     """Write a small sample export, migrate it into the embedded PostgreSQL, check it, and say where to look."""
+    import shlex
     import shutil
     import tempfile
 
@@ -195,7 +196,8 @@ def demo_cmd(
     except typer.Exit as done:
         if done.exit_code != exitcodes.OK:
             raise
-    out.print("look: qldb-migrate psql -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
-    out.print("      qldb-migrate psql -c 'SELECT * FROM qldb.migration_run'")
-    out.print("stop the embedded server when done: qldb-migrate server stop")
+    at = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""  # the server this demo used
+    out.print(f"look: qldb-migrate psql{at} -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
+    out.print(f"      qldb-migrate psql{at} -c 'SELECT * FROM qldb.migration_run'")
+    out.print(f"stop the embedded server when done: qldb-migrate server stop{at}")
     raise typer.Exit(exitcodes.OK)

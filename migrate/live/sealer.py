@@ -364,7 +364,7 @@ def check_not_behind(conn: psycopg.Connection, strand: str, seen: list[tuple[int
             raise SealRefused(
                 f"ledger {strand}: {where} has seen block {seq}, but the database's chain ends at block {stored_tip}: "
                 "it was restored from a backup taken before that; sealing now would fork the chain. Restore a "
-                "backup or WAL that reaches block {seq}, or, if those blocks are lost for good, follow "
+                f"backup or WAL that reaches block {seq}, or, if those blocks are lost for good, follow "
                 "'After a restore from backup' in the README.")
         if block_hash and bytes(row[0]) != block_hash:
             raise SealRefused(
@@ -380,18 +380,40 @@ def load_state(path: Path) -> tuple[int, bytes] | None:
         return None
 
 
-def save_state(path: Path, conn: psycopg.Connection, strand: str) -> None:
+def save_state(path: Path, conn: psycopg.Connection, strand: str, fork: dict[str, Any] | None = None) -> None:
+    """Remember the stored tip; every restore accepted with --accept-restore stays in the file's ``forks``.
+
+    The forks are the record an auditor asks for after a restore: which block the sealer had reached, with its
+    hash, and where the chain went on from. Overwriting them with the new tip would erase that evidence.
+    """
     row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
                        "DESC LIMIT 1", (strand,)).fetchone()
     conn.rollback()
     if row is None:
         return
+    try:
+        forks = list(json.loads(path.read_text()).get("forks", []))
+    except (OSError, ValueError, AttributeError):
+        forks = []
+    if fork is not None:
+        forks.append(fork)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"strandId": strand, "tip": row[0], "blockHash": base64.b64encode(bytes(row[1])).decode(),
-                               "savedAt": _dt.datetime.now(_dt.UTC).isoformat()}))
+                               "savedAt": _dt.datetime.now(_dt.UTC).isoformat(), "forks": forks}, indent=1))
     tmp.replace(path)
 
 
-__all__ = ["SealRefused", "SealStats", "check_not_behind", "load_state", "save_state", "seal_lock_key", "seal_once",
-           "state_path"]
+def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes]) -> dict[str, Any]:
+    """What --accept-restore gives up: the block the sealer had sealed, and the stored tip the chain goes on from."""
+    row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
+                       "DESC LIMIT 1", (strand,)).fetchone()
+    conn.rollback()
+    return {"previousTip": state[0], "previousBlockHash": base64.b64encode(state[1]).decode(),
+            "storedTip": None if row is None else row[0],
+            "storedBlockHash": None if row is None else base64.b64encode(bytes(row[1])).decode(),
+            "acceptedAt": _dt.datetime.now(_dt.UTC).isoformat()}
+
+
+__all__ = ["SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
+           "seal_lock_key", "seal_once", "state_path"]

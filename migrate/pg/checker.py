@@ -85,9 +85,19 @@ class LedgerCheck:
 
     @property
     def anchor_names(self) -> str:
-        """What reaches the furthest anchored block (the verdict names it; the report lists every anchor)."""
-        best = [how for tip, how in self.anchored_by if tip == self.anchored_through]
-        return "; ".join(dict.fromkeys(best)) or "nothing"
+        """What reaches the furthest anchored block (the verdict names it; the report lists every anchor).
+
+        One entry per digest with its ways in brackets; what the user kept outside first, an export's own
+        sidecar (which lives beside what it vouches for) last."""
+        ways: dict[str, list[str]] = {}
+        for tip, how in self.anchored_by:
+            if tip == self.anchored_through:
+                name, _, way = how.rpartition(" (") if how.endswith(")") else (how, "", "")
+                ways.setdefault(name, [])
+                if way and way[:-1] not in ways[name]:
+                    ways[name].append(way[:-1])
+        names = sorted(ways, key=lambda name: "own sidecar" in name)
+        return "; ".join(f"{name} ({'; '.join(ways[name])})" if ways[name] else name for name in names) or "nothing"
 
     def to_json(self) -> dict[str, Any]:
         return {"strandId": self.strand_id, "ledgerName": self.ledger_name, "schema": self.schema,

@@ -33,10 +33,17 @@ def find_ledger(conn: psycopg.Connection, name: str) -> tuple[str, str | None, s
     rows = conn.execute("SELECT strand_id, ledger_name, pg_schema, state FROM qldb.ledger "
                         "WHERE %s IN (strand_id, ledger_name, pg_schema)", (name,)).fetchall()
     if len(rows) != 1:
-        known = [r[0] for r in conn.execute("SELECT coalesce(ledger_name, strand_id) FROM qldb.ledger ORDER BY 1")]
-        what = "no ledger" if not rows else f"{len(rows)} ledgers (give the strand id)"
-        raise LedgerNotFound(f"{name}: {what} by that name; the database holds: {', '.join(known) or 'none'}")
+        what = "no ledger" if not rows else f"{len(rows)} ledgers (give the strand id or the schema)"
+        raise LedgerNotFound(f"{name}: {what} by that name; the database holds: {describe_ledgers(conn)}")
     return rows[0]
+
+
+def describe_ledgers(conn: psycopg.Connection) -> str:
+    """Every ledger as an operator tells them apart: name, strand, schema, state (names may repeat)."""
+    rows = conn.execute("SELECT coalesce(ledger_name, '?'), strand_id, pg_schema, state FROM qldb.ledger "
+                        "ORDER BY 1, 3").fetchall()
+    return "; ".join(f"{name} (strand {strand}, schema {schema}, {state})" for name, strand, schema, state in rows) \
+        or "none"
 
 
 def ledger_footprint(conn: psycopg.Connection, name: str) -> Footprint:
