@@ -79,9 +79,14 @@ def write_mix(dsn: str, table: str, writers: int, seconds: float, seed_docs: lis
             while time.monotonic() < stop:
                 roll = rng.random()
                 if roll < 0.5 or not mine:
-                    doc = uuid.uuid4().hex[:22]
-                    conn.execute(f"INSERT INTO {table} (document_id, version, data) VALUES (%s, 0, %s)",
-                                 (doc, json.dumps({"accountId": doc, "balance": rng.randrange(10**6) / 100})))
+                    data = json.dumps({"accountId": uuid.uuid4().hex[:12], "balance": rng.randrange(10**6) / 100})
+                    if table.startswith("ledger."):  # the ledger assigns the id, as QLDB did; the application reads it
+                        doc = conn.execute(f"INSERT INTO {table} (data) VALUES (%s) RETURNING document_id",
+                                           (data,)).fetchone()[0]
+                    else:
+                        doc = uuid.uuid4().hex[:22]
+                        conn.execute(f"INSERT INTO {table} (document_id, version, data) VALUES (%s, 0, %s)",
+                                     (doc, data))
                     mine.append(doc)
                 elif roll < 0.9:
                     conn.execute(f"UPDATE {table} SET data = jsonb_set(data, '{{balance}}', %s), version = version + 1 "
