@@ -124,18 +124,35 @@ def key_path() -> Path:
 
 
 def signing_key() -> bytes:
-    """This machine's key for staged results (created on first use, readable by its owner only)."""
+    """This machine's key for staged results (created on first use, readable by its owner only).
+
+    Where no key can be kept, a key for this run only: its progress is still staged, but a rerun cannot
+    prove it wrote it and verifies every object again (never trusts it).
+    """
     path = key_path()
-    with contextlib.suppress(OSError):
-        key = path.read_bytes()
-        if len(key) >= 32:
-            return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+    for _attempt in range(2):
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = None
+        except OSError:
+            break
+        if key is not None:
+            if len(key) >= 32:
+                return key
+            break  # a short key (another run writing it this instant, or not ours): not ours to overwrite
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # two first runs: one key wins
+        except FileExistsError:
+            continue
+        except OSError:
+            break
+        key = secrets.token_bytes(32)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key)
+        return key
+    return secrets.token_bytes(32)
 
 
 @dataclass
