@@ -51,6 +51,9 @@ from ..sources import SourceError, SourceSpec
 from ..verifier import ObjectResult, _source, check_object
 
 STAGE_FORMAT = 1  # bump when ObjectResult / BlockRows change shape: older staged results are then redone
+#: A larger result is not staged (its object is verified again on a rerun): a bytea holds at most 1 GB, and the
+#: publishing session needs the memory too.
+STAGE_LIMIT = 256 << 20
 KEY_ENV = "QLDB_MIGRATE_STAGE_KEY"  # a file holding the signing key (default: in the user data directory)
 
 
@@ -244,14 +247,14 @@ class Stage:
         stageable = (obj.fmt != STREAM and result.unreadable is None and result.sha256
                      and not any(f.is_error for f in result.findings))
         if not stageable:
-            if obj.key in self._staged:  # stale: the object changed, and its new bytes did not verify
-                self.conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s AND object_key = %s",
-                                  (self.schema, obj.key))
-                self.conn.commit()
+            self._forget(obj.key)  # stale if staged: the object changed, and its new bytes did not verify
+            return
+        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(blob) > STAGE_LIMIT:
+            self._forget(obj.key)
             return
         place = object_place(obj)
         identity = Identity(result.sha256, result.size, result.etag)
-        blob = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         self.conn.execute(
             "INSERT INTO qldb.stage_object (pg_schema, object_key, place, sha256, size, etag, producer, blocks, "
             "result, mac) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %b, %b) ON CONFLICT (pg_schema, object_key) DO "
@@ -261,6 +264,12 @@ class Stage:
             (self.schema, obj.key, place, identity.sha256, identity.size, identity.etag, self._producer,
              len(result.blocks), blob, self._mac(obj.key, place, identity, blob)))
         self.conn.commit()
+
+    def _forget(self, key: str) -> None:
+        if key in self._staged:
+            self.conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s AND object_key = %s",
+                              (self.schema, key))
+            self.conn.commit()
 
     def clear(self, publishing: psycopg.Connection) -> None:
         """Inside the publishing transaction: the staged results go with the publish, atomically."""
