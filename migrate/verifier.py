@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -493,9 +493,11 @@ def _verify_planned(planned: SourcePlan, digests: list[Digest], progress: Callab
 
     if len(plan.objects) <= 1:
         executor = InlineExecutor()
-    results = executor.map_ordered(check_object, ((planned.specs[o.key], o, with_rows, reference)
-                                                  for o in plan.objects))
-    for result in results:
+    task, items = check_object, ((planned.specs[o.key], o, with_rows, reference) for o in plan.objects)
+    if sink is not None:
+        task, items = sink.tasks(task, items)
+    for received in executor.map_ordered(task, items):
+        result = received if sink is None else sink.received(received)
         findings.extend(result.findings)
         if isinstance(result.unreadable, SourceUnreachable):
             unreachable = True
@@ -704,6 +706,15 @@ class BlockSink:
 
     def object_done(self, result: ObjectResult) -> None:
         return None
+
+    def tasks(self, task: Callable[..., Any], items: Iterator[tuple[Any, ...]]
+              ) -> tuple[Callable[..., Any], Iterator[tuple[Any, ...]]]:
+        """The per-object work (``check_object`` over ``items``); a sink that keeps progress may replace it."""
+        return task, items
+
+    def received(self, result: Any) -> ObjectResult:
+        """What ``tasks``' work returned for one object, as the object's result (a replayed one, say)."""
+        return result
 
 
 def _as_check(block: BlockSummary) -> Any:

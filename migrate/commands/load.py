@@ -90,9 +90,13 @@ def migrate_cmd(
     source_format: SourceFormatOption = "auto",
     work_dir: WorkDirOption = None,
     dask_scheduler: DaskSchedulerOption = None,
+    restart: Annotated[bool, typer.Option(
+        "--restart", metavar="",
+        help="Forget the staged progress of an interrupted run into this --schema and verify every object again.")]
+    = False,
 ) -> None:
     """Verify a ledger's exports and stream archives and load them into PostgreSQL; publishes only what verified,
-    atomically."""
+    atomically.  An interrupted run resumes on rerun from the objects it had already verified."""
 
     from ..pg.loader import MigrateOptions
 
@@ -113,25 +117,30 @@ def migrate_cmd(
     # (with --dask-scheduler, the cluster's workers verify and encode rows; this process still COPYs them)
     executor = start_executor(workers, dask_scheduler, specs)
     try:
-        code = _migrate_and_check(target, specs, digests, options, source, executor, no_check, opt_outs, report)
+        code = _migrate_and_check(target, specs, digests, options, source, executor, no_check, opt_outs, report,
+                                  restart)
     finally:
         executor.close()
     raise typer.Exit(code)
 
 
 def _migrate_and_check(target: Target, specs: list[Any], digests: list[Any], options: Any, source: list[str],
-                       executor: Any, no_check: bool, opt_outs: OptOuts, report: Path | None) -> int:
+                       executor: Any, no_check: bool, opt_outs: OptOuts, report: Path | None,
+                       restart: bool = False) -> int:
     import psycopg
 
     from ..dask_executor import ClusterError
     from ..pg.loader import MigrationRefused, migrate_source
+    from ..pg.staging import Stage
     from ..pg.target import first_line, sanitize
     from ..sources import SourceError
 
     conn = connect_or_die(target)
+    stage_conn = connect_or_die(target)  # the staged progress commits per object, beside the one publishing transaction
     try:
+        stage = Stage(stage_conn, options.schema)
         result = with_progress("verifying and loading", lambda progress: migrate_source(
-            conn, specs, digests, options, " + ".join(source), progress, executor))
+            conn, specs, digests, options, " + ".join(source), progress, executor, stage, restart))
     except MigrationRefused as exc:
         die(str(exc), exc.exit_code)
     except psycopg.OperationalError as exc:
@@ -142,6 +151,7 @@ def _migrate_and_check(target: Target, specs: list[Any], digests: list[Any], opt
     except ClusterError as exc:
         die(f"{exc}; nothing from this run was published (its transaction rolled back)", exc.exit_code)
     finally:
+        stage_conn.close()
         conn.close()
     from ..pg.summary import migrate_report, print_migrate_summary
 

@@ -8,10 +8,13 @@ table to copy from, no rename or partition attach, which would cost the same
 write plus exclusive catalog locks); on two cores the single write is the
 cheapest publish there is.  The commit happens only after the last chain
 link and digest have been checked and the run's opt-outs allow its states;
-anything else rolls back, and a killed run leaves nothing behind.  A rerun
-therefore redoes the run from its start and ends with exactly the rows an
-uninterrupted run gives; blocks an earlier run committed are not loaded again
-but compared, by hash, with the export (a later export adds only what is new).
+anything else rolls back, and a killed run leaves nothing in the ledger.  What
+it leaves is its staged progress (``staging``, on a second session, committed
+per object): a rerun replays the objects already verified instead of reading
+them again, redoes the rest, and runs every sequential check and the COPY
+again, so it ends with exactly the rows an uninterrupted run gives; blocks an
+earlier run committed are not loaded again but compared, by hash, with the
+export (a later export adds only what is new).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..verify.ionparse import IonParseError, loads
 from .copybinary import SIGNATURE, TRAILER
 from .names import table_names
 from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_field
+from .staging import ResumeStats, Stage
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
 
 
@@ -85,6 +89,7 @@ class MigrateResult:
     redactions_applied: int
     seconds: float
     findings: list[Finding] = field(default_factory=list)
+    resumed: ResumeStats | None = None  # objects replayed from / added to the staged progress (``staging``)
 
 
 def _stored_redactions(conn: psycopg.Connection, strand: str) -> set[tuple[str, str, int]]:
@@ -101,8 +106,9 @@ def _stored_redactions(conn: psycopg.Connection, strand: str) -> set[tuple[str, 
 class PgSink(BlockSink):
     wants_rows = True
 
-    def __init__(self, conn: psycopg.Connection, run_id: int, schema: str) -> None:
+    def __init__(self, conn: psycopg.Connection, run_id: int, schema: str, stage: Stage | None = None) -> None:
         self.conn = conn
+        self.stage = stage
         self.run_id = run_id
         self.schema = schema
         self.run_field = run_id_field(run_id)
@@ -177,6 +183,13 @@ class PgSink(BlockSink):
             return candidates
         stored = _stored_redactions(self.conn, strand_id)
         return [c for c in candidates if c not in stored]
+
+    # --- objects: fresh, or replayed from the staged progress of an interrupted run ---------------
+    def tasks(self, task: Any, items: Any) -> tuple[Any, Any]:
+        return (task, items) if self.stage is None else self.stage.tasks(items)
+
+    def received(self, result: Any) -> ObjectResult:
+        return result if self.stage is None else self.stage.received(result)
 
     # --- blocks -------------------------------------------------------------------------------
     def new_block(self, block: BlockSummary, rows: BlockRows | None) -> list[Finding]:
@@ -339,11 +352,15 @@ def migrate_source(
     source_description: str,
     progress: Any = None,
     executor: Executor | None = None,
+    stage: Stage | None = None,
+    restart: bool = False,
 ) -> MigrateResult:
     """Run one migration on ``conn`` (not in a transaction yet); commits only a run that passed.
 
     ``executor``: started before ``conn`` was opened (``executor.local_executor``), so that no worker
     process holds a copy of the connection; without one, verification runs in this process.
+    ``stage``: durable per-object progress on a second session (``staging``): objects staged by an
+    interrupted run are replayed, not verified again; ``restart`` forgets them first.
     """
     started = time.perf_counter()
     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s)", LOCK_KEY).fetchone()[0]:
@@ -356,7 +373,9 @@ def migrate_source(
             "RETURNING run_id",
             (source_description, options.opt_outs.names()),
         ).fetchone()[0]
-        sink = PgSink(conn, run_id, options.schema)
+        if stage is not None:
+            stage.begin(restart)
+        sink = PgSink(conn, run_id, options.schema, stage)
         specs = spec if isinstance(spec, list) else [spec]
         result = verify_sources(specs, digests, options.workers, progress, sink, executor or InlineExecutor(),
                                 options.source_format, options.work_dir)
@@ -371,6 +390,8 @@ def migrate_source(
             "redactionsApplied": sink.redactions_applied,
             "tables": {tid: s.to_json() for tid, s in sink.tables.items()},
         }
+        if stage is not None:
+            counts["resumed"] = stage.stats.to_json()
         strand = result.strand_id
         if ok:
             _record_digests(conn, run_id, result)
@@ -380,6 +401,8 @@ def migrate_source(
                 (strand, "loaded" if sink.new_blocks or sink.redactions_applied else "unchanged",
                  result.states(), psycopg.types.json.Jsonb(counts), run_id),
             )
+            if stage is not None:
+                stage.clear(conn)  # the staged progress goes with the publish, in the same transaction
             conn.commit()
         else:
             conn.rollback()
@@ -392,7 +415,8 @@ def migrate_source(
             ).fetchone()[0]
             conn.commit()
         return MigrateResult(result, run_id, ok, refused, dict(sink.tables), sink.new_blocks, sink.known_blocks,
-                             sink.redactions_applied, time.perf_counter() - started)
+                             sink.redactions_applied, time.perf_counter() - started,
+                             resumed=None if stage is None else stage.stats)
     except BaseException:
         with contextlib.suppress(psycopg.Error):
             conn.rollback()

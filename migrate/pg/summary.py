@@ -25,6 +25,10 @@ def print_migrate_summary(console: Console, result: MigrateResult, target: str) 
     table.add_row("user revisions", "", f"{v.revisions:,} in the source", "", "", "")
     table.add_row("time", "", f"{result.seconds:.1f}s", rate(v.revisions, result.seconds), "", "")
     console.print(table)
+    if result.resumed is not None and result.resumed.reused:
+        r = result.resumed
+        console.print(f"resumed: {r.reused:,} of {r.objects:,} objects replayed from the staged progress of an "
+                      f"interrupted run, {r.redone:,} verified again ({r.changed:,} of them changed since staged)")
     for line in v.findings.lines():
         console.print(line)
     _word, why = verdict_line(v, False)
@@ -57,6 +61,7 @@ def migrate_report(result: MigrateResult, target: str, exit_code: int, opt_outs:
             "knownBlocks": result.known_blocks,
             "revisions": result.verify.revisions,
             "redactionsApplied": result.redactions_applied,
+            "resumed": None if result.resumed is None else result.resumed.to_json(),
             "tables": [s.to_json() for s in result.tables.values()],
             "exitCode": exit_code,
             "seconds": round(result.seconds, 3),
