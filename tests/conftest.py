@@ -25,6 +25,18 @@ def run_cli(*args: object, env: dict[str, str] | None = None, timeout: int = 300
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _stage_signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every migrate the suite runs signs its staged progress with a key of the session, not the user's."""
+    before = os.environ.get("QLDB_MIGRATE_STAGE_KEY")
+    os.environ["QLDB_MIGRATE_STAGE_KEY"] = str(tmp_path_factory.mktemp("stage-key") / "key")
+    yield
+    if before is None:
+        os.environ.pop("QLDB_MIGRATE_STAGE_KEY", None)
+    else:
+        os.environ["QLDB_MIGRATE_STAGE_KEY"] = before
+
+
 @pytest.fixture(scope="session")
 def sample_factory(tmp_path_factory: pytest.TempPathFactory):
     """Pristine sample exports, built once per (revisions, format, exports, seed); tests get copies."""

@@ -70,6 +70,8 @@ def drop_ledger(conn: psycopg.Connection, footprint: Footprint) -> None:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(footprint.schema, name)))
     for table in ("block", "digest", "reservation", "ledger_table", "migration_run", "ledger"):
         conn.execute(sql.SQL("DELETE FROM {} WHERE strand_id = %s").format(sql.Identifier("qldb", table)), (strand,))
+    # a run's staged progress for this schema (it would only ever be replayed into a ledger that is gone)
+    conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s", (footprint.schema,))
     empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                          "WHERE n.nspname = %s)", (footprint.schema,)).fetchone()[0]
     if empty:
