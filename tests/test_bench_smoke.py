@@ -22,6 +22,8 @@ BENCHES = {
                 "check_vs_verify="),
     "framing": (["bench/binary_framing.py", "--revisions", "300", "--rounds", "1"], "="),
     "stream": (["bench/stream_vs_export.py", "--revisions", "400", "--rss", "300,400"], "stream_vs_export="),
+    # the kill must land before the run ends: a few thousand revisions, several objects
+    "resume": (["bench/resume_vs_verify.py", "--revisions", "3000", "--rounds", "1"], "resume_redo_fraction="),
     "ledger writes": (["bench/ledger_writes.py", "--seconds", "1", "--rounds", "1", "--writers", "2",
                        "--proof-revisions", "300", "--proofs", "3"], "ledger_write_ratio="),
 }
