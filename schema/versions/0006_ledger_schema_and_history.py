@@ -59,6 +59,7 @@ def upgrade() -> None:
             base text := left(p_current, 53) || '_committed';
             v_name text := base;
             n int := 1;
+            v_role text;
         BEGIN
             WHILE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
                           WHERE s.nspname = p_schema AND c.relname = v_name) LOOP
@@ -85,6 +86,11 @@ def upgrade() -> None:
             EXECUTE format('COMMENT ON VIEW %I.%I IS %L', p_schema, v_name,
                            'QLDB''s committed view of ' || p_schema || '.' || p_current || ' (qldb-migrate)');
             EXECUTE format('CREATE INDEX ON %I.%I (tx_time)', p_schema, p_history);
+            -- a table created after cut-over: the application reads its view as it reads the table
+            SELECT app_role INTO v_role FROM qldb.ledger WHERE strand_id = p_strand;
+            IF v_role IS NOT NULL THEN
+                EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, v_name, v_role);
+            END IF;
             RETURN v_name;
         END $$;
 
