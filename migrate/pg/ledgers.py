@@ -58,10 +58,14 @@ def drop_ledger(conn: psycopg.Connection, footprint: Footprint) -> None:
         conn.rollback()
         raise MigrationRefused(MIGRATION_BUSY)
     strand = footprint.strand_id
+    views = conn.execute("SELECT committed_name FROM qldb.ledger_table WHERE strand_id = %s "
+                         "AND committed_name IS NOT NULL", (strand,)).fetchall()
+    for (view,) in views:  # the committed views first: they depend on the tables
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(footprint.schema, view)))
     for current, history in footprint.tables:
         for name in (current, history):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(footprint.schema, name)))
-    for table in ("block", "digest", "reservation", "ledger_table", "migration_run", "ledger"):
+    for table in ("block", "digest", "reservation", "ddl_finding", "ledger_table", "migration_run", "ledger"):
         conn.execute(sql.SQL("DELETE FROM {} WHERE strand_id = %s").format(sql.Identifier("qldb", table)), (strand,))
     empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                          "WHERE n.nspname = %s)", (footprint.schema,)).fetchone()[0]
