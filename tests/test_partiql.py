@@ -397,3 +397,12 @@ def test_acid_transfer_at_serializable_with_retry(sample_factory, tmp_path: Path
         row = conn.execute('SELECT "blockAddress", data, metadata FROM ledger.loyalty_cards_committed').fetchone()
         assert row[0] is None and row[1] == {"card": "L-1"} and row[2]["version"] == 0  # not sealed yet
         assert conn.execute("SELECT count(*) FROM qldb.history('LoyaltyCards')").fetchone()[0] == 1
+
+
+def test_index_names_stay_apart_for_fields_that_differ_only_in_case() -> None:
+    from qldb_migrate.pg.schemasync import index_name
+
+    assert index_name("accounts", "accountId") == "accounts_qldb_accountid"
+    names = {index_name("accounts", f, plain_ok=False) for f in ("accountId", "AccountId")}
+    assert len(names) == 2 and all(len(n) <= 63 for n in names)
+    assert len(index_name("t" * 63, "f").encode()) <= 63 and index_name("a", 'we"ird').startswith("a_qldb_")

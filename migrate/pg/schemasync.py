@@ -48,10 +48,12 @@ class SchemaSync:
     tables_without_id: list[str] = field(default_factory=list)  # created in the journal, no document yet
 
 
-def index_name(current: str, field_name: str) -> str:
-    """``<current>_qldb_<field>`` within 63 bytes (a hash of the field where it would not fit or is unusual)."""
+def index_name(current: str, field_name: str, plain_ok: bool = True) -> str:
+    """``<current>_qldb_<field>`` within 63 bytes; a hash of the field where that would not fit, is unusual, or
+    (``plain_ok`` False) would be the same for two fields (QLDB field names are case sensitive)."""
     plain = f"{current}_qldb_{field_name.lower()}"
-    if len(plain.encode()) <= MAX_IDENTIFIER_BYTES and plain.replace("_", "").isalnum() and plain.isascii():
+    if plain_ok and len(plain.encode()) <= MAX_IDENTIFIER_BYTES and plain.replace("_", "").isalnum() \
+            and plain.isascii():
         return plain
     tag = hashlib.sha256(field_name.encode()).hexdigest()[:10]
     room = MAX_IDENTIFIER_BYTES - len(f"_qldb_{tag}")
@@ -125,7 +127,7 @@ def _status(conn: psycopg.Connection, strand: str, table: Table) -> None:
 
 
 def _existing(conn: psycopg.Connection, pg_schema: str, current: str) -> dict[str, str]:
-    """Index name -> field, of the indexes this module made on the table (by their comment)."""
+    """Index name -> field (as JSON text), of the indexes this module made on the table (by their comment)."""
     out = {}
     for name, comment in conn.execute(
             "SELECT i.relname, obj_description(i.oid, 'pg_class') FROM pg_index x "
@@ -133,12 +135,14 @@ def _existing(conn: psycopg.Connection, pg_schema: str, current: str) -> dict[st
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
             (pg_schema, current)):
         if comment and comment.startswith(INDEX_COMMENT):
-            out[name] = json.loads(comment[len(INDEX_COMMENT):])
+            out[name] = comment[len(INDEX_COMMENT):]
     return out
 
 
 def _indexes(conn: psycopg.Connection, pg_schema: str, current: str, table: Table, out: SchemaSync) -> None:
-    wanted = {index_name(current, ix.field): ix.field for ix in table.live_indexes()}
+    fields = sorted({ix.field for ix in table.live_indexes()})
+    folded = [f.lower() for f in fields]
+    wanted = {index_name(current, f, folded.count(f.lower()) == 1): f for f in fields}
     existing = _existing(conn, pg_schema, current)
     for name, field_name in wanted.items():
         if name in existing:
