@@ -61,11 +61,14 @@ def print_summary(console: Console, result: VerifyResult, strict: bool, opt_outs
                                         f"({archive.duplicates:,} copies collapsed), "
                                         f"blocks {archive.first}..{archive.last}")
     span = "-" if result.first_sequence is None else f"{result.first_sequence}..{result.last_sequence}"
-    table.add_row("blocks", f"{result.blocks:,}  [chain {span}]")
+    table.add_row("blocks", f"{result.blocks:,} (chain {span})")
     table.add_row("overlapping duplicates", f"{result.duplicate_blocks:,}")
     table.add_row("user revisions", f"{result.revisions:,}")
     for status, count in sorted(result.statuses.items()):
-        table.add_row(f"  {status}", f"{count:,}")
+        if status != "hash-only":
+            table.add_row(f"  {status}", f"{count:,}")
+    # system revisions are not user revisions: listed beside them, never inside the count above
+    table.add_row("system revisions (hash only, counted by their hashes)", f"{result.statuses.get('hash-only', 0):,}")
     table.add_row("statementDigests recomputed", f"{result.statements['recomputed']:,}")
     table.add_row("  not recomputable (parameters not in the journal)", f"{result.statements['notRecomputable']:,}")
     table.add_row("Ion Hash", result.hash_path)

@@ -1,8 +1,9 @@
 """A loopback TCP proxy that cuts connections in the middle of responses and throttles.
 
-It stands between boto3 and the S3 server (moto) to prove reads resume: every
-``cut_every``-th connection is closed after ``cut_after`` bytes have gone
-back to the client, wherever that falls (often inside an object body).  It
+It stands between boto3 and the S3 server (moto) to prove reads resume: of
+the connections that carry more than ``cut_after`` bytes back to the client,
+all but every ``cut_every``-th (the first always) are closed at that byte,
+wherever it falls (often inside an object body).  It
 throttles two ways, as S3 does under load: responses trickle at
 ``throttle_bytes_per_s``, and every ``slow_down_every``-th connection is
 answered ``503 SlowDown`` without reaching the server.
@@ -27,6 +28,8 @@ class CuttingProxy:
         self.slow_down_every = slow_down_every
         self.connections = 0
         self.cuts = 0
+        self.heavy = 0
+        self._lock = threading.Lock()
         self.slow_downs = 0
         self._server = socket.create_server(("127.0.0.1", 0))
         self.port = self._server.getsockname()[1]
@@ -50,9 +53,7 @@ class CuttingProxy:
             if self.slow_down_every and (self.connections - 1) % self.slow_down_every == 0:  # 1st too
                 threading.Thread(target=self._slow_down, args=(client,), daemon=True).start()
                 continue
-            # the first connection is always cut
-            cut = self.cut_every is not None and self.connections % self.cut_every != 0
-            threading.Thread(target=self._serve, args=(client, cut), daemon=True).start()
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _slow_down(self, client: socket.socket) -> None:
         """S3's throttling answer to one request; the client must back off and retry."""
@@ -74,7 +75,18 @@ class CuttingProxy:
         finally:
             client.close()
 
-    def _serve(self, client: socket.socket, cut: bool) -> None:
+    def _cut_this_one(self) -> bool:
+        """Whether a connection about to pass ``cut_after`` bytes is cut: the first such one is.
+
+        Counted among the connections that carry that much, not among all: a client may open a
+        connection per small request (HEAD, manifests) and per object, alternating, and counting all
+        of them could spare every large body and prove nothing.
+        """
+        with self._lock:
+            self.heavy += 1
+            return self.cut_every is not None and self.heavy % self.cut_every != 0
+
+    def _serve(self, client: socket.socket) -> None:
         try:
             upstream = socket.create_connection(self.upstream, timeout=10)
         except OSError:
@@ -83,12 +95,15 @@ class CuttingProxy:
 
         def pump(src: socket.socket, dst: socket.socket, downstream: bool) -> None:
             sent = 0
+            cut: bool | None = None
             try:
                 while True:
                     data = src.recv(4096)
                     if not data:
                         break
-                    if downstream and cut and sent + len(data) > self.cut_after:
+                    if downstream and cut is None and sent + len(data) > self.cut_after:
+                        cut = self._cut_this_one()
+                    if downstream and cut:
                         dst.sendall(data[: max(0, self.cut_after - sent)])
                         self.cuts += 1
                         break

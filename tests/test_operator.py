@@ -140,3 +140,11 @@ def test_the_suite_reads_nothing_outside_the_repository() -> None:
         text = path.read_text()
         sibling = "shared"  # the developers' folder beside the checkout, which a user's clone does not have
         assert f"../{sibling}" not in text and f'parent / "{sibling}"' not in text, path
+
+
+def test_names_from_the_ledger_print_as_written(capsys) -> None:
+    """A table or object name holding ``[...]`` is not a rich tag: it prints verbatim and never raises."""
+    from qldb_migrate.commands.common import _console
+
+    _console(False).print("table [/x] [bold]Accounts[/bold] in block [chain 0..5]")
+    assert "table [/x] [bold]Accounts[/bold] in block [chain 0..5]" in capsys.readouterr().out

@@ -37,6 +37,8 @@ from .common import (
 
 def check_verdict(checked: Any) -> tuple[str, str]:
     """(word, detail) — what was re-proved and how far something outside the database anchors it."""
+    from ..pg.checker import reservation_counts
+
     what = (f"{checked.blocks:,} blocks and {checked.rows:,} history rows in {checked.tables} tables of "
             f"{len(checked.ledgers)} ledger(s) re-proved from the rows ({rate(checked.rows, checked.seconds, 'rows')})")
     if checked.error_count:
@@ -45,7 +47,7 @@ def check_verdict(checked: Any) -> tuple[str, str]:
     anchors = "; ".join(f"{ledger.ledger_name or ledger.strand_id}: "
                         f"{anchor_phrase(ledger.anchored_through, ledger.first, ledger.last, ledger.anchor_names)}"
                         for ledger in checked.ledgers)
-    reservations = (f"; {checked.reservations:,} revisions under recorded reservations (see the warnings)"
+    reservations = (f"; under recorded reservations (see the warnings): {reservation_counts(checked.reservation_kinds)}"
                     if checked.reservations else "")
     if checked.anchored:
         word = "VERIFIED WITH RESERVATIONS" if checked.reservations else "VERIFIED"

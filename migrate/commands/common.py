@@ -38,9 +38,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 def _console(stderr: bool) -> Console:
-    """Piped output (logs, CI) gets wide tables: ids and hashes are not cut to fit 80 columns."""
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    return console if console.is_terminal else Console(stderr=stderr, highlight=False, soft_wrap=True, width=200)
+    """Piped output (logs, CI) gets wide tables: ids and hashes are not cut to fit 80 columns.
+
+    No markup: what is printed holds names from the ledger (tables, objects, values), and a ``[...]`` in
+    them must print as written, not vanish or raise as a rich tag."""
+    plain = {"stderr": stderr, "highlight": False, "soft_wrap": True, "markup": False}
+    console = Console(**plain)
+    return console if console.is_terminal else Console(**plain, width=200)
 
 
 out = _console(False)

@@ -142,6 +142,13 @@ class CheckResult:
     def reservations(self) -> int:
         return sum(sum(ledger.reservations.values()) for ledger in self.ledgers)
 
+    @property
+    def reservation_kinds(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for ledger in self.ledgers:
+            total.update(ledger.reservations)
+        return total
+
 
 def _hash_error(code: str, message: str, where: Location, expected: Any = None, computed: Any = None) -> Finding:
     return Finding(code, Kind.HASH, Severity.ERROR, message, where, expected, computed)
@@ -468,6 +475,20 @@ _RESERVATION_TEXT = {
 }
 
 
+_RESERVATION_COUNTED = {
+    "json-not-rehashed": "whose data came through JSON and could not be re-hashed",
+    "deleted-hash-not-recomputed": "deletes whose hash rule did not match",
+    "unexplained-redaction": "redacted with no redactionInfo naming them",
+    "not-present": "from a stream whose details never arrived",
+    "ambiguous-delete": "deletes beside a system revision (removal of data not proven)",
+}
+
+
+def reservation_counts(counts: Counter[str]) -> str:
+    """One phrase per kind of reservation with its count, for a run's one-line summary."""
+    return "; ".join(f"{n:,} revisions {_RESERVATION_COUNTED.get(kind, kind)}" for kind, n in sorted(counts.items()))
+
+
 def _report_reservations(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck) -> None:
     """One finding per reserved revision, named; the finding log keeps the first few of each kind and counts all."""
     if not ledger.reservations:
@@ -502,7 +523,8 @@ def check_history_part(conninfo: str, snapshot: str, ledger: LedgerCheck, table_
                        reserved: dict[tuple[str, str, int], set[str]], part: tuple[int, int]) -> HistoryPart:
     """Worker: one slice of one history table, re-proved in the coordinating check's snapshot."""
     result = CheckResult()
-    mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state, redactions=ledger.redactions)
+    mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state, redactions=ledger.redactions,
+                       live_tables=ledger.live_tables)
     with psycopg.connect(conninfo) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
