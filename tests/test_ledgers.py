@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from tests.conftest import run_cli
 
@@ -51,6 +52,14 @@ def test_two_ledgers_share_a_database_and_stay_apart(sample_factory, tmp_path: P
     assert run_cli("check", "--dsn", pg_dsn, "--ledger", "no-such-ledger").returncode == 2
     listed = run_cli("ledgers", "--dsn", pg_dsn)
     assert "bank_a" in listed.stdout and "bank_b" in listed.stdout
+    with psycopg.connect(pg_dsn) as conn:  # qldb.history across ledgers: a name qualified by its schema
+        for ambiguous in ("Accounts", "vehicle-registration.Accounts"):  # both samples are "vehicle-registration"
+            with pytest.raises(psycopg.errors.AmbiguousAlias):
+                conn.execute("SELECT count(*) FROM qldb.history(%s)", (ambiguous,))
+            conn.rollback()
+        for schema in ("bank_a", "bank_b"):
+            assert conn.execute("SELECT count(*) FROM qldb.history(%s)", (f"{schema}.Accounts",)).fetchone() == \
+                conn.execute(f"SELECT count(*) FROM {schema}.accounts_history").fetchone()
     # one ledger removed cleanly; the other untouched
     dry = run_cli("drop-ledger", _strand(a), "--dsn", pg_dsn)
     assert dry.returncode == 2 and "would remove" in dry.stdout

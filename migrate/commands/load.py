@@ -206,8 +206,36 @@ def demo_cmd(
     except typer.Exit as done:
         if done.exit_code != exitcodes.OK:
             raise
+    _show_translated_queries(data_dir)
     at = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""  # the server this demo used
     out.print(f"look: qldb-migrate psql{at} -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
     out.print(f"      qldb-migrate psql{at} -c 'SELECT * FROM qldb.migration_run'")
     out.print(f"stop the embedded server when done: qldb-migrate server stop{at}")
     raise typer.Exit(exitcodes.OK)
+
+
+#: Two of the README's "From PartiQL to SQL" pairs, shown at the end of ``demo`` on the ledger it just loaded.
+DEMO_QUERIES = (
+    ("SELECT * FROM Transactions WHERE fromAccountId = 'ACC-001' OR toAccountId = 'ACC-001'",
+     "SELECT data->>'transactionId' AS \"transactionId\", data->>'fromAccountId' AS \"from\", "
+     "data->>'toAccountId' AS \"to\", data->>'amount' AS amount FROM ledger.transactions "
+     "WHERE data->>'fromAccountId' = 'ACC-001' OR data->>'toAccountId' = 'ACC-001' ORDER BY 1"),
+    ("SELECT accountId, balance, metadata.txTime FROM history(Accounts) AS a WHERE a.data.accountId = 'ACC-001'",
+     "SELECT a.data->>'accountId' AS \"accountId\", a.data->>'balance' AS balance, a.metadata->>'txTime' AS "
+     "\"txTime\" FROM qldb.history('Accounts') AS a WHERE a.data->>'accountId' = 'ACC-001' "
+     "ORDER BY (a.metadata->>'version')::int"),
+)
+
+
+def _show_translated_queries(data_dir: Path | None) -> None:
+    """Prints each PartiQL query, its SQL, and the SQL's rows on the demo ledger (README: From PartiQL to SQL)."""
+    from rich.table import Table
+
+    with connect_or_die(open_target(None, data_dir)) as conn:
+        for partiql, query in DEMO_QUERIES:
+            cur = conn.execute(query)
+            table = Table(*[c.name for c in cur.description], title=f"PartiQL: {partiql}\nSQL: {query}",
+                          title_justify="left")
+            for row in cur.fetchall():
+                table.add_row(*["" if v is None else str(v) for v in row])
+            out.print(table)

@@ -108,6 +108,9 @@ def grant_application(conn: psycopg.Connection, role: str, schema: str, tables: 
         conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
             sql.Identifier(schema, current), ident))
         conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, history), ident))
+    for (view,) in conn.execute("SELECT committed_name FROM qldb.ledger_table WHERE pg_schema = %s "
+                                "AND committed_name IS NOT NULL", (schema,)).fetchall():
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(schema, view), ident))
     conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA qldb TO {}").format(ident))
 
 

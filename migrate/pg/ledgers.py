@@ -65,10 +65,14 @@ def drop_ledger(conn: psycopg.Connection, footprint: Footprint) -> None:
         conn.rollback()
         raise MigrationRefused(MIGRATION_BUSY)
     strand = footprint.strand_id
+    views = conn.execute("SELECT committed_name FROM qldb.ledger_table WHERE strand_id = %s "
+                         "AND committed_name IS NOT NULL", (strand,)).fetchall()
+    for (view,) in views:  # the committed views first: they depend on the tables
+        conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(sql.Identifier(footprint.schema, view)))
     for current, history in footprint.tables:
         for name in (current, history):
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(footprint.schema, name)))
-    for table in ("block", "digest", "reservation", "ledger_table", "migration_run", "ledger"):
+    for table in ("block", "digest", "reservation", "ddl_finding", "ledger_table", "migration_run", "ledger"):
         conn.execute(sql.SQL("DELETE FROM {} WHERE strand_id = %s").format(sql.Identifier("qldb", table)), (strand,))
     # a run's staged progress for this schema (it would only ever be replayed into a ledger that is gone)
     conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s", (footprint.schema,))

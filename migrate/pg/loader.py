@@ -39,6 +39,7 @@ from ..verify.ionparse import IonParseError, loads
 from .copybinary import SIGNATURE, TRAILER
 from .names import table_names
 from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_field
+from .schemasync import schema_findings, sync_schema
 from .staging import ResumeStats, Stage
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
 
@@ -384,6 +385,9 @@ def migrate_source(
         ok = not result.error_count and not refused
         if ok:
             sink.finish(result.unexplained_redactions)
+            if result.strand_id is not None:
+                result.findings.extend(schema_findings(
+                    sync_schema(conn, result.strand_id, options.schema, run_id), result.strand_id))
         counts = {
             "blocks": result.blocks, "newBlocks": sink.new_blocks, "knownBlocks": sink.known_blocks,
             "revisions": result.revisions, "systemRevisions": result.system_revisions,

@@ -9,13 +9,13 @@ staged rows.  The result column is stored uncompressed (EXTERNAL): it is
 mostly already-encoded tuples, written once and read at most once.
 
 Revision ID: 0007
-Revises: 0005 (re-chained at merge after 0006)
+Revises: 0006
 """
 
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
