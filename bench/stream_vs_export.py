@@ -127,6 +127,7 @@ def main() -> None:
         return
     rates(args.revisions, args.seed)
     for size in filter(None, args.rss.split(",")):
+        _sample(int(size), args.seed)  # built here: building it in the measured process would count its memory
         subprocess.run([sys.executable, __file__, "--seed", str(args.seed), "--rss-only", size], check=True)
 
 
