@@ -69,16 +69,26 @@ def _load_state(conn: psycopg.Connection, strand: str) -> tuple[LedgerSchema, in
 
 
 def _blocks(conn: psycopg.Connection, strand: str, after: int | None, known_ids: list[str]) -> Any:
-    """(sequence_no, block timestamp Ion text, transaction_info) of the blocks that may change the schema."""
+    """(sequence_no, block timestamp Ion text, transaction_info) of the blocks that may change the schema.
+
+    Those with a DDL-looking statement, and for each table id not known yet the first block that writes to it
+    (where its id is bound to its name); later blocks of that id change nothing. Found in SQL, so a first sync of
+    a large ledger reads a few blocks' JSON, not every block's.
+    """
+    start = -1 if after is None else after
     with conn.cursor(name="ddl_blocks") as cur:
         cur.itersize = 1000
         cur.execute(
+            "WITH firsts AS ("
+            "  SELECT min(b.sequence_no) AS seq FROM qldb.block b, "
+            "       jsonb_path_query(b.transaction_info, '$.documents.*.tableId') t(id) "
+            "  WHERE b.strand_id = %s AND b.sequence_no > %s AND b.transaction_info IS NOT NULL "
+            "    AND NOT (t.id #>> '{}' = ANY(%s)) GROUP BY t.id #>> '{}') "
             "SELECT sequence_no, block_timestamp_ion, transaction_info FROM qldb.block b "
             "WHERE strand_id = %s AND sequence_no > %s AND transaction_info IS NOT NULL "
-            "AND (jsonb_path_exists(transaction_info, %s::jsonpath) OR EXISTS ("
-            "  SELECT 1 FROM jsonb_path_query(transaction_info, '$.documents.*.tableId') t(id) "
-            "  WHERE NOT (t.id #>> '{}' = ANY(%s)))) ORDER BY sequence_no",
-            (strand, -1 if after is None else after, MAY_BE_DDL_JSONPATH, known_ids))
+            "AND (jsonb_path_exists(transaction_info, %s::jsonpath) OR sequence_no IN (SELECT seq FROM firsts)) "
+            "ORDER BY sequence_no",
+            (strand, start, known_ids, strand, start, MAY_BE_DDL_JSONPATH))
         yield from cur
 
 
