@@ -53,19 +53,21 @@ def run_verify_proof(digest_file: Path, block_file: Path | None, revision_file: 
     assert subject_file is not None
     subject = "Block" if block_file is not None else "Revision"
     report["inputs"] = [file_fingerprint(digest_file), file_fingerprint(subject_file)]
+
+    def unread(exc: Exception, code: int, hint: str = "") -> ProofRun:
+        report["verdict"] = "failed"
+        report["error"] = str(exc)
+        return ProofRun(None, code, f"FAILED: {exc}{hint}", report)
+
     try:
         digest = load_digest_file(digest_file)
     except DigestFileError as exc:  # not a digest at all: the wrong file was given, as for verify and check
-        report["verdict"] = "failed"
-        report["error"] = str(exc)
-        return ProofRun(None, exitcodes.USAGE, f"FAILED: {exc} (--digest takes a GetDigest JSON, a console "
-                                                "digest .ion.txt or an export's proofs sidecar)", report)
+        return unread(exc, exitcodes.USAGE, " (--digest takes a GetDigest JSON, a console digest .ion.txt or an "
+                                            "export's proofs sidecar)")
     try:
         value, proof = _read_saved(subject_file, subject)
     except ProofFileError as exc:  # the evidence under check does not read: content
-        report["verdict"] = "failed"
-        report["error"] = str(exc)
-        return ProofRun(None, exitcodes.CONTENT, f"FAILED: {exc}", report)
+        return unread(exc, exitcodes.CONTENT)
 
     if subject == "Block":
         result = verify_block_proof(value, list(proof), digest)
