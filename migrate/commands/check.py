@@ -39,7 +39,7 @@ def check_verdict(checked: Any) -> tuple[str, str]:
     """(word, detail) — what was re-proved and how far something outside the database anchors it."""
     from ..pg.checker import reservation_counts
 
-    unsealed = sum(ledger.unsealed for ledger in checked.ledgers)
+    unsealed = checked.unsealed
     what = (f"{checked.blocks:,} blocks and {checked.rows - unsealed:,} history rows in {checked.tables} tables of "
             f"{len(checked.ledgers)} ledger(s) re-proved from the rows ({rate(checked.rows, checked.seconds, 'rows')})")
     if checked.error_count:
@@ -110,6 +110,7 @@ def check_cmd(
     from ..dask_executor import ClusterError
     from ..executor import local_executor
     from ..pg.checker import ledgers_in, run_check
+    from ..pg.ledgers import format_ledgers
     from ..sources import SourceError
 
     digests = load_digests(digest)
@@ -132,9 +133,9 @@ def check_cmd(
             die(f"{target.description} holds no migrated ledger (no qldb.block table)", exitcodes.CONTENT)
         named = None if ledger is None else len(ledgers_in(conn, ledger))
         if named is not None and named != 1:
-            known = ", ".join(f"{x.ledger_name or '?'} ({x.strand_id}, schema {x.schema})" for x in ledgers_in(conn))
+            known = format_ledgers([(x.ledger_name, x.strand_id, x.schema, x.state) for x in ledgers_in(conn)])
             what = "no such ledger" if not named else f"{named} ledgers have that name (give the strand id or schema)"
-            die(f"--ledger {ledger}: {what} in {target.description}; it holds: {known or 'none'}", exitcodes.USAGE)
+            die(f"--ledger {ledger}: {what} in {target.description}; it holds: {known}", exitcodes.USAGE)
         try:
             checked = with_progress("checking", lambda progress: run_check(
                 conn, digests, ledger, anchor, progress, rows_executor, target.conninfo), unit="rows")

@@ -380,15 +380,21 @@ def load_state(path: Path) -> tuple[int, bytes] | None:
         return None
 
 
+def _stored_tip(conn: psycopg.Connection, strand: str) -> tuple[int, bytes] | None:
+    """(sequence_no, block_hash) of the ledger's last stored block, read outside any open transaction."""
+    row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
+                       "DESC LIMIT 1", (strand,)).fetchone()
+    conn.rollback()
+    return row
+
+
 def save_state(path: Path, conn: psycopg.Connection, strand: str, fork: dict[str, Any] | None = None) -> None:
     """Remember the stored tip; every restore accepted with --accept-restore stays in the file's ``forks``.
 
     The forks are the record an auditor asks for after a restore: which block the sealer had reached, with its
     hash, and where the chain went on from. Overwriting them with the new tip would erase that evidence.
     """
-    row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
-                       "DESC LIMIT 1", (strand,)).fetchone()
-    conn.rollback()
+    row = _stored_tip(conn, strand)
     if row is None:
         return
     try:
@@ -406,9 +412,7 @@ def save_state(path: Path, conn: psycopg.Connection, strand: str, fork: dict[str
 
 def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes]) -> dict[str, Any]:
     """What --accept-restore gives up: the block the sealer had sealed, and the stored tip the chain goes on from."""
-    row = conn.execute("SELECT sequence_no, block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no "
-                       "DESC LIMIT 1", (strand,)).fetchone()
-    conn.rollback()
+    row = _stored_tip(conn, strand)
     return {"previousTip": state[0], "previousBlockHash": base64.b64encode(state[1]).decode(),
             "storedTip": None if row is None else row[0],
             "storedBlockHash": None if row is None else base64.b64encode(bytes(row[1])).decode(),

@@ -150,7 +150,7 @@ class CheckResult:
 
     @property
     def reservations(self) -> int:
-        return sum(sum(ledger.reservations.values()) for ledger in self.ledgers)
+        return sum(self.reservation_kinds.values())
 
     @property
     def reservation_kinds(self) -> Counter[str]:
@@ -158,6 +158,11 @@ class CheckResult:
         for ledger in self.ledgers:
             total.update(ledger.reservations)
         return total
+
+    @property
+    def unsealed(self) -> int:
+        """Revisions written after cut-over that no block holds yet (counted, not re-proved)."""
+        return sum(ledger.unsealed for ledger in self.ledgers)
 
 
 def _hash_error(code: str, message: str, where: Location, expected: Any = None, computed: Any = None) -> Finding:

@@ -40,10 +40,14 @@ def find_ledger(conn: psycopg.Connection, name: str) -> tuple[str, str | None, s
 
 def describe_ledgers(conn: psycopg.Connection) -> str:
     """Every ledger as an operator tells them apart: name, strand, schema, state (names may repeat)."""
-    rows = conn.execute("SELECT coalesce(ledger_name, '?'), strand_id, pg_schema, state FROM qldb.ledger "
-                        "ORDER BY 1, 3").fetchall()
-    return "; ".join(f"{name} (strand {strand}, schema {schema}, {state})" for name, strand, schema, state in rows) \
-        or "none"
+    return format_ledgers(conn.execute("SELECT ledger_name, strand_id, pg_schema, state FROM qldb.ledger "
+                                       "ORDER BY coalesce(ledger_name, '?'), pg_schema").fetchall())
+
+
+def format_ledgers(rows: list[tuple[str | None, str, str | None, str]]) -> str:
+    """(name, strand, schema, state) rows as one line, the form every "which ledger?" message uses."""
+    return "; ".join(f"{name or '?'} (strand {strand}, schema {schema}, {state})"
+                     for name, strand, schema, state in rows) or "none"
 
 
 def ledger_footprint(conn: psycopg.Connection, name: str) -> Footprint:
