@@ -31,6 +31,11 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+/* The low-level SHA-256 calls: OpenSSL 3's one-shot SHA256() looks the algorithm up in its provider
+ * table on every call (~3 us), which cost most of hash_binary's time on small values (an Ion hash is
+ * one SHA-256 per struct field).  SHA256_Init/Update/Final are deprecated in 3.0 but still the same
+ * implementation, without the lookup. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/sha.h>
 #include <stdint.h>
 #include <string.h>
@@ -44,6 +49,13 @@ typedef struct {
     unsigned char *p;
     Py_ssize_t len, cap;
 } buf_t;
+
+static inline void sha256_of(const unsigned char *data, size_t n, unsigned char *digest) {
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, data, n);
+    SHA256_Final(digest, &ctx);
+}
 
 static int buf_reserve(buf_t *b, Py_ssize_t extra) {
     if (b->len + extra <= b->cap) return 0;
@@ -897,7 +909,7 @@ static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsig
             if (buf_put(&ident, field.p, field.len) < 0) goto done;
         } else {
             if (buf_reserve(&hashes, 32) < 0) goto done;
-            SHA256(field.p, (size_t)field.len, hashes.p + hashes.len);
+            sha256_of(field.p, (size_t)field.len, hashes.p + hashes.len);
             hashes.len += 32;
         }
         nfields++;
@@ -1271,7 +1283,7 @@ static PyObject *py_hash_binary(PyObject *self, PyObject *args, PyObject *kwargs
         result = PyBytes_FromStringAndSize((const char *)out.p, out.len);
     } else {
         unsigned char digest[32];
-        SHA256(out.p, (size_t)out.len, digest);
+        sha256_of(out.p, (size_t)out.len, digest);
         result = PyBytes_FromStringAndSize((const char *)digest, 32);
     }
 done:
