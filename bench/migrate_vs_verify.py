@@ -13,8 +13,9 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
   (encode to COPY tuples as the workers do, then ``copy_tuples``), and by a
   bare COPY of the already-encoded tuples (``vs_raw_copy``'s yardstick).
 
-Then ``check`` over the migrated database, in a fresh process (its peak RSS
-is that process's).  Prints revisions/s and ``migrate_vs_verify``,
+Then ``check`` over the migrated database as ``qldb-migrate check`` runs it (a
+worker per core re-proving the history rows), in a fresh process (its peak RSS
+is the main process's).  Prints revisions/s and ``migrate_vs_verify``,
 ``copy_vs_insert``, ``vs_raw_copy``, ``check_vs_verify``.
 """
 
@@ -45,11 +46,15 @@ def vm_hwm_kib():
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
 
+from qldb_migrate.executor import local_executor
 from qldb_migrate.pg.checker import run_check
+# what `qldb-migrate check` runs: a worker per core re-proving the history rows, started before the connection
+executor = local_executor(None)
+start = time.perf_counter()
 with psycopg.connect(sys.argv[1]) as conn:
-    start = time.perf_counter()
-    result = run_check(conn, [])
-    seconds = time.perf_counter() - start
+    result = run_check(conn, [], executor=executor, conninfo=sys.argv[1])
+seconds = time.perf_counter() - start
+executor.close()
 print(json.dumps({"seconds": seconds, "errors": len(result.errors), "rows": result.rows,
                   "rss_kib": vm_hwm_kib()}))
 """

@@ -1609,6 +1609,410 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* binary_json: jsoncanon's canonical JSON straight from canonical binary Ion bytes
+ *
+ * ``check`` compares every stored ``data`` (jsonb) with the canonical JSON of its ``data_ion``.  Parsing
+ * the bytes into amazon-ion values first cost most of check's time.  This renders the common subset
+ * (what QLDB documents are made of) from the bytes, and raises NonCanonical for anything else (floats,
+ * integers and decimal coefficients over 64 bits, NUL in a field name, unusual timestamps, symbols of
+ * unknown text): there the Python rendering decides.  The caller only ever accepts an *equal* rendering as
+ * a match; any difference goes to the Python path, which has the last word (tests hold the two equal).
+ *
+ * ``typed`` marks each scalar with its Ion type (s"text", y"symbol", t"timestamp", i12, d1.50, b, z, ...),
+ * refuses annotations and repeated field names: a key that tells a string from a timestamp, for the
+ * metadata columns, whose check must not confuse the two. */
+
+typedef struct {
+    hctx_t c;
+    buf_t out;
+    int typed;
+} bj_t;
+
+static int bj_value(bj_t *j, const unsigned char **p, const unsigned char *end, int depth);
+
+static int bj_tag(bj_t *j, char tag) { return j->typed ? buf_byte(&j->out, (unsigned char)tag) : 0; }
+
+static int bj_uint_text(buf_t *b, uint64_t v) {
+    char digits[24];
+    int n = 0;
+    do { digits[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    if (buf_reserve(b, n) < 0) return -1;
+    while (n) b->p[b->len++] = (unsigned char)digits[--n];
+    return 0;
+}
+
+static int bj_int(bj_t *j, const unsigned char *at, int negative, const unsigned char *q, const unsigned char *e) {
+    uint64_t v;
+    if (e > q && q[0] == 0) return nc(&j->c, at, "integer with a leading zero byte");
+    if (negative && e == q) return nc(&j->c, at, "negative zero integer");
+    if (small_uint(q, e - q, &v) < 0) return nc(&j->c, at, "integer over 64 bits");
+    if (bj_tag(j, 'i') < 0 || (negative && buf_byte(&j->out, '-') < 0)) return -1;
+    return bj_uint_text(&j->out, v);
+}
+
+/* PostgreSQL numeric's plain notation, as jsoncanon._number writes it */
+static int bj_decimal(bj_t *j, const unsigned char *at, const unsigned char *q, const unsigned char *e) {
+    buf_t *b = &j->out;
+    if (bj_tag(j, 'd') < 0) return -1;
+    if (q == e) return buf_byte(b, '0');
+    int64_t exp;
+    if (read_varint(&j->c, &q, e, &exp, NULL) < 0) return -1;
+    if (exp < -6000 || exp > 6000) return nc(&j->c, at, "decimal exponent beyond 6000");
+    int negative = 0;
+    uint64_t coef = 0;
+    if (q < e) {
+        Py_ssize_t n = e - q;
+        negative = q[0] & 0x80;
+        unsigned char m[8];
+        if (n > 8) return nc(&j->c, at, "decimal coefficient over 64 bits");
+        memcpy(m, q, (size_t)n);
+        m[0] &= 0x7F;
+        if (small_uint(m, n, &coef) < 0) return -1;
+    }
+    char digits[24];
+    int nd = 0;
+    uint64_t v = coef;
+    do { digits[nd++] = (char)('0' + v % 10); v /= 10; } while (v);
+    /* digits are reversed; coef == 0 gives "0" */
+    if (coef && negative && buf_byte(b, '-') < 0) return -1;
+    if (exp >= 0) {
+        if (coef == 0) return buf_byte(b, '0');
+        if (buf_reserve(b, nd + exp) < 0) return -1;
+        while (nd) b->p[b->len++] = (unsigned char)digits[--nd];
+        for (int64_t i = 0; i < exp; i++) b->p[b->len++] = '0';
+        return 0;
+    }
+    int64_t places = -exp;
+    if (buf_reserve(b, nd + places + 2) < 0) return -1;
+    if (nd > places) {
+        int64_t whole = nd - places;
+        while (whole--) b->p[b->len++] = (unsigned char)digits[--nd];
+        b->p[b->len++] = '.';
+        while (nd) b->p[b->len++] = (unsigned char)digits[--nd];
+    } else {
+        b->p[b->len++] = '0';
+        b->p[b->len++] = '.';
+        for (int64_t i = nd; i < places; i++) b->p[b->len++] = '0';
+        while (nd) b->p[b->len++] = (unsigned char)digits[--nd];
+    }
+    return 0;
+}
+
+static int put2(buf_t *b, int v) {
+    char s[2] = {(char)('0' + v / 10 % 10), (char)('0' + v % 10)};
+    return buf_put(b, s, 2);
+}
+
+/* iontext.timestamp_text: the local fields and the offset, the fraction at its precision */
+static int bj_timestamp(bj_t *j, const unsigned char *at, const unsigned char *q, const unsigned char *end) {
+    int64_t offset;
+    int negzero;
+    if (read_varint(&j->c, &q, end, &offset, &negzero) < 0) return -1;
+    uint64_t f[6] = {0};
+    int nf = 0;
+    while (q < end && nf < 6)
+        if (read_varuint(&j->c, &q, end, &f[nf++]) < 0) return -1;
+    if (nf == 0 || nf == 4) return nc(&j->c, at, "timestamp fields incomplete");
+    uint64_t year = f[0], month = nf > 1 ? f[1] : 1, day = nf > 2 ? f[2] : 1;
+    if (year < 2 || year > 9998) return nc(&j->c, at, "timestamp year at the edge of the range");
+    if (month < 1 || month > 12 || day < 1 || (int)day > days_in_month((int)year, (int)month))
+        return nc(&j->c, at, "timestamp date out of range");
+    if (nf >= 5 && (f[3] > 23 || f[4] > 59)) return nc(&j->c, at, "timestamp time out of range");
+    if (nf == 6 && f[5] > 59) return nc(&j->c, at, "timestamp second out of range");
+    if (nf <= 3 && !negzero) return nc(&j->c, at, "date with an offset");
+    if (!negzero && (offset <= -1440 || offset >= 1440)) return nc(&j->c, at, "offset out of range");
+    int64_t fexp = 0;
+    uint64_t fcoef = 0;
+    int has_fraction = 0;
+    if (q < end) {
+        if (nf != 6) return nc(&j->c, q, "fraction without seconds");
+        if (read_varint(&j->c, &q, end, &fexp, NULL) < 0) return -1;
+        Py_ssize_t n = end - q;
+        if (fexp >= 0 || fexp < -9) return nc(&j->c, at, "fraction at an unusual exponent");
+        if (n && (q[0] & 0x80)) return nc(&j->c, at, "negative fraction");
+        while (n && q[0] == 0) { q++; n--; } /* the sign's own byte, when the magnitude's high bit is set */
+        if (small_uint(q, n, &fcoef) < 0) return nc(&j->c, at, "long fraction");
+        uint64_t limit = 1;
+        for (int64_t i = 0; i < -fexp; i++) limit *= 10;
+        if (fcoef >= limit) return nc(&j->c, at, "fraction of a second not below one");
+        has_fraction = 1;
+    }
+    int64_t y = (int64_t)year;
+    int m = (int)month, d = (int)day, hh = (int)f[3], mm = (int)f[4];
+    if (nf >= 5 && !negzero && offset) {
+        int64_t minutes = days_from_civil(y, m, d) * 1440 + hh * 60 + mm + offset;
+        int64_t days = minutes >= 0 ? minutes / 1440 : -((-minutes + 1439) / 1440);
+        int64_t rest = minutes - days * 1440;
+        civil_from_days(days, &y, &m, &d);
+        hh = (int)(rest / 60);
+        mm = (int)(rest % 60);
+        if (y < 1 || y > 9999) return nc(&j->c, at, "local time beyond the calendar");
+    }
+    buf_t *b = &j->out;
+    char ys[5] = {(char)('0' + y / 1000), (char)('0' + y / 100 % 10), (char)('0' + y / 10 % 10), (char)('0' + y % 10), 0};
+    if (bj_tag(j, 't') < 0 || buf_byte(b, '"') < 0 || buf_put(b, ys, 4) < 0) return -1;
+    if (nf == 1) return buf_put(b, "T\"", 2);
+    if (buf_byte(b, '-') < 0 || put2(b, m) < 0) return -1;
+    if (nf == 2) return buf_put(b, "T\"", 2);
+    if (buf_byte(b, '-') < 0 || put2(b, d) < 0) return -1;
+    if (nf == 3) return buf_put(b, "T\"", 2);
+    if (buf_byte(b, 'T') < 0 || put2(b, hh) < 0 || buf_byte(b, ':') < 0 || put2(b, mm) < 0) return -1;
+    if (nf == 6) {
+        if (buf_byte(b, ':') < 0 || put2(b, (int)f[5]) < 0) return -1;
+        if (has_fraction) {
+            char frac[10];
+            int places = (int)-fexp;
+            uint64_t v = fcoef;
+            for (int i = places - 1; i >= 0; i--) { frac[i] = (char)('0' + v % 10); v /= 10; }
+            if (buf_byte(b, '.') < 0 || buf_put(b, frac, places) < 0) return -1;
+        }
+    }
+    if (negzero) {
+        if (buf_put(b, "-00:00", 6) < 0) return -1;
+    } else if (offset == 0) {
+        if (buf_byte(b, 'Z') < 0) return -1;
+    } else {
+        int64_t a = offset < 0 ? -offset : offset;
+        if (buf_byte(b, offset < 0 ? '-' : '+') < 0 || put2(b, (int)(a / 60)) < 0 || buf_byte(b, ':') < 0 ||
+            put2(b, (int)(a % 60)) < 0)
+            return -1;
+    }
+    return buf_byte(b, '"');
+}
+
+static int bj_base64(buf_t *b, const unsigned char *s, Py_ssize_t n) {
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (buf_reserve(b, (n + 2) / 3 * 4 + 2) < 0) return -1;
+    unsigned char *w = b->p + b->len;
+    *w++ = '"';
+    Py_ssize_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        *w++ = tab[v >> 18]; *w++ = tab[(v >> 12) & 63]; *w++ = tab[(v >> 6) & 63]; *w++ = tab[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < n ? (uint32_t)s[i + 1] << 8 : 0);
+        *w++ = tab[v >> 18]; *w++ = tab[(v >> 12) & 63];
+        *w++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+        *w++ = '=';
+    }
+    *w++ = '"';
+    b->len = w - b->p;
+    return 0;
+}
+
+typedef struct {
+    const unsigned char *name;
+    Py_ssize_t len;
+    Py_ssize_t order;
+    Py_ssize_t start, stop; /* the value's rendering in the struct's scratch buffer */
+} bj_field_t;
+
+static int cmp_bj_field(const void *a, const void *b) {
+    const bj_field_t *x = a, *y = b;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    int c = memcmp(x->name, y->name, (size_t)x->len);
+    if (c) return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* jsonb's object: keys by byte length, then bytes; a repeated name keeps its last value */
+static int bj_struct(bj_t *j, const unsigned char *q, const unsigned char *end, int depth) {
+    bj_field_t *fields = NULL;
+    Py_ssize_t n = 0, cap = 0;
+    buf_t saved = j->out, scratch = {0};
+    int rc = -1, in_scratch = 1; /* the values render into a scratch buffer, then go out in key order */
+    j->out = scratch;
+    while (q < end) {
+        uint64_t sid;
+        const unsigned char *at = q;
+        if (read_varuint(&j->c, &q, end, &sid) < 0) goto done;
+        if (sid == 0 || sid >= (uint64_t)j->c.nsymbols || j->c.symbols[sid].p == NULL) {
+            nc(&j->c, at, "field name of unknown text");
+            goto done;
+        }
+        text_t name = j->c.symbols[sid];
+        if (memchr(name.p, 0, (size_t)name.len)) { nc(&j->c, at, "U+0000 in a field name"); goto done; }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            bj_field_t *f = PyMem_Realloc(fields, cap * sizeof(bj_field_t));
+            if (!f) { PyErr_NoMemory(); goto done; }
+            fields = f;
+        }
+        fields[n].name = name.p;
+        fields[n].len = name.len;
+        fields[n].order = n;
+        fields[n].start = j->out.len;
+        if (bj_value(j, &q, end, depth + 1) < 0) goto done;
+        fields[n].stop = j->out.len;
+        n++;
+    }
+    if (n > 1) qsort(fields, (size_t)n, sizeof(bj_field_t), cmp_bj_field);
+    scratch = j->out;
+    j->out = saved;
+    in_scratch = 0;
+    if (buf_byte(&j->out, '{') < 0) goto done;
+    int first = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i + 1 < n && fields[i + 1].len == fields[i].len &&
+            memcmp(fields[i + 1].name, fields[i].name, (size_t)fields[i].len) == 0) {
+            if (j->typed) { nc(&j->c, q, "repeated field name"); goto done; }
+            continue; /* a later one of the same name wins */
+        }
+        if (!first && buf_put(&j->out, ", ", 2) < 0) goto done;
+        first = 0;
+        if (json_string_utf8(&j->out, fields[i].name, fields[i].len) < 0 || buf_put(&j->out, ": ", 2) < 0 ||
+            buf_put(&j->out, scratch.p + fields[i].start, fields[i].stop - fields[i].start) < 0)
+            goto done;
+    }
+    rc = buf_byte(&j->out, '}');
+done:
+    if (in_scratch) { /* failed while the scratch buffer was in place */
+        scratch = j->out;
+        j->out = saved;
+    }
+    buf_free(&scratch);
+    PyMem_Free(fields);
+    return rc;
+}
+
+static int bj_value(bj_t *j, const unsigned char **p, const unsigned char *end, int depth) {
+    if (depth > MAX_DEPTH) return nc(&j->c, *p, "nested too deeply");
+    const unsigned char *at = *p, *q, *e;
+    int t, l;
+    if (read_header(&j->c, p, end, &t, &l, &q, &e) < 0) return -1;
+    buf_t *b = &j->out;
+    if (l == 0x0F) return bj_tag(j, 'z') < 0 ? -1 : buf_put(b, "null", 4);
+    switch (t) {
+    case 0x1:
+        if (l > 1) return nc(&j->c, at, "invalid bool");
+        if (bj_tag(j, 'b') < 0) return -1;
+        return l ? buf_put(b, "true", 4) : buf_put(b, "false", 5);
+    case 0x2:
+    case 0x3:
+        return bj_int(j, at, t == 0x3, q, e);
+    case 0x5:
+        return bj_decimal(j, at, q, e);
+    case 0x6:
+        return bj_timestamp(j, at, q, e);
+    case 0x7: {
+        uint64_t sid;
+        if (e > q && q[0] == 0) return nc(&j->c, at, "symbol id with a leading zero byte");
+        if (small_uint(q, e - q, &sid) < 0) return nc(&j->c, at, "symbol id too large");
+        if (bj_tag(j, 'y') < 0) return -1;
+        if (sid == 0) return buf_put(b, "\"$0\"", 4);
+        if (sid >= (uint64_t)j->c.nsymbols || j->c.symbols[sid].p == NULL) return nc(&j->c, at, "symbol of unknown text");
+        return json_string_utf8(b, j->c.symbols[sid].p, j->c.symbols[sid].len);
+    }
+    case 0x8:
+        if (!utf8_valid(q, e - q)) return nc(&j->c, at, "string is not UTF-8");
+        if (bj_tag(j, 's') < 0) return -1;
+        return json_string_utf8(b, q, e - q);
+    case 0x9:
+    case 0xA:
+        if (bj_tag(j, t == 0x9 ? 'c' : 'l') < 0) return -1;
+        return bj_base64(b, q, e - q);
+    case 0xB:
+    case 0xC: {
+        if (buf_byte(b, '[') < 0) return -1;
+        int first = 1;
+        while (q < e) {
+            if (!first && buf_put(b, ", ", 2) < 0) return -1;
+            first = 0;
+            if (bj_value(j, &q, e, depth + 1) < 0) return -1;
+        }
+        return buf_byte(b, ']');
+    }
+    case 0xD:
+        if (l == 1) return nc(&j->c, at, "sorted-struct form");
+        return bj_struct(j, q, e, depth);
+    case 0xE: {
+        if (j->typed) return nc(&j->c, at, "annotation");
+        uint64_t alen;
+        if (read_varuint(&j->c, &q, e, &alen) < 0) return -1;
+        if (alen == 0 || alen > (uint64_t)(e - q)) return nc(&j->c, at, "annotation list length");
+        const unsigned char *aend = q + alen;
+        while (q < aend) {
+            uint64_t sid;
+            if (read_varuint(&j->c, &q, aend, &sid) < 0) return -1;
+        }
+        if (q < e && (*q >> 4) == 0xE) return nc(&j->c, q, "annotation wrapper inside an annotation wrapper");
+        if (bj_value(j, &q, e, depth + 1) < 0) return -1;
+        if (q != e) return nc(&j->c, q, "annotation wrapper holds more than one value");
+        return 0;
+    }
+    }
+    return nc(&j->c, at, "a float, or an unknown type"); /* floats: the shortest repr is Python's to give */
+}
+
+static PyObject *py_binary_json(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"data", "typed", NULL};
+    Py_buffer view;
+    int typed = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|p", kwlist, &view, &typed)) return NULL;
+    const unsigned char *p = view.buf, *end = p + view.len;
+    bj_t j = {{p, NULL, 0, 64, 0}, {0}, typed};
+    PyObject *result = NULL;
+    j.c.symbols = PyMem_Malloc(j.c.cap * sizeof(text_t));
+    if (!j.c.symbols) { PyErr_NoMemory(); goto done; }
+    for (int i = 0; i < 10; i++) {
+        j.c.symbols[i].p = (const unsigned char *)SYSTEM_SYMBOLS[i];
+        j.c.symbols[i].len = SYSTEM_SYMBOLS[i] ? (Py_ssize_t)strlen(SYSTEM_SYMBOLS[i]) : 0;
+    }
+    j.c.nsymbols = 10;
+    if (view.len < 4 || memcmp(p, "\xE0\x01\x00\xEA", 4) != 0) {
+        nc(&j.c, p, "no binary Ion version marker");
+        goto done;
+    }
+    p += 4;
+    /* local symbol tables first: $ion_symbol_table::{...}, by the system symbol id 3 and nothing else */
+    while (p < end && *p != 0xE0 && (*p >> 4) == 0xE && (*p & 0x0F) != 0x0F) {
+        const unsigned char *q = p, *r, *re, *a;
+        int t, l;
+        uint64_t alen;
+        if (read_header(&j.c, &q, end, &t, &l, &r, &re) < 0) goto done;
+        a = r;
+        if (read_varuint(&j.c, &a, re, &alen) < 0) goto done;
+        if (alen != 1 || a + 1 > re || *a != 0x83) break; /* an annotated value, not a symbol table */
+        a++;
+        const unsigned char *s = a, *sr, *sre;
+        int st, sl;
+        if (read_header(&j.c, &s, re, &st, &sl, &sr, &sre) < 0) goto done;
+        if (st != 0xD || sl == 0x0F || sl == 1 || s != re) {
+            nc(&j.c, p, "$ion_symbol_table on a value that is not a struct");
+            goto done;
+        }
+        if (read_symbol_table(&j.c, sr, sre) < 0) goto done;
+        p = q;
+    }
+    if (p >= end) { nc(&j.c, p, "no value"); goto done; }
+    if (*p == 0xE0) { nc(&j.c, p, "version marker after the first"); goto done; }
+    if ((*p >> 4) == 0x7) { nc(&j.c, p, "top-level symbol value"); goto done; }
+    if ((*p >> 4) == 0xE && (*p & 0x0F) != 0x0F) {
+        /* an annotated top-level value whose first annotation is a symbol table by another id: not ours */
+        const unsigned char *q = p, *r, *re, *a;
+        int t, l;
+        uint64_t alen, first;
+        if (read_header(&j.c, &q, end, &t, &l, &r, &re) < 0) goto done;
+        a = r;
+        if (read_varuint(&j.c, &a, re, &alen) < 0 || read_varuint(&j.c, &a, re, &first) < 0) goto done;
+        if (first == 3 || (first < (uint64_t)j.c.nsymbols && j.c.symbols[first].p && j.c.symbols[first].len == 17 &&
+                           memcmp(j.c.symbols[first].p, "$ion_symbol_table", 17) == 0)) {
+            nc(&j.c, p, "symbol table in an unusual form");
+            goto done;
+        }
+    }
+    if (bj_value(&j, &p, end, 0) < 0) goto done;
+    if (p != end) { nc(&j.c, p, "more than one top-level value"); goto done; }
+    result = PyUnicode_DecodeUTF8((const char *)j.out.p, j.out.len, "strict");
+done:
+    PyMem_Free(j.c.symbols);
+    buf_free(&j.out);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyObject *py_setup(PyObject *self, PyObject *args) {
     PyObject *d;
@@ -1632,6 +2036,8 @@ static PyMethodDef methods[] = {
     {"encode", py_encode, METH_O, "Binary Ion of a value amazon-ion parsed."},
     {"hash_binary", (PyCFunction)(void (*)(void))py_hash_binary, METH_VARARGS | METH_KEYWORDS,
      "Ion Hash (SHA-256) of the one value in canonical binary Ion; NonCanonical otherwise."},
+    {"binary_json", (PyCFunction)(void (*)(void))py_binary_json, METH_VARARGS | METH_KEYWORDS,
+     "jsoncanon's canonical JSON of the one value in canonical binary Ion; NonCanonical otherwise."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
     {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
     {NULL, NULL, 0, NULL},

@@ -89,6 +89,22 @@ def hash_binary(data: bytes) -> bytes | None:
         return None
 
 
+def binary_json(data: bytes, typed: bool = False) -> str | None:
+    """``jsoncanon.canonical_json`` of the one value in binary Ion ``data``, rendered from the bytes in C.
+
+    None where the Python rendering must decide (floats, integers over 64 bits, unusual timestamps, …) or
+    without the extension.  ``typed`` marks every scalar with its Ion type and refuses annotations and
+    repeated field names, so that a string is never taken for a timestamp.  A caller may trust a rendering
+    only where it *equals* what it is compared with; a difference is for the parsed value to settle.
+    """
+    if _native is None:
+        return None
+    try:
+        return _native.binary_json(data, typed)
+    except ValueError:
+        return None
+
+
 def canonical_json(value: Any) -> str:
     """``jsoncanon.canonical_json``, the common kinds rendered in C."""
     if _native is None:

@@ -52,6 +52,7 @@ from ..verify.hashes import MerkleAccumulator, dot, fold_proof, merkle_root
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import IonParseError, loads
 from ..verify.ionvalue import field_or_none, is_null, struct_keys
+from .jsoncanon import json_string as _json_string
 
 #: progress(done, total) in history rows; total may be an estimate
 Progress = Callable[[int, int], None]
@@ -174,6 +175,7 @@ def _consistency(code: str, message: str, where: Location, expected: Any = None,
 
 
 _UNPARSEABLE = object()
+_COLUMNS_MATCH = object()  # the metadata's bytes were shown to be exactly the row's columns (``_metadata_matches``)
 
 
 def _read(ion: Any, column: str, where: Location, result: CheckResult, expected: Any = None) -> tuple[Any, bytes]:
@@ -598,7 +600,9 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                       AND b.revision_documents[(coalesce(h.index_in_block, s.index_in_block) # 1) + 1] IS NULL,
                   num_nonnulls(h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash, h.block_sequence,
                                h.index_in_block) > 0,
-                  p.document_id IS NOT NULL
+                  p.document_id IS NOT NULL,
+                  h.tx_time_ion = to_char(h.tx_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                      AND date_trunc('milliseconds', h.tx_time) = h.tx_time
            FROM {history} h
            LEFT JOIN qldb.sealed_revision s ON s.strand_id = %s AND s.table_id = %s AND s.document_id = h.document_id
                                            AND s.version = h.version
@@ -615,7 +619,7 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
         cur.execute(query, (strand, table_id, strand, table_id, strand, part[1], part[0]))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
              seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, sibling_system,
-             row_has_seal, queued) in cur:
+             row_has_seal, queued, tx_time_is_utc_ms) in cur:
             ledger.rows += 1
             pending += 1
             if pending == 5000:
@@ -656,7 +660,10 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                         "row-in-wrong-table", f"the block's transactionInfo puts this document in table "
                         f"{block_table or '(none)'}, not in this table ({table_id})", where, table_id, block_table))
             if data_ion is not None:
-                value, computed = _read(data_ion, "data_ion", where, result, data_hash)
+                if _data_matches(data_ion, data_hash, data):
+                    value = _UNPARSEABLE  # everything below holds already: nothing to parse
+                else:
+                    value, computed = _read(data_ion, "data_ion", where, result, data_hash)
                 if value is not _UNPARSEABLE:
                     if computed != data_hash:
                         result.findings.append(_hash_error("data-hash-mismatch", "H(data_ion) differs from "
@@ -689,9 +696,12 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                 result.findings.append(_consistency(
                     "operation-mismatch", f"operation says {op}; the version and the data the hash covers make it "
                     f"{derived}", where, derived, op))
-            meta_value, meta_hash = _read(meta_ion, "metadata_ion", where, result)
-            if meta_value is _UNPARSEABLE:
-                continue
+            meta_value: Any = _COLUMNS_MATCH
+            meta_hash = _metadata_matches(meta_ion, doc, version, tx_id, tx_time_ion, tx_time_is_utc_ms, block_tx)
+            if meta_hash is None:
+                meta_value, meta_hash = _read(meta_ion, "metadata_ion", where, result)
+                if meta_value is _UNPARSEABLE:
+                    continue
             if not (json_reserved and data_hash is None):
                 computed = dot(meta_hash, data_hash or b"")
                 if computed != rev_hash and not (data_hash is None and "deleted-hash-not-recomputed" in kinds):
@@ -699,8 +709,41 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                                                        "dot(H(metadata_ion), data_hash)", where, rev_hash, computed))
                 if data_hash is None and computed == rev_hash:
                     _check_delete(result, where, version, sibling_system, kinds)
-            _check_metadata_columns(result, where, meta_value, doc, version, tx_id, tx_time, tx_time_ion, block_tx)
+            if meta_value is not _COLUMNS_MATCH:
+                _check_metadata_columns(result, where, meta_value, doc, version, tx_id, tx_time, tx_time_ion,
+                                        block_tx)
     advance(pending)
+
+
+# Most rows are proven without parsing their Ion: the C reader hashes the bytes and renders them as canonical
+# JSON, and where both agree exactly with the stored columns, parsing the value could find nothing more.  Any
+# disagreement, or bytes outside the C reader's subset, go the full way (``_read``), which decides and reports.
+
+def _data_matches(data_ion: Any, data_hash: bytes | None, data: str | None) -> bool:
+    """H(data_ion) is data_hash and data (jsonb, as text) is the canonical JSON of data_ion: both from the bytes."""
+    if data_hash is None or data is None:
+        return False
+    raw = bytes(data_ion)
+    return native.hash_binary(raw) == data_hash and native.binary_json(raw) == data
+
+
+def _metadata_matches(meta_ion: Any, doc: str, version: int, tx_id: str | None, tx_time_ion: str | None,
+                      tx_time_is_utc_ms: bool | None, block_tx: str | None) -> bytes | None:
+    """H(metadata_ion) when the metadata is exactly {id: doc, version, txTime, txId} of the row's columns.
+
+    The typed rendering tells a string from a timestamp and an int from a decimal; the database has
+    compared tx_time with tx_time_ion (``tx_time_is_utc_ms``: the text is tx_time, in UTC, to the
+    millisecond, as QLDB writes it).  Anything else: None, and ``_check_metadata_columns`` decides.
+    """
+    if meta_ion is None or not tx_time_is_utc_ms or tx_id is None or (block_tx is not None and block_tx != tx_id):
+        return None
+    raw = bytes(meta_ion)
+    digest = native.hash_binary(raw)
+    if digest is None:
+        return None
+    expected = (f'{{"id": s{_json_string(doc)}, "txId": s{_json_string(tx_id)}, "txTime": t{_json_string(tx_time_ion)}'
+                f', "version": i{version}}}')
+    return digest if native.binary_json(raw, typed=True) == expected else None
 
 
 def _check_metadata_columns(result: CheckResult, where: Location, meta: Any, doc: str, version: int,

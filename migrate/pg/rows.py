@@ -19,7 +19,7 @@ from amazon.ion import simpleion
 
 from ..iontext import timestamp_text
 from ..ionwrite import dumps_binary
-from ..native import canonical_json
+from ..native import binary_json, canonical_json
 from ..verify.block import BlockCheck, utc_instant
 from ..verify.ionhash import ion_hash
 from ..verify.ionparse import loads
@@ -97,6 +97,16 @@ def exact_binary(value: Any, expected: bytes | None = None) -> bytes:
     raise DataIonMismatch("no Ion writer reproduces the data's hash")
 
 
+def _json(value: Any, encoded: bytes | None) -> str:
+    """The jsonb text of a value: rendered in C from the binary Ion just proven to be it, where the C reader can
+    (the same text: tests hold ``binary_json`` to ``canonical_json``), else from the parsed value."""
+    if encoded is not None:
+        text = binary_json(encoded)
+        if text is not None:
+            return text
+    return canonical_json(value)
+
+
 def _info_ion(check: BlockCheck, name: str, value: Any) -> bytes:
     return check.info_ion.get(name) or exact_binary(value, check.info_hashes.get(name))
 
@@ -126,7 +136,7 @@ def block_rows(
         if not deleted and not redacted and rc.data_hash is not None:
             # proven already when check_revision hashed the encoding; else the exact writer, re-checked
             data_ion = rc.data_ion or exact_binary(data, rc.data_hash)
-            data_json = canonical_json(data)
+            data_json = _json(data, data_ion)
         elif rc.status is RevisionStatus.UNVERIFIABLE and data is not None:
             data_json = canonical_json(data)  # JSON export: queryable, but no exact Ion to keep
         tx_time = field_or_none(metadata, "txTime")
@@ -143,13 +153,14 @@ def block_rows(
     tx_info = field_or_none(block, "transactionInfo")
     redaction = field_or_none(block, "redactionInfo")
     entries = [as_bytes(e) or b"" for e in field_or_none(block, "entriesHashList")]
+    tx_info_ion = None if is_null(tx_info) else _info_ion(check, "transactionInfo", tx_info)
     row = (
         check.address.strand_id, seq, check.computed_block_hash, check.computed_entries_hash,
         check.previous_block_hash, entries, [r.hash_for_root for r in check.revisions],
         [r.document_id for r in check.revisions], check.transaction_id,  # None: a system revision
         utc_instant(ts), None if is_null(ts) else timestamp_text(ts),
-        None if is_null(tx_info) else canonical_json(tx_info),
-        None if is_null(tx_info) else _info_ion(check, "transactionInfo", tx_info),
+        None if is_null(tx_info) else _json(tx_info, tx_info_ion),
+        tx_info_ion,
         None if is_null(redaction) else _info_ion(check, "redactionInfo", redaction),
         check.object_key or "",
     )
