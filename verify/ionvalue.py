@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from amazon.ion.simple_types import IonPyNull
+from amazon.ion.simple_types import IonPyDict, IonPyNull
 
 
 def is_null(value: Any) -> bool:
     return value is None or isinstance(value, IonPyNull)
 
 
+_MULTIMAP = hasattr(IonPyDict(), "_IonPyDict__store")  # a future amazon-ion may rename it: then the general way
+
+
 def field_or_none(struct: Any, name: str) -> Any:
-    """A struct field, or None when it is absent (an Ion null is returned as is)."""
+    """A struct field, or None when it is absent (an Ion null is returned as is).
+
+    For amazon-ion's struct, straight from its multimap: the newest value of the name, exactly what its
+    ``[]`` returns (verify reads ~25 fields per revision; the Python-level ``__getitem__`` was a tenth of it).
+    """
+    if type(struct) is IonPyDict and _MULTIMAP:
+        values = struct._IonPyDict__store.get(name)
+        return values[-1] if values else None
     try:
         return struct[name]
     except (KeyError, TypeError, IndexError):
