@@ -1,6 +1,6 @@
 """The C extension under AddressSanitizer and UBSan, on hostile input.
 
-``hash_binary`` reads bytes from outside (``check`` reads ``data_ion`` from a
+``hash_binary`` and ``binary_json`` read bytes from outside (``check`` reads ``data_ion`` from a
 database anyone with write access could have changed), so its memory safety is
 tested, not assumed: the extension is rebuilt with ``-fsanitize=address,undefined``
 and a child process feeds it encodings corrupted as tests/ionmutate.py corrupts them, random values, deep nesting
@@ -51,11 +51,17 @@ for text in texts:
                     _native.hash_binary(data, identity=identity)
                 except _native.NonCanonical:
                     pass
+                try:
+                    _native.binary_json(data, typed=identity)
+                except _native.NonCanonical:
+                    pass
 nested = []
 for _ in range(3000):
     nested = [nested]
 for call in (lambda: _native.encode(nested), lambda: native.canonical_json(nested),
-             lambda: _native.hash_binary(b"\xe0\x01\x00\xea" + b"\xbe\x8f" * 1000 + b"\xb0")):
+             lambda: _native.hash_binary(b"\xe0\x01\x00\xea" + b"\xbe\x8f" * 1000 + b"\xb0"),
+             lambda: _native.binary_json(b"\xe0\x01\x00\xea" + b"\xbe\x8f" * 1000 + b"\xb0"),
+             lambda: _native.binary_json(b"\xe0\x01\x00\xea" + b"\xde\x82\x84" * 300 + b"\xd0")):
     try:
         call()
     except (ValueError, RecursionError):
@@ -68,6 +74,8 @@ def values(value):
         encoded = _native.encode(value)
         _native.hash_binary(encoded)
         _native.hash_binary(encoded, identity=True)
+        _native.binary_json(encoded)
+        _native.binary_json(encoded, typed=True)
     except (TypeError, ValueError, OverflowError):
         pass
     native.canonical_json(value)
