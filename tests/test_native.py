@@ -237,11 +237,38 @@ def test_binary_json_typed_tells_kinds_apart() -> None:
         (b"\xe0\x01\x00\xea\xb2\x71\x0a", "unknown text"),
         (b"\xe0\x01\x00\xea\x71\x02", "top-level symbol"),
         (b"\xe0\x01\x00\xea\x82\xff\xfe", "UTF-8"),
+        # 2024-03-01T10:11:12Z with its minute zero-padded: amazon-ion's C reader reads 10:00:11 (red-team finding)
+        (bytes.fromhex("e00100ea69800fe883818a008b8c"), "zero-padded VarUInt"),
+        (bytes.fromhex("e00100ea53408105"), "zero-padded VarInt"),  # 5d-1 with its exponent padded
+        (bytes.fromhex("e00100ea6b800fe88310000000818080"), "date out of range"),  # day 2**32 + 1
     ],
 )
 def test_hash_binary_refuses_with_a_reason(data: bytes, why: str) -> None:
     with pytest.raises(_native.NonCanonical, match=why):
         _native.hash_binary(data)
+    with pytest.raises(_native.NonCanonical):
+        _native.binary_json(data)
+
+
+def test_binary_json_refuses_what_the_readers_refuse() -> None:
+    with pytest.raises(_native.NonCanonical, match="annotation of unknown text"):
+        _native.binary_json(bytes.fromhex("e00100eada8652c18189e482878bd0"))  # annotation symbol 11 is undefined
+    nul = _native.encode(simpleion.loads('{id: "ab\\x00cd"}'))
+    assert _native.binary_json(nul) == '{"id": "ab\\\\u0000cd"}'  # jsonb's stand-in, as jsoncanon writes it
+    with pytest.raises(_native.NonCanonical, match="U[+]0000"):
+        _native.binary_json(nul, typed=True)  # the metadata key must not take it for the six characters \u0000
+
+
+def test_check_reads_bytes_the_c_reader_misreads_exactly() -> None:
+    """A stored timestamp in a valid encoding that amazon-ion's C reader misreads: check compares the exact value."""
+    from qldb_migrate.pg.checker import CheckResult, _read
+    from qldb_migrate.verify.findings import Location
+
+    data = bytes.fromhex("e00100ea69800fe883818a008b8c")
+    exact = loads(data, exact=True)
+    assert jsoncanon.canonical_json(exact) == '"2024-03-01T10:11:12Z"'
+    value, digest = _read(data, "data_ion", Location(), CheckResult(), ion_hash(exact))
+    assert jsoncanon.canonical_json(value) == '"2024-03-01T10:11:12Z"' and digest == ion_hash(exact)
 
 
 def test_pure_python_switch() -> None:
