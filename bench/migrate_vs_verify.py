@@ -1,6 +1,7 @@
 """``migrate`` throughput against ``verify``, a row-by-row loader and a bare COPY, side by side.
 
     python bench/migrate_vs_verify.py [--revisions 200000] [--seed 1] [--dsn postgresql://…] [--sample-rows 50000]
+                                      [--rss 20000,200000]
 
 On the pinned sample export (built once in ``bench/out``) and the PostgreSQL
 given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
@@ -15,7 +16,10 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
 
 Then ``check`` over the migrated database as ``qldb-migrate check`` runs it (a
 worker per core re-proving the history rows), in a fresh process (its peak RSS
-is the main process's).  Prints revisions/s and ``migrate_vs_verify``,
+is the main process's).  With ``--rss 20000,200000``, first ``qldb-migrate
+migrate`` and ``check`` of the sample at each size, each in a fresh process and
+database: their peak RSS (main process, largest worker) and the ratio between
+sizes (flat is the goal).  Prints revisions/s and ``migrate_vs_verify``,
 ``copy_vs_insert``, ``vs_raw_copy``, ``check_vs_verify``.
 """
 
@@ -60,6 +64,57 @@ print(json.dumps({"seconds": seconds, "errors": len(result.errors), "rows": resu
 """
 
 
+CLI_RSS_SCRIPT = r"""
+import json, resource, sys
+from qldb_migrate.cli import main
+sys.argv = ["qldb-migrate", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+with open("/proc/self/status") as fh:  # this address space's peak (ru_maxrss would keep the bench's own)
+    main_kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+print(json.dumps({"code": code, "main_kib": main_kib,
+                  "worker_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+
+
+def command_rss(*args: str) -> dict:
+    """Peak RSS of one ``qldb-migrate`` command run in a fresh process (main, and its largest worker)."""
+    proc = subprocess.run([sys.executable, "-c", CLI_RSS_SCRIPT, *args], capture_output=True, text=True, check=True)
+    run = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert run["code"] in (0, None), proc.stderr[-2000:]
+    return run
+
+
+def rss_by_size(dsn: str, sizes: list[int], seed: int) -> None:
+    """``migrate`` and ``check`` of the sample at each size, each in a fresh process and a fresh database."""
+    peaks: dict[str, dict[int, int]] = {"migrate": {}, "check": {}}
+    for size in sizes:
+        export = sample(size, seed)
+        name = f"qm_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        db = make_conninfo(dsn, dbname=name)
+        try:
+            for command, args in (("migrate", ("migrate", str(export), "--dsn", db, "--no-check",
+                                               "--allow-unanchored")),
+                                  ("check", ("check", "--dsn", db))):
+                run = command_rss(*args)
+                peaks[command][size] = run["main_kib"] + run["worker_kib"]
+                print(f"{command}_peak_rss_main_mib_{size}={run['main_kib'] / 1024:.0f}")
+                print(f"{command}_peak_rss_worker_mib_{size}={run['worker_kib'] / 1024:.0f}")
+        finally:
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for command, by_size in peaks.items():
+        if len(by_size) >= 2:
+            lo, hi = min(by_size), max(by_size)
+            print(f"{command}_peak_rss_ratio_{hi}_vs_{lo}={by_size[hi] / by_size[lo]:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--revisions", type=int, default=200000)
@@ -67,7 +122,10 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get("QLDB_MIGRATE_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--sample-rows", type=int, default=50000)
     parser.add_argument("--loader-rounds", type=int, default=3)
+    parser.add_argument("--rss", default="", help="comma-separated sizes: peak RSS of migrate and check at each")
     args = parser.parse_args()
+    if args.rss:
+        rss_by_size(args.dsn, [int(n) for n in args.rss.split(",") if n], args.seed)
 
     from qldb_migrate.blockstream import StreamDigest, iter_blocks
     from qldb_migrate.executor import local_executor

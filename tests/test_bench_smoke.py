@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
     "ionhash": (["bench/ionhash_vs_reference.py", "--revisions", "200", "--rounds", "1"], "ionhash_speedup="),
     "verify": (["bench/verify_vs_parse.py", "--revisions", "400", "--rss", "300,400"], "verify_vs_parse="),
-    "migrate": (["bench/migrate_vs_verify.py", "--revisions", "400", "--sample-rows", "300", "--loader-rounds", "1"],
+    "migrate": (["bench/migrate_vs_verify.py", "--revisions", "400", "--sample-rows", "300", "--loader-rounds", "1",
+                 "--rss", "400"],
                 "check_vs_verify="),
     "framing": (["bench/binary_framing.py", "--revisions", "300", "--rounds", "1"], "="),
     "stream": (["bench/stream_vs_export.py", "--revisions", "400", "--rss", "300,400"], "stream_vs_export="),

@@ -257,7 +257,16 @@ def run_check(conn: psycopg.Connection, outside: list[Digest], only: str | None 
         and not getattr(executor, "remote", False)
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0] if parallel else None
     for ledger in result.ledgers:
-        _check_blocks(conn, result, ledger)
+        if parallel:
+            parts = executor.workers
+            for blocks in executor.map_ordered(check_blocks_part, [(conninfo, snapshot, ledger, (k, parts))
+                                                                    for k in range(parts)]):
+                result.findings.merge(blocks.findings)
+                ledger.redactions |= blocks.redactions
+                ledger.listed_revisions += blocks.listed_revisions
+        else:
+            _check_blocks(conn, result, ledger)
+        _check_chain(conn, result, ledger)
         tables = conn.execute(
             "SELECT table_id, table_name, pg_schema, current_name, history_name FROM qldb.ledger_table "
             "WHERE strand_id = %s ORDER BY table_name, table_id", (ledger.strand_id,)
@@ -306,31 +315,21 @@ def _estimated_rows(conn: psycopg.Connection, ledgers: list[LedgerCheck]) -> int
     return total
 
 
-def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck) -> None:
+def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck,
+                  part: tuple[int, int] = (0, 1)) -> None:
+    """Each stored block's own hashes and structure (of the blocks whose sequence number falls in ``part`` =
+    (k, n): the k-th of n slices, when workers share the table); the chain between them is ``_check_chain``'s."""
     strand = ledger.strand_id
-    outcomes: dict[int, list[DigestOutcome]] = defaultdict(list)
-    proofs: dict[int, list[DigestOutcome]] = defaultdict(list)
-    for outcome in result.outside + result.stored:
-        if outcome.digest.tip.strand_id != strand:
-            continue
-        outcomes[outcome.digest.tip.sequence_no].append(outcome)
-        if outcome.digest.proof is not None and outcome in result.outside:
-            proofs[outcome.digest.proof_sequence or 0].append(outcome)
     with conn.cursor(name=f"check_blocks_{strand}") as cur:
         cur.itersize = 2000
         cur.execute(
             "SELECT sequence_no, block_hash, entries_hash, previous_block_hash, entries_hash_list, revision_hashes, "
             "revision_documents, transaction_info::text, transaction_info_ion, redaction_info_ion, source_object "
-            "FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no", (strand,)
+            "FROM qldb.block WHERE strand_id = %s AND sequence_no %% %s = %s ORDER BY sequence_no",
+            (strand, part[1], part[0])
         )
-        last: tuple[int, bytes] | None = None
-        merkle = MerkleAccumulator()
-        run_start: int | None = None  # first block of the unbroken run of links that ends at the current block
         for (seq, block_hash, entries_hash, previous, entries, revisions, documents, tx_json, tx_ion,
              redaction_ion, source) in cur:
-            ledger.blocks += 1
-            ledger.first = seq if ledger.first is None else ledger.first
-            ledger.last = seq
             where = Location(f"qldb.block ({source})", BlockAddress(strand, seq))
             block_hash, entries_hash, previous = bytes(block_hash), bytes(entries_hash), bytes(previous)
             entries = [bytes(e) for e in entries]
@@ -364,7 +363,7 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerC
                     continue
                 if name == "transaction_info_ion":
                     tx_value = value
-                    if tx_json != canonical_json(value):
+                    if tx_json != native.binary_json(bytes(ion)) and tx_json != canonical_json(value):
                         result.findings.append(_consistency("transaction-info-json-mismatch", "transaction_info "
                                                             "(jsonb) differs from the canonical JSON of its Ion",
                                                             where))
@@ -374,52 +373,94 @@ def _check_blocks(conn: psycopg.Connection, result: CheckResult, ledger: LedgerC
             if named is not None:
                 ledger.redactions.add(named)
             _check_listed_documents(result, ledger, where, documents or [], tx_ion, tx_value, named)
+
+
+def _check_chain(conn: psycopg.Connection, result: CheckResult, ledger: LedgerCheck) -> None:
+    """The stored blocks in order: their links, and the digests (outside and stored) over them and their proofs.
+
+    Reads only what the links need; each block's own hash is proven from its entries by ``_check_blocks``."""
+    strand = ledger.strand_id
+    outcomes: dict[int, list[DigestOutcome]] = defaultdict(list)
+    proofs: dict[int, list[DigestOutcome]] = defaultdict(list)
+    for outcome in result.outside + result.stored:
+        if outcome.digest.tip.strand_id != strand:
+            continue
+        outcomes[outcome.digest.tip.sequence_no].append(outcome)
+        if outcome.digest.proof is not None and outcome in result.outside:
+            proofs[outcome.digest.proof_sequence or 0].append(outcome)
+    with conn.cursor(name=f"check_chain_{strand}", binary=True) as cur:
+        cur.itersize = 5000
+        cur.execute("SELECT sequence_no, block_hash, previous_block_hash, source_object FROM qldb.block "
+                    "WHERE strand_id = %s ORDER BY sequence_no", (strand,))
+        last: tuple[int, bytes] | None = None
+        merkle = MerkleAccumulator()
+        run_start: int | None = None  # first block of the unbroken run of links that ends at the current block
+        for seq, block_hash, previous, source in cur:
+            ledger.blocks += 1
+            ledger.first = seq if ledger.first is None else ledger.first
+            ledger.last = seq
+            block_hash, previous = bytes(block_hash), bytes(previous)
             if last is None:
                 run_start = seq
                 if seq != 0:
                     result.findings.append(Finding("partial", Kind.UNPROVEN, Severity.WARNING,
-                                                   f"the stored chain starts at block {seq}, not 0", where))
+                                                   f"the stored chain starts at block {seq}, not 0",
+                                                   Location(f"qldb.block ({source})", BlockAddress(strand, seq))))
             elif seq != last[0] + 1:
                 run_start = None
                 result.findings.append(_consistency("gap", f"blocks {last[0] + 1}..{seq - 1} are missing from "
-                                                    "qldb.block", where, last[0] + 1, seq))
+                                                    "qldb.block", Location(f"qldb.block ({source})",
+                                                                           BlockAddress(strand, seq)),
+                                                    last[0] + 1, seq))
             elif previous != last[1]:
                 run_start = None
                 result.findings.append(_hash_error("chain-link-mismatch", "previous_block_hash is not the "
-                                                   "stored hash of the block before it", where, last[1], previous))
+                                                   "stored hash of the block before it",
+                                                   Location(f"qldb.block ({source})", BlockAddress(strand, seq)),
+                                                   last[1], previous))
             from_genesis = run_start == 0
             if from_genesis:
                 merkle.append(block_hash)
-            for outcome in proofs.get(seq, []):
-                # a saved proof ties this stored block to the digest: it anchors the blocks linked up to it
-                folded = fold_proof(block_hash, outcome.digest.proof or ())
-                if outcome.record(f"saved proof of stored block {seq}", folded):
-                    if run_start is not None:
-                        ledger.anchor(seq, f"{outcome.digest.name} (saved proof of block {seq})")
-                else:
-                    result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source}: its saved "
-                                                       f"proof does not fold from stored block {seq} to the digest",
-                                                       where, outcome.digest.digest, folded))
-            for outcome in outcomes.get(seq, []):
-                if not from_genesis:
-                    if outcome.digest.proof is not None and outcome.matched:
-                        continue  # reached by its saved proof instead
-                    outcome.failed = True
-                    outcome.unreached_reason = "the stored chain before its tip is broken or does not start at 0"
-                    if outcome in result.outside:
-                        result.findings.append(_consistency(
-                            "digest-not-provable", f"digest {outcome.digest.source} cannot be proven: the stored "
-                            "chain before its tip is broken or does not start at block 0", where))
-                    continue
-                root = merkle.root()
-                if outcome.record(f"merkle root over stored blocks 0..{seq}", root):
-                    if outcome in result.outside:
-                        ledger.anchor(seq, f"{outcome.digest.name} (merkle root over blocks 0..{seq})")
-                else:
-                    result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source} does "
-                                                       "not match the root recomputed from qldb.block", where,
-                                                       outcome.digest.digest, root))
+            if seq in proofs or seq in outcomes:
+                _check_digests_at(result, ledger, seq, block_hash, run_start, merkle, proofs, outcomes,
+                                  Location(f"qldb.block ({source})", BlockAddress(strand, seq)))
             last = (seq, block_hash)
+
+
+def _check_digests_at(result: CheckResult, ledger: LedgerCheck, seq: int, block_hash: bytes, run_start: int | None,
+                      merkle: MerkleAccumulator, proofs: dict[int, list[DigestOutcome]],
+                      outcomes: dict[int, list[DigestOutcome]], where: Location) -> None:
+    """The saved proofs that start at stored block ``seq`` and the digests whose tip it is."""
+    from_genesis = run_start == 0
+    for outcome in proofs.get(seq, []):
+        # a saved proof ties this stored block to the digest: it anchors the blocks linked up to it
+        folded = fold_proof(block_hash, outcome.digest.proof or ())
+        if outcome.record(f"saved proof of stored block {seq}", folded):
+            if run_start is not None:
+                ledger.anchor(seq, f"{outcome.digest.name} (saved proof of block {seq})")
+        else:
+            result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source}: its saved "
+                                               f"proof does not fold from stored block {seq} to the digest",
+                                               where, outcome.digest.digest, folded))
+    for outcome in outcomes.get(seq, []):
+        if not from_genesis:
+            if outcome.digest.proof is not None and outcome.matched:
+                continue  # reached by its saved proof instead
+            outcome.failed = True
+            outcome.unreached_reason = "the stored chain before its tip is broken or does not start at 0"
+            if outcome in result.outside:
+                result.findings.append(_consistency(
+                    "digest-not-provable", f"digest {outcome.digest.source} cannot be proven: the stored "
+                    "chain before its tip is broken or does not start at block 0", where))
+            continue
+        root = merkle.root()
+        if outcome.record(f"merkle root over stored blocks 0..{seq}", root):
+            if outcome in result.outside:
+                ledger.anchor(seq, f"{outcome.digest.name} (merkle root over blocks 0..{seq})")
+        else:
+            result.findings.append(_hash_error("digest-mismatch", f"digest {outcome.digest.source} does "
+                                               "not match the root recomputed from qldb.block", where,
+                                               outcome.digest.digest, root))
 
 
 def _redaction_named(value: Any) -> tuple[str, str, int] | None:
@@ -528,6 +569,27 @@ def _report_reservations(conn: psycopg.Connection, result: CheckResult, ledger: 
 
 
 @dataclass
+class BlocksPart:
+    """What one worker found in its slice of one ledger's stored blocks."""
+
+    findings: FindingLog
+    redactions: set[tuple[str, str, int]]
+    listed_revisions: int
+
+
+def check_blocks_part(conninfo: str, snapshot: str, ledger: LedgerCheck, part: tuple[int, int]) -> BlocksPart:
+    """Worker: one slice of a ledger's stored blocks, each re-proved on its own, in the check's snapshot."""
+    result = CheckResult()
+    mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state)
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        _check_blocks(conn, result, mine, part)
+        conn.rollback()
+    return BlocksPart(result.findings, mine.redactions, mine.listed_revisions)
+
+
+@dataclass
 class HistoryPart:
     """What one worker found in its slice of one history table."""
 
@@ -603,6 +665,7 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                   p.document_id IS NOT NULL,
                   h.tx_time_ion = to_char(h.tx_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
                       AND date_trunc('milliseconds', h.tx_time) = h.tx_time
+                      AND h.tx_time >= timestamptz '0001-01-01 00:00:00+00'  -- YYYY drops the era
            FROM {history} h
            LEFT JOIN qldb.sealed_revision s ON s.strand_id = %s AND s.table_id = %s AND s.document_id = h.document_id
                                            AND s.version = h.version
