@@ -55,12 +55,21 @@ from amazon.ion.exceptions import IonException
 from amazon.ion.simple_types import IonPyDict
 from amazon.ion.symbols import SymbolToken
 
+from . import native
 from . import streamspill as spill
 from .blockstream import HashingReader
 from .executor import Executor, local_executor
 from .exports import COMPLETED, STARTED
 from .sources import Source, SourceError, SourceSpec
-from .streamobjects import FIREHOSE_NAME, NotRecords, RawRecord, RecordError, classify_key, iter_object_records
+from .streamobjects import (
+    FIREHOSE_NAME,
+    NotRecords,
+    RawRecord,
+    RecordError,
+    classify_key,
+    iter_object_records,
+    parse_record,
+)
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionhash import IonHashError, ion_hash
 from .verify.ionparse import C_TEXT_BUFFER_LIMIT, VALUE_MODEL, IonParseError, loads
@@ -217,10 +226,7 @@ def _interpret(value: Mapping[str, Any]) -> _Parsed:
     payload = field_or_none(value, "payload")
     if arn is None or record_type is None or not isinstance(payload, Mapping):
         raise _Invalid("not a QLDB stream record: it needs qldbStreamArn, recordType and a payload struct")
-    match = ARN.match(arn)
-    if match is None:
-        raise _Invalid(f"qldbStreamArn {arn!r} is not a QLDB stream ARN")
-    ledger = ":".join(match.group("partition", "region", "account", "ledger"))
+    ledger = _ledger(arn)
     if record_type == "CONTROL":
         control = _text(field_or_none(payload, "controlRecordType"))
         if control is None:
@@ -247,8 +253,61 @@ def _interpret(value: Mapping[str, Any]) -> _Parsed:
     raise _Invalid(f"unknown recordType {record_type!r}")
 
 
+#: ``qldbStreamArn`` -> its ledger ("partition:region:account:ledgerName"), or None when it is no stream ARN.
+_LEDGERS: dict[str, str | None] = {}
+
+
+def _ledger(arn: str) -> str:
+    try:
+        ledger = _LEDGERS[arn]
+    except KeyError:
+        match = ARN.match(arn)
+        ledger = None if match is None else ":".join(match.group("partition", "region", "account", "ledger"))
+        if len(_LEDGERS) < 10_000:
+            _LEDGERS[arn] = ledger
+    if ledger is None:
+        raise _Invalid(f"qldbStreamArn {arn!r} is not a QLDB stream ARN")
+    return ledger
+
+
+def _parse_fast(data: bytes) -> Any:
+    """What ``_read_records`` needs of a record: C's reading of the bytes where it can, else the parsed value.
+
+    ``native.stream_record`` checks every byte of the record (the subset of
+    binary Ion whose hash ``hash_binary`` states, no annotations) and
+    returns its identifying fields, or None for anything else: other bytes,
+    a record not of the usual shape, a field that is repeated, missing or
+    of another type.  Those are parsed by ``parse_record`` and judged by
+    ``_interpret``, the reference, which the C reading must equal wherever
+    it answers (tests/test_streams.py holds it to that).
+    """
+    fast = native.stream_record(data)
+    return fast if fast is not None else parse_record(data)
+
+
+def _from_fast(fast: tuple[Any, ...]) -> _Parsed:
+    kind, arn, strand, seq, doc, version, rhash, entries, control = fast[:9]
+    if kind == "CONTROL":
+        return _Parsed(kind, arn, _ledger(arn), control=control)
+    if kind == "BLOCK_SUMMARY":
+        return _Parsed(kind, arn, _ledger(arn), strand, seq, entries=entries)
+    return _Parsed(kind, arn, _ledger(arn), strand, seq, doc, version, rhash)
+
+
 def _payload_key(body: bytes) -> bytes:
-    """The Ion hash of a record's payload: equal for Ion-equal payloads whatever their bytes and symbol tables."""
+    """The Ion hash of a record's payload: equal for Ion-equal payloads whatever their bytes and symbol tables.
+
+    In C where ``stream_record`` reads the record: ``hash_binary`` of the
+    record's symbol tables and its payload's bytes (the C hash equals
+    ``ion_hash`` wherever it answers: tests/test_native.py), else parsed and
+    hashed in Python.
+    """
+    fast = native.stream_record(body)
+    if fast is not None:
+        head, start, end = fast[9:12]
+        digest = native.hash_binary(body[:head] + body[start:end])
+        if digest is not None:
+            return digest
     try:
         return ion_hash(field_or_none(loads(body), "payload"))
     except (IonParseError, IonHashError):
@@ -411,7 +470,7 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
     info = source.info(key)
     count = 0
     with HashingReader(source.open_raw(key)) as reader:
-        for item in iter_object_records(reader, key):
+        for item in iter_object_records(reader, key, _parse_fast):
             if isinstance(item, NotRecords):
                 return
             if isinstance(item, RecordError):
@@ -419,7 +478,7 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
                 continue
             count += 1
             try:
-                parsed = _interpret(item.value)
+                parsed = _from_fast(item.value) if type(item.value) is tuple else _interpret(item.value)
             except _Invalid as exc:
                 result.findings.append(_record_error("stream-record-invalid", key, item.label, str(exc),
                                                      exc.address))
@@ -531,7 +590,7 @@ def _judge(scan: _Scan, archive: StreamArchive) -> None:
         return
     _mark_foreign(scan, archive, strand, ledger)  # first: a copy from another ledger is no duplicate
     _collapse_copies(scan)
-    conn.execute("CREATE INDEX records_order ON records(strand, kind, seq)")
+    conn.execute("CREATE INDEX records_order ON records(strand, seq, kind)")
     first, last, blocks = conn.execute(
         "SELECT MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM records WHERE strand = ? AND kind = ? "
         "AND foreign_ledger = 0", (strand, spill.KIND_SUMMARY)).fetchone()
@@ -653,43 +712,53 @@ def _orphan_details(scan: _Scan, archive: StreamArchive, strand: str, all_comple
                 "or loaded (an archive cut while the stream ran ends like this)", where))
 
 
+#: A spill row as ``_block_rows`` gives it: (seq, kind, id, entries, doc, version, rhash, obj, label[, body]).
+_SEQ, _KIND, _ID, _ENTRIES, _DOC, _VERSION, _RHASH, _OBJ, _LABEL, _BODY = range(10)
+
+
 def _block_rows(conn: sqlite3.Connection, strand: str, first: int, last: int, with_bodies: bool
                 ) -> Iterator[tuple[int, tuple[Any, ...], list[tuple[Any, ...]]]]:
-    """(seq, first summary row, details rows) for each summarized block of the range, in order."""
+    """(seq, first summary row, details rows) for each summarized block of the range, in order.
+
+    One query in the order of the ``records_order`` index (strand, seq,
+    kind, then id): each block's summaries (kind 1) come before its details.
+    """
     body = ", body" if with_bodies else ""
-    summaries = conn.execute(
-        f"SELECT seq, id, entries, obj, label{body} FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0 AND seq BETWEEN ? AND ? ORDER BY seq, id",
-        (strand, spill.KIND_SUMMARY, first, last))
-    details = conn.cursor().execute(
-        f"SELECT seq, id, doc, version, rhash, obj, label{body} FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0 AND seq BETWEEN ? AND ? ORDER BY seq, id",
-        (strand, spill.KIND_DETAILS, first, last))
-    pending = details.fetchone()
-    previous = None
-    for row in summaries:
+    rows = conn.execute(
+        f"SELECT seq, kind, id, entries, doc, version, rhash, obj, label{body} FROM records INDEXED BY records_order "
+        "WHERE strand = ? AND seq BETWEEN ? AND ? AND foreign_ledger = 0 ORDER BY seq, kind, id",
+        (strand, first, last))
+    current: int | None = None
+    summary: tuple[Any, ...] | None = None
+    details: list[tuple[Any, ...]] = []
+    for row in rows:
         seq = row[0]
-        if seq == previous:
-            continue  # a conflicting copy: the first one is used (reported by the first pass)
-        previous = seq
-        rows = []
-        while pending is not None and pending[0] <= seq:
-            if pending[0] == seq:
-                rows.append(pending)
-            pending = details.fetchone()
-        yield seq, row, rows
+        if seq != current:
+            if summary is not None:
+                yield current, summary, details  # type: ignore[misc]
+            current, summary, details = seq, None, []
+        if row[1] == spill.KIND_SUMMARY:
+            if summary is None:  # a second is a conflicting copy: the first is used (reported by the first pass)
+                summary = row
+        elif summary is not None:  # details of a block without summary: the first pass reported them
+            details.append(row)
+    if summary is not None:
+        yield current, summary, details  # type: ignore[misc]
+
+
+def _entries(stored: str) -> list[tuple[bytes, str | None]]:
+    return [(bytes.fromhex(h), d) for h, d in json.loads(stored)]
 
 
 def _check_matching(scan: _Scan, archive: StreamArchive, strand: str) -> None:
     if archive.first is None or archive.last is None:
         return
     for seq, summary, rows in _block_rows(scan.conn, strand, archive.first, archive.last, with_bodies=False):
-        entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-        details = [DetailsRef(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
-        _assigned, problems = match_revisions(entries, details)
+        details = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH], r[_OBJ], r[_LABEL]) for r in rows]
+        _assigned, problems = match_revisions(_entries(summary[_ENTRIES]), details)
         for problem in problems:
             d = problem.details
-            obj, label = (d.obj, d.label) if d is not None else (summary[3], summary[4])
+            obj, label = (d.obj, d.label) if d is not None else (summary[_OBJ], summary[_LABEL])
             archive.findings.append(Finding(
                 problem.code, Kind.CONSISTENCY, Severity.ERROR, f"{label}: {problem.message}",
                 Location(scan.keys[obj], BlockAddress(strand, seq), problem.entry,
@@ -755,24 +824,25 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
         if strand is None:
             return
         for _seq, summary, rows in _block_rows(conn, strand, first, last, with_bodies=True):
-            entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-            refs = [DetailsRef(r[1], r[2], r[3], r[4]) for r in rows]
-            bodies = {r[1]: r[7] for r in rows}
+            entries = _entries(summary[_ENTRIES])
+            refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH]) for r in rows]
             assigned, _problems = match_revisions(entries, refs)
-            used = [ref for ref in assigned if ref is not None]
-            values = _parse_stored([summary[5], *(bodies[ref.id] for ref in used)])
-            payload = field_or_none(values[0], "payload")
-            details = iter(values[1:])
-            block = IonPyDict()
-            raw_entries = field_or_none(payload, "revisionSummaries")
-            for name, value in payload.iteritems():
-                if name != "revisionSummaries":
-                    block.add_item(name, value)
+            bodies = {r[_ID]: r[_BODY] for r in rows}
+            values = _parse_stored([summary[_BODY], *(bodies[ref.id] for ref in assigned if ref is not None)])
+            # The block is the summary's payload itself, its revisionSummaries taken out (the fields keep their
+            # order, repeated ones their copies) and ``revisions`` added last.
+            block = field_or_none(values[0], "payload")
+            raw_entries = field_or_none(block, "revisionSummaries")
+            if "revisionSummaries" in block:
+                del block["revisionSummaries"]
+            block.ion_annotations = ()
             revisions = []
             not_present: dict[int, str] = {}
+            position = 1
             for i, ref in enumerate(assigned):
                 if ref is not None:
-                    revisions.append(field_or_none(field_or_none(next(details), "payload"), "revision"))
+                    revisions.append(field_or_none(field_or_none(values[position], "payload"), "revision"))
+                    position += 1
                     continue
                 document_id = entries[i][1]
                 if document_id is not None:
@@ -809,10 +879,9 @@ def record_origins(spill_path: Path, seq: int) -> list[RecordOrigin]:
             return []
         keys = dict(conn.execute("SELECT id, key FROM objects").fetchall())
         for _seq, summary, rows in _block_rows(conn, strand, seq, seq, with_bodies=False):
-            entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-            refs = [DetailsRef(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
-            assigned, _problems = match_revisions(entries, refs)
-            out = [RecordOrigin(None, keys[summary[3]], summary[4])]
+            refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH], r[_OBJ], r[_LABEL]) for r in rows]
+            assigned, _problems = match_revisions(_entries(summary[_ENTRIES]), refs)
+            out = [RecordOrigin(None, keys[summary[_OBJ]], summary[_LABEL])]
             out += [RecordOrigin(i, keys[ref.obj], ref.label) for i, ref in enumerate(assigned) if ref is not None]
             return out
         return []
