@@ -1,6 +1,6 @@
 /* qldb_migrate._native: the work `migrate` and `check` add on top of verification, in C.
  *
- * Four functions, each with an exact pure-Python counterpart that stays the reference:
+ * Five functions, each with an exact pure-Python counterpart that stays the reference:
  *
  *   encode(value) -> bytes        binary Ion 1.0 of a value amazon-ion parsed (IVM, one local
  *                                 symbol table, the value).  Raises on anything it does not
@@ -15,6 +15,14 @@
  *                                 amazon-ion and hashes in Python.  ``identity`` returns the
  *                                 serialised bytes s(value) with identity field "hashes", as
  *                                 the Ion Hash test suite states its expectations.
+ *   stream_record(data) -> tuple | None
+ *                                 the identifying fields of one QLDB stream record (its type, stream
+ *                                 ARN, block address, revision hash, document id and version, or its
+ *                                 revision summaries), every byte of it checked as hash_binary checks
+ *                                 them (without hashing) and no annotation anywhere; None for anything
+ *                                 else (bytes outside the subset, a field missing, repeated or of
+ *                                 another type): streams.py then parses the record with amazon-ion
+ *                                 and judges it in Python, the reference.
  *   copy_tuple(kinds, row, fields) -> bytes
  *                                 one PostgreSQL binary COPY tuple (copybinary.row_encoder's).
  *   canonical_json(value, render) -> str
@@ -56,8 +64,9 @@ static int buf_reserve(buf_t *b, Py_ssize_t extra) {
     return 0;
 }
 
+/* buf_put, buf_byte and ser_scalar write nothing to a NULL buffer: stream_record's walk checks without writing */
 static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
-    if (n == 0) return 0;
+    if (n == 0 || !b) return 0;
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, data, n);
     b->len += n;
@@ -65,6 +74,7 @@ static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
 }
 
 static inline int buf_byte(buf_t *b, unsigned char c) {
+    if (!b) return 0;
     if (b->len >= b->cap && buf_reserve(b, 1) < 0) return -1;
     b->p[b->len++] = c;
     return 0;
@@ -804,6 +814,7 @@ static int utf8_valid(const unsigned char *s, Py_ssize_t n) {
 
 /* 0x0B TQ escape(rep) 0x0E */
 static int ser_scalar(buf_t *out, unsigned char tq, const unsigned char *rep, Py_ssize_t n) {
+    if (!out) return 0;
     if (buf_reserve(out, 2 * n + 3) < 0) return -1;
     unsigned char *w = out->p + out->len;
     *w++ = 0x0B;
@@ -884,8 +895,9 @@ static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsig
         const unsigned char *at = q;
         if (read_varuint(c, &q, end, &sid) < 0) goto done;
         field.len = 0;
-        if (ser_symbol(c, &field, sid, at) < 0) goto done;
-        if (ser_value(c, &field, &q, end, depth + 1, 1) < 0) goto done;
+        buf_t *f = c->validate ? NULL : &field;
+        if (ser_symbol(c, f, sid, at) < 0) goto done;
+        if (ser_value(c, f, &q, end, depth + 1, 1) < 0) goto done;
         if (c->validate) {
             /* checked, not hashed */
         } else if (c->identity) {
@@ -1403,12 +1415,11 @@ static PyObject *py_stream_record(PyObject *self, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *p = view.buf, *value_at = NULL;
     hctx_t c = {p, NULL, 0, 64, 0, 1};
-    buf_t out = {0};
     PyObject *result = NULL, *arn = NULL, *type = NULL, *strand = NULL, *doc = NULL, *rhash = NULL,
              *entries = NULL, *control = NULL;
     int64_t seq = -1, version = -1;
     item_t top, payload, revision = {0}, metadata;
-    if (walk_top(&c, p, p + view.len, &out, &value_at) < 0) goto decline;
+    if (walk_top(&c, p, p + view.len, NULL, &value_at) < 0) goto decline;
     top.at = value_at;
     {
         const unsigned char *q = value_at;
@@ -1456,7 +1467,6 @@ done:
     Py_XDECREF(entries);
     Py_XDECREF(control);
     PyMem_Free(c.symbols);
-    buf_free(&out);
     PyBuffer_Release(&view);
     return result;
 }

@@ -465,10 +465,14 @@ def _read_object_from(source: Source, key: str, obj: int) -> _ObjectRead:
     return result
 
 
+KIND = {"BLOCK_SUMMARY": spill.KIND_SUMMARY, "REVISION_DETAILS": spill.KIND_DETAILS}
+
+
 def _read_records(source: Source, result: _ObjectRead) -> None:
     key = result.key
     info = source.info(key)
     count = 0
+    rows, arns, obj, sha256 = result.rows, result.arns, result.obj, hashlib.sha256
     with HashingReader(source.open_raw(key)) as reader:
         for item in iter_object_records(reader, key, _parse_fast):
             if isinstance(item, NotRecords):
@@ -477,8 +481,21 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
                 result.findings.append(_record_error("stream-record-corrupt", key, item.label, item.message))
                 continue
             count += 1
+            value = item.value
+            if type(value) is tuple and value[0] != "CONTROL":  # the common case, in C: no _Parsed needed
+                arn = value[1]
+                ledger = _LEDGERS.get(arn)
+                if ledger is not None:
+                    arns[arn] = ledger
+                    data = item.data
+                    entries = value[7]
+                    rows.append((value[2], value[3], KIND[value[0]], value[4] or spill.NO_DOCUMENT, value[5],
+                                 sha256(data).digest(), arn, obj, item.index, item.label, value[6],
+                                 None if entries is None else json.dumps([[h.hex(), d] for h, d in entries]),
+                                 data))
+                    continue
             try:
-                parsed = _from_fast(item.value) if type(item.value) is tuple else _interpret(item.value)
+                parsed = _from_fast(value) if type(value) is tuple else _interpret(value)
             except _Invalid as exc:
                 result.findings.append(_record_error("stream-record-invalid", key, item.label, str(exc),
                                                      exc.address))
@@ -491,11 +508,10 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
                     result.findings.append(_record_error("stream-record-invalid", key, item.label,
                                                          f"unknown controlRecordType {parsed.control!r}"))
                 continue
-            kind = spill.KIND_SUMMARY if parsed.kind == "BLOCK_SUMMARY" else spill.KIND_DETAILS
             entries = None if parsed.entries is None else json.dumps([[h.hex(), d] for h, d in parsed.entries])
-            result.rows.append((parsed.strand, parsed.seq, kind, parsed.doc, parsed.version,
-                                hashlib.sha256(item.data).digest(), parsed.arn, result.obj, item.index, item.label,
-                                parsed.rhash, entries, item.data))
+            rows.append((parsed.strand, parsed.seq, KIND[parsed.kind], parsed.doc, parsed.version,
+                         sha256(item.data).digest(), parsed.arn, obj, item.index, item.label, parsed.rhash, entries,
+                         item.data))
         reader.drain()
     result.fingerprint = ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
 
@@ -590,10 +606,9 @@ def _judge(scan: _Scan, archive: StreamArchive) -> None:
         return
     _mark_foreign(scan, archive, strand, ledger)  # first: a copy from another ledger is no duplicate
     _collapse_copies(scan)
-    conn.execute("CREATE INDEX records_order ON records(strand, seq, kind)")
     first, last, blocks = conn.execute(
-        "SELECT MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0", (strand, spill.KIND_SUMMARY)).fetchone()
+        "SELECT MIN(seq), MAX(seq), COUNT(*) FROM (SELECT seq FROM records WHERE strand = ? AND kind = ? "
+        "AND foreign_ledger = 0 GROUP BY seq)", (strand, spill.KIND_SUMMARY)).fetchone()
     archive.first, archive.last, archive.blocks = first, last, blocks
     archive.stream_arns = {arn for (arn,) in conn.execute("SELECT arn FROM arns WHERE ledger = ?", (ledger,))}
     completed = {arn for arn in archive.stream_arns if scan.controls.get(arn, _Controls()).completed}
@@ -642,7 +657,12 @@ def _collapse_copies(scan: _Scan) -> None:
 
 
 def _main_ledger(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
-    """The archive's ledger: the strand with the most block summaries, and the ledger of most of its records."""
+    """The archive's ledger: the strand with the most block summaries, and the ledger of most of its records.
+
+    Both counted in streams over the identity index, in memory bounded by
+    the number of distinct strands and ARNs: a GROUP BY on a column no index
+    orders would sort every row, in memory up to the spill's cache size.
+    """
     row = conn.execute("SELECT strand FROM records WHERE kind = ? GROUP BY strand ORDER BY COUNT(*) DESC, strand "
                        "LIMIT 1", (spill.KIND_SUMMARY,)).fetchone()
     if row is None:
@@ -650,9 +670,12 @@ def _main_ledger(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
                            ).fetchone()
     if row is None:
         return None, None
-    ledger = conn.execute("SELECT a.ledger FROM records r JOIN arns a ON a.id = r.arn WHERE r.strand = ? "
-                          "GROUP BY a.ledger ORDER BY COUNT(*) DESC, a.ledger LIMIT 1", (row[0],)).fetchone()
-    return row[0], ledger[0]
+    per_arn: Counter[int] = Counter(arn for (arn,) in conn.execute("SELECT arn FROM records WHERE strand = ?", row))
+    ledgers = dict(conn.execute("SELECT id, ledger FROM arns").fetchall())
+    per_ledger: Counter[str] = Counter()
+    for arn, count in per_arn.items():
+        per_ledger[ledgers[arn]] += count
+    return row[0], min(per_ledger.items(), key=lambda item: (-item[1], item[0]))[0]
 
 
 def _mark_foreign(scan: _Scan, archive: StreamArchive, strand: str, ledger: str | None) -> None:
@@ -718,16 +741,18 @@ _SEQ, _KIND, _ID, _ENTRIES, _DOC, _VERSION, _RHASH, _OBJ, _LABEL, _BODY = range(
 
 def _block_rows(conn: sqlite3.Connection, strand: str, first: int, last: int, with_bodies: bool
                 ) -> Iterator[tuple[int, tuple[Any, ...], list[tuple[Any, ...]]]]:
-    """(seq, first summary row, details rows) for each summarized block of the range, in order.
+    """(seq, first summary row, details rows in arrival order) for each summarized block of the range, in order.
 
-    One query in the order of the ``records_order`` index (strand, seq,
-    kind, then id): each block's summaries (kind 1) come before its details.
+    One query in the order of the identity index (strand, seq, kind, ...):
+    each block's summaries (kind 1) come before its details; arrival order
+    (``id``) within a block is restored here.  No second index is built
+    (sorting one took memory that grew with the archive).
     """
     body = ", body" if with_bodies else ""
     rows = conn.execute(
-        f"SELECT seq, kind, id, entries, doc, version, rhash, obj, label{body} FROM records INDEXED BY records_order "
-        "WHERE strand = ? AND seq BETWEEN ? AND ? AND foreign_ledger = 0 ORDER BY seq, kind, id",
-        (strand, first, last))
+        f"SELECT seq, kind, id, entries, doc, version, rhash, obj, label{body} FROM records "
+        "INDEXED BY records_identity WHERE strand = ? AND seq BETWEEN ? AND ? AND foreign_ledger = 0 "
+        "ORDER BY seq, kind", (strand, first, last))
     current: int | None = None
     summary: tuple[Any, ...] | None = None
     details: list[tuple[Any, ...]] = []
@@ -735,15 +760,24 @@ def _block_rows(conn: sqlite3.Connection, strand: str, first: int, last: int, wi
         seq = row[0]
         if seq != current:
             if summary is not None:
+                if len(details) > 1:
+                    details.sort(key=_by_id)
                 yield current, summary, details  # type: ignore[misc]
             current, summary, details = seq, None, []
         if row[1] == spill.KIND_SUMMARY:
-            if summary is None:  # a second is a conflicting copy: the first is used (reported by the first pass)
+            # a second summary is a conflicting copy: the first to arrive is used (the first pass reported it)
+            if summary is None or row[2] < summary[2]:
                 summary = row
         elif summary is not None:  # details of a block without summary: the first pass reported them
             details.append(row)
     if summary is not None:
+        if len(details) > 1:
+            details.sort(key=_by_id)
         yield current, summary, details  # type: ignore[misc]
+
+
+def _by_id(row: tuple[Any, ...]) -> int:
+    return row[_ID]
 
 
 def _entries(stored: str) -> list[tuple[bytes, str | None]]:

@@ -65,8 +65,14 @@ INSERT = (
 )
 
 
+#: Pages each connection caches, in KiB: SQLite's sorter may hold as much again.  The same bound whatever the
+#: archive's size, so memory stays flat: the identity index's hot end (Kinesis delivers roughly in order) and the
+#: block being rebuilt are what is read back, the rest is in the operating system's file cache.
+CACHE_KIB = 16384
+
+
 def _tune(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: the index's hot end stays in memory
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA temp_store = FILE")
 
 
