@@ -9,16 +9,21 @@ revision with its ``tableInfo``).  Delivery is at least once and not ordered
 across shards, so duplicates and any order are normal, and an archive (see
 ``streamobjects``) can be far larger than memory.
 
-* ``scan_stream_archive`` reads every object once, parses every record once,
+* ``scan_stream_archive`` reads every object once, reads every record once,
   and spills it into an SQLite index (``streamspill``) by block sequence
-  number and kind.  Byte-identical copies collapse on insert; copies in
+  number and kind.  A record is read in C where it can be
+  (``native.stream_record``: every byte checked, the identifying fields
+  returned, no Python values built) and otherwise parsed with amazon-ion
+  and judged by ``_interpret``, the reference, which the C reading equals
+  wherever it answers.  Byte-identical copies collapse on insert; copies in
   other bytes collapse when their payloads are Ion-equal (same Ion hash: a
   copy may carry another local symbol table) and are a conflict, an error,
   otherwise.  It then judges what only the whole archive shows: which
   ledger it is (records of any other are findings, never mixed in), which
   details have no summary, whether each details record agrees with its
   summary, whether the stream was COMPLETED.
-* ``iter_stream_blocks`` reads the index back in sequence order and rebuilds
+* ``iter_stream_blocks`` reads the index back in sequence order, parses the
+  records it uses (only here are Python values built), and rebuilds
   each block exactly as a journal export holds it, so ``check_block`` checks
   it unchanged.  It opens its own read-only connection, so workers can each
   rebuild a range.
@@ -784,12 +789,38 @@ def _entries(stored: str) -> list[tuple[bytes, str | None]]:
     return [(bytes.fromhex(h), d) for h, d in json.loads(stored)]
 
 
+def _matched(entries: list[tuple[bytes, str | None]], rows: list[tuple[Any, ...]]) -> list[Any] | None:
+    """``match_revisions``'s answer where it is plain, without building its records; None where it is not.
+
+    Plain: the details rows' hashes are distinct, each document entry has
+    the row with its hash and its document id, and no row is left over.
+    ``match_revisions`` then assigns exactly these rows and finds no problem;
+    everything else is left to it.
+    """
+    by_hash = {row[_RHASH]: row for row in rows}
+    if len(by_hash) != len(rows):
+        return None
+    assigned: list[Any] = []
+    for digest, doc in entries:
+        if doc is None:
+            assigned.append(None)
+            continue
+        row = by_hash.pop(digest, None)
+        if row is None or row[_DOC] != doc:
+            return None
+        assigned.append(row)
+    return None if by_hash else assigned
+
+
 def _check_matching(scan: _Scan, archive: StreamArchive, strand: str) -> None:
     if archive.first is None or archive.last is None:
         return
     for seq, summary, rows in _block_rows(scan.conn, strand, archive.first, archive.last, with_bodies=False):
+        entries = _entries(summary[_ENTRIES])
+        if _matched(entries, rows) is not None:
+            continue
         details = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH], r[_OBJ], r[_LABEL]) for r in rows]
-        _assigned, problems = match_revisions(_entries(summary[_ENTRIES]), details)
+        _assigned, problems = match_revisions(entries, details)
         for problem in problems:
             d = problem.details
             obj, label = (d.obj, d.label) if d is not None else (summary[_OBJ], summary[_LABEL])
@@ -859,10 +890,12 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
             return
         for _seq, summary, rows in _block_rows(conn, strand, first, last, with_bodies=True):
             entries = _entries(summary[_ENTRIES])
-            refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH]) for r in rows]
-            assigned, _problems = match_revisions(entries, refs)
-            bodies = {r[_ID]: r[_BODY] for r in rows}
-            values = _parse_stored([summary[_BODY], *(bodies[ref.id] for ref in assigned if ref is not None)])
+            assigned = _matched(entries, rows)
+            if assigned is None:
+                refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH]) for r in rows]
+                bodies = {r[_ID]: r for r in rows}
+                assigned = [None if ref is None else bodies[ref.id] for ref in match_revisions(entries, refs)[0]]
+            values = _parse_stored([summary[_BODY], *(row[_BODY] for row in assigned if row is not None)])
             # The block is the summary's payload itself, its revisionSummaries taken out (the fields keep their
             # order, repeated ones their copies) and ``revisions`` added last.
             block = field_or_none(values[0], "payload")
@@ -873,8 +906,8 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
             revisions = []
             not_present: dict[int, str] = {}
             position = 1
-            for i, ref in enumerate(assigned):
-                if ref is not None:
+            for i, row in enumerate(assigned):
+                if row is not None:
                     revisions.append(field_or_none(field_or_none(values[position], "payload"), "revision"))
                     position += 1
                     continue

@@ -616,3 +616,25 @@ def test_c_reading_of_records_agrees_with_the_reference() -> None:
     assert answered["genuine"] >= len(genuine) * 0.9  # the fast path is the common one
     assert 0 < answered["shapes"] < len(shapes)  # some unusual shapes are read in C, the rest left to the reader
     assert answered["mutated"] > 0
+
+
+def test_the_plain_matching_shortcut_is_match_revisions() -> None:
+    """``_matched`` answers only where ``match_revisions`` assigns the same rows and finds no problem."""
+    import random
+
+    from qldb_migrate.streams import DetailsRef, _matched
+
+    rng = random.Random(3)
+    answered = 0
+    for _ in range(3000):
+        hashes = [bytes([rng.randrange(4)]) for _ in range(rng.randint(0, 4))]
+        entries = [(h, rng.choice([None, "a", "b", "c"])) for h in hashes]
+        rows = [(1, 2, i, None, rng.choice(["a", "b", "c"]), 0, bytes([rng.randrange(4)]), 0, "")
+                for i in range(rng.randint(0, 4))]
+        fast = _matched(entries, rows)
+        assigned, problems = match_revisions(entries, [DetailsRef(r[2], r[4], r[5], r[6]) for r in rows])
+        if fast is not None:
+            answered += 1
+            assert problems == []
+            assert [None if r is None else r[2] for r in fast] == [None if d is None else d.id for d in assigned]
+    assert answered > 100
