@@ -16,7 +16,11 @@ shared machine's load disturbs far less than wall time:
   worker, the same checks and Ion Hash path): export CPU seconds / archive CPU seconds.
 
 With ``--rss``, the peak RSS of scan + iterate at each size, each in a fresh
-process (main process, and the largest of its two reading workers).
+process (main process, and the largest of its two reading workers).  It should
+not grow with the archive: the spill's SQLite cache is a fixed 16 MiB
+(``streamspill.CACHE_KIB``), no query sorts every row, and Python holds a batch
+of rows and one block at a time (measured: main 52 MiB at 20,000 revisions, 53
+at 200,000).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 /* qldb_migrate._native: the work `migrate` and `check` add on top of verification, in C.
  *
- * Four functions, each with an exact pure-Python counterpart that stays the reference:
+ * Five functions, each with an exact pure-Python counterpart that stays the reference:
  *
  *   encode(value) -> bytes        binary Ion 1.0 of a value amazon-ion parsed (IVM, one local
  *                                 symbol table, the value).  Raises on anything it does not
@@ -15,6 +15,14 @@
  *                                 amazon-ion and hashes in Python.  ``identity`` returns the
  *                                 serialised bytes s(value) with identity field "hashes", as
  *                                 the Ion Hash test suite states its expectations.
+ *   stream_record(data) -> tuple | None
+ *                                 the identifying fields of one QLDB stream record (its type, stream
+ *                                 ARN, block address, revision hash, document id and version, or its
+ *                                 revision summaries), every byte of it checked as hash_binary checks
+ *                                 them (without hashing) and no annotation anywhere; None for anything
+ *                                 else (bytes outside the subset, a field missing, repeated or of
+ *                                 another type): streams.py then parses the record with amazon-ion
+ *                                 and judges it in Python, the reference.
  *   copy_tuple(kinds, row, fields) -> bytes
  *                                 one PostgreSQL binary COPY tuple (copybinary.row_encoder's).
  *   canonical_json(value, render) -> str
@@ -68,8 +76,9 @@ static int buf_reserve(buf_t *b, Py_ssize_t extra) {
     return 0;
 }
 
+/* buf_put, buf_byte and ser_scalar write nothing to a NULL buffer: stream_record's walk checks without writing */
 static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
-    if (n == 0) return 0;
+    if (n == 0 || !b) return 0;
     if (buf_reserve(b, n) < 0) return -1;
     memcpy(b->p + b->len, data, n);
     b->len += n;
@@ -77,6 +86,7 @@ static inline int buf_put(buf_t *b, const void *data, Py_ssize_t n) {
 }
 
 static inline int buf_byte(buf_t *b, unsigned char c) {
+    if (!b) return 0;
     if (b->len >= b->cap && buf_reserve(b, 1) < 0) return -1;
     b->p[b->len++] = c;
     return 0;
@@ -744,6 +754,7 @@ typedef struct {
     text_t *symbols;
     Py_ssize_t nsymbols, cap;
     int identity;
+    int validate; /* stream_record: walk and check every byte, hash nothing, accept no annotations */
 } hctx_t;
 
 static const char *SYSTEM_SYMBOLS[] = {NULL, "$ion", "$ion_1_0", "$ion_symbol_table", "name", "version",
@@ -832,6 +843,7 @@ static int utf8_valid(const unsigned char *s, Py_ssize_t n) {
 
 /* 0x0B TQ escape(rep) 0x0E */
 static int ser_scalar(buf_t *out, unsigned char tq, const unsigned char *rep, Py_ssize_t n) {
+    if (!out) return 0;
     if (buf_reserve(out, 2 * n + 3) < 0) return -1;
     unsigned char *w = out->p + out->len;
     *w++ = 0x0B;
@@ -912,9 +924,12 @@ static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsig
         const unsigned char *at = q;
         if (read_varuint(c, &q, end, &sid) < 0) goto done;
         field.len = 0;
-        if (ser_symbol(c, &field, sid, at) < 0) goto done;
-        if (ser_value(c, &field, &q, end, depth + 1, 1) < 0) goto done;
-        if (c->identity) {
+        buf_t *f = c->validate ? NULL : &field;
+        if (ser_symbol(c, f, sid, at) < 0) goto done;
+        if (ser_value(c, f, &q, end, depth + 1, 1) < 0) goto done;
+        if (c->validate) {
+            /* checked, not hashed */
+        } else if (c->identity) {
             if (nfields == cap) {
                 cap = cap ? cap * 2 : 16;
                 span_t *s = PyMem_Realloc(spans, cap * sizeof(span_t));
@@ -931,7 +946,9 @@ static int ser_struct(hctx_t *c, buf_t *out, const unsigned char *q, const unsig
         }
         nfields++;
     }
-    if (c->identity) {
+    if (c->validate) {
+        hashes.len = 0;
+    } else if (c->identity) {
         for (Py_ssize_t i = 0; i < nfields; i++) spans[i].p = ident.p + (intptr_t)spans[i].p;
         if (nfields > 1) qsort(spans, (size_t)nfields, sizeof(span_t), cmp_span);
         hashes.len = 0;
@@ -1143,6 +1160,7 @@ static int ser_value(hctx_t *c, buf_t *out, const unsigned char **p, const unsig
     case 0xD:
         return ser_struct(c, out, q, e, depth);
     case 0xE: {
+        if (c->validate) return nc(c, at, "annotated value (left to the reader)");
         if (!annotated_ok) return nc(c, at, "annotation wrapper inside an annotation wrapper");
         uint64_t alen;
         if (read_varuint(c, &q, e, &alen) < 0) return -1;
@@ -1213,89 +1231,75 @@ static int read_symbol_table(hctx_t *c, const unsigned char *q, const unsigned c
     return 0;
 }
 
+/* The one value of binary Ion [p, end): version marker, local symbol tables, the value, serialised into out.
+ * *value_at is where the value starts (after the symbol tables). */
+static int walk_top(hctx_t *c, const unsigned char *p, const unsigned char *end, buf_t *out,
+                    const unsigned char **value_at) {
+    c->symbols = PyMem_Malloc(c->cap * sizeof(text_t));
+    if (!c->symbols) { PyErr_NoMemory(); return -1; }
+    for (int i = 0; i < 10; i++) {
+        c->symbols[i].p = (const unsigned char *)SYSTEM_SYMBOLS[i];
+        c->symbols[i].len = SYSTEM_SYMBOLS[i] ? (Py_ssize_t)strlen(SYSTEM_SYMBOLS[i]) : 0;
+    }
+    c->nsymbols = 10;
+    if (end - p < 4 || memcmp(p, "\xE0\x01\x00\xEA", 4) != 0) return nc(c, p, "no binary Ion version marker");
+    p += 4;
+    int values = 0;
+    while (p < end) {
+        const unsigned char *at = p;
+        if (*p == 0xE0) return nc(c, p, "version marker after the first");
+        /* a local symbol table: an annotation wrapper whose first annotation is $ion_symbol_table */
+        if ((*p >> 4) == 0xE && (*p & 0x0F) != 0x0F) {
+            const unsigned char *q = p, *r, *re;
+            int t, l;
+            if (read_header(c, &q, end, &t, &l, &r, &re) < 0) return -1;
+            const unsigned char *a = r;
+            uint64_t alen, first;
+            if (read_varuint(c, &a, re, &alen) < 0) return -1;
+            const unsigned char *aend = a + alen;
+            if (alen && aend <= re && read_varuint(c, &a, aend, &first) == 0) {
+                int is_table = first == 3;
+                if (!is_table && first < (uint64_t)c->nsymbols && c->symbols[first].p &&
+                    c->symbols[first].len == 17 && memcmp(c->symbols[first].p, "$ion_symbol_table", 17) == 0)
+                    return nc(c, at, "$ion_symbol_table by a local symbol id");
+                if (is_table) {
+                    if (values) return nc(c, at, "symbol table after the value");
+                    const unsigned char *s = aend, *sr, *sre;
+                    int st, sl;
+                    if (a != aend) return nc(c, at, "symbol table with several annotations");
+                    if (read_header(c, &s, re, &st, &sl, &sr, &sre) < 0) return -1;
+                    if (st != 0xD || sl == 0x0F || s != re)
+                        return nc(c, at, "$ion_symbol_table on a value that is not a struct");
+                    if (read_symbol_table(c, sr, sre) < 0) return -1;
+                    p = q;
+                    continue;
+                }
+            }
+            if (PyErr_Occurred()) return -1;
+        }
+        if ((*p >> 4) == 0x7 && values == 0) {
+            /* a top-level symbol could be a system value ($ion_1_0); not in our subset */
+            return nc(c, p, "top-level symbol value");
+        }
+        if (values) return nc(c, p, "more than one top-level value");
+        *value_at = p;
+        if (ser_value(c, out, &p, end, 0, 1) < 0) return -1;
+        values++;
+    }
+    if (!values) return nc(c, p, "no value");
+    return 0;
+}
+
 static PyObject *py_hash_binary(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"data", "identity", NULL};
     Py_buffer view;
     int identity = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|p", kwlist, &view, &identity)) return NULL;
-    const unsigned char *p = view.buf, *end = p + view.len;
-    hctx_t c = {p, NULL, 0, 64, identity};
+    const unsigned char *p = view.buf, *value_at = NULL;
+    hctx_t c = {p, NULL, 0, 64, identity, 0};
     buf_t out = {0};
     PyObject *result = NULL;
-    c.symbols = PyMem_Malloc(c.cap * sizeof(text_t));
-    if (!c.symbols) { PyErr_NoMemory(); goto done; }
-    for (int i = 0; i < 10; i++) {
-        c.symbols[i].p = (const unsigned char *)SYSTEM_SYMBOLS[i];
-        c.symbols[i].len = SYSTEM_SYMBOLS[i] ? (Py_ssize_t)strlen(SYSTEM_SYMBOLS[i]) : 0;
-    }
-    c.nsymbols = 10;
-    if (view.len < 4 || memcmp(p, "\xE0\x01\x00\xEA", 4) != 0) {
-        nc(&c, p, "no binary Ion version marker");
-        goto done;
-    }
-    p += 4;
-    int values = 0;
-    while (p < end) {
-        const unsigned char *at = p;
-        if (*p == 0xE0) {
-            nc(&c, p, "version marker after the first");
-            goto done;
-        }
-        /* a local symbol table: an annotation wrapper whose first annotation is $ion_symbol_table */
-        if ((*p >> 4) == 0xE && (*p & 0x0F) != 0x0F) {
-            const unsigned char *q = p, *r, *re;
-            int t, l;
-            if (read_header(&c, &q, end, &t, &l, &r, &re) < 0) goto done;
-            const unsigned char *a = r;
-            uint64_t alen, first;
-            if (read_varuint(&c, &a, re, &alen) < 0) goto done;
-            const unsigned char *aend = a + alen;
-            if (alen && aend <= re && read_varuint(&c, &a, aend, &first) == 0) {
-                int is_table = first == 3;
-                if (!is_table && first < (uint64_t)c.nsymbols && c.symbols[first].p &&
-                    c.symbols[first].len == 17 && memcmp(c.symbols[first].p, "$ion_symbol_table", 17) == 0) {
-                    nc(&c, at, "$ion_symbol_table by a local symbol id");
-                    goto done;
-                }
-                if (is_table) {
-                    if (values) {
-                        nc(&c, at, "symbol table after the value");
-                        goto done;
-                    }
-                    const unsigned char *s = aend, *sr, *sre;
-                    int st, sl;
-                    if (a != aend) {
-                        nc(&c, at, "symbol table with several annotations");
-                        goto done;
-                    }
-                    if (read_header(&c, &s, re, &st, &sl, &sr, &sre) < 0) goto done;
-                    if (st != 0xD || sl == 0x0F || s != re) {
-                        nc(&c, at, "$ion_symbol_table on a value that is not a struct");
-                        goto done;
-                    }
-                    if (read_symbol_table(&c, sr, sre) < 0) goto done;
-                    p = q;
-                    continue;
-                }
-            }
-            if (PyErr_Occurred()) goto done;
-        }
-        if ((*p >> 4) == 0x7 && values == 0) {
-            /* a top-level symbol could be a system value ($ion_1_0); not in our subset */
-            nc(&c, p, "top-level symbol value");
-            goto done;
-        }
-        if (values) {
-            nc(&c, p, "more than one top-level value");
-            goto done;
-        }
-        if (ser_value(&c, &out, &p, end, 0, 1) < 0) goto done;
-        values++;
-    }
-    if (!values) {
-        nc(&c, p, "no value");
-        goto done;
-    }
+    if (walk_top(&c, p, p + view.len, &out, &value_at) < 0) goto done;
     if (identity) {
         result = PyBytes_FromStringAndSize((const char *)out.p, out.len);
     } else {
@@ -1306,6 +1310,192 @@ static PyObject *py_hash_binary(PyObject *self, PyObject *args, PyObject *kwargs
 done:
     PyMem_Free(c.symbols);
     buf_free(&out);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* stream_record */
+
+/* One value of a struct being read: its type, low nibble, the whole value [at, next) and its representation. */
+typedef struct {
+    int t, l;
+    const unsigned char *at, *next, *rep, *rep_end;
+} item_t;
+
+/* The field `name` of the struct whose representation is [q, end): 1 found, 0 absent, -1 declined (read
+ * twice: a struct may repeat a field name, and which one a reader returns is its business). */
+static int st_field(hctx_t *c, const unsigned char *q, const unsigned char *end, const char *name, item_t *out) {
+    size_t n = strlen(name);
+    int found = 0;
+    while (q < end) {
+        uint64_t sid;
+        item_t v;
+        if (read_varuint(c, &q, end, &sid) < 0) return -1;
+        v.at = q;
+        if (read_header(c, &q, end, &v.t, &v.l, &v.rep, &v.rep_end) < 0) return -1;
+        v.next = q;
+        if (sid < (uint64_t)c->nsymbols && c->symbols[sid].p && (size_t)c->symbols[sid].len == n &&
+            memcmp(c->symbols[sid].p, name, n) == 0) {
+            if (found) return -1;
+            found = 1;
+            *out = v;
+        }
+    }
+    return found;
+}
+
+static int is_struct(const item_t *v) { return v->t == 0xD && v->l != 0x0F; }
+
+/* A field that must be a (non-null) struct: 1, or 0 to decline. */
+static int st_struct(hctx_t *c, const item_t *parent, const char *name, item_t *out) {
+    return st_field(c, parent->rep, parent->rep_end, name, out) == 1 && is_struct(out);
+}
+
+/* The text of a string or of a symbol with known text, as a new str; NULL (no error set) to decline. */
+static PyObject *item_text(hctx_t *c, const item_t *v) {
+    if (v->l == 0x0F) return NULL;
+    if (v->t == 0x8) return PyUnicode_DecodeUTF8((const char *)v->rep, v->rep_end - v->rep, "strict");
+    if (v->t == 0x7) {
+        uint64_t sid;
+        if (small_uint(v->rep, v->rep_end - v->rep, &sid) < 0 || sid == 0 || sid >= (uint64_t)c->nsymbols ||
+            !c->symbols[sid].p)
+            return NULL;
+        return PyUnicode_DecodeUTF8((const char *)c->symbols[sid].p, c->symbols[sid].len, "strict");
+    }
+    return NULL;
+}
+
+static PyObject *field_text(hctx_t *c, const item_t *parent, const char *name) {
+    item_t v;
+    if (st_field(c, parent->rep, parent->rep_end, name, &v) != 1) return NULL;
+    return item_text(c, &v);
+}
+
+/* A non-null int field within int64: 1, or 0 to decline. */
+static int field_int(hctx_t *c, const item_t *parent, const char *name, int64_t *out) {
+    item_t v;
+    uint64_t m;
+    if (st_field(c, parent->rep, parent->rep_end, name, &v) != 1 || v.l == 0x0F || (v.t != 0x2 && v.t != 0x3))
+        return 0;
+    if (small_uint(v.rep, v.rep_end - v.rep, &m) < 0 || m > (uint64_t)INT64_MAX) return 0;
+    *out = v.t == 0x2 ? (int64_t)m : -(int64_t)m;
+    return 1;
+}
+
+/* A non-null blob, as a new bytes object; NULL (no error set) to decline. */
+static PyObject *item_blob(const item_t *v) {
+    if (v->t != 0xA || v->l == 0x0F) return NULL;
+    return PyBytes_FromStringAndSize((const char *)v->rep, v->rep_end - v->rep);
+}
+
+/* blockAddress {strandId: text, sequenceNo: int >= 0}: 1, or 0 to decline (*strand is a new reference). */
+static int block_address(hctx_t *c, const item_t *holder, PyObject **strand, int64_t *seq) {
+    item_t address;
+    if (!st_struct(c, holder, "blockAddress", &address)) return 0;
+    if (!field_int(c, &address, "sequenceNo", seq) || *seq < 0) return 0;
+    *strand = field_text(c, &address, "strandId");
+    return *strand != NULL;
+}
+
+/* revisionSummaries as [(hash, documentId or None)]: a new list, or NULL (no error set) to decline. */
+static PyObject *summary_entries(hctx_t *c, const item_t *payload) {
+    item_t list;
+    int found = st_field(c, payload->rep, payload->rep_end, "revisionSummaries", &list);
+    if (found < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    if (!out || !found || list.l == 0x0F) return out; /* absent or null: no entries */
+    if (list.t != 0xB) goto decline;
+    const unsigned char *q = list.rep;
+    while (q < list.rep_end) {
+        item_t entry, hash, doc;
+        entry.at = q;
+        if (read_header(c, &q, list.rep_end, &entry.t, &entry.l, &entry.rep, &entry.rep_end) < 0) goto decline;
+        if (!is_struct(&entry) || st_field(c, entry.rep, entry.rep_end, "hash", &hash) != 1) goto decline;
+        int has_doc = st_field(c, entry.rep, entry.rep_end, "documentId", &doc);
+        if (has_doc < 0) goto decline;
+        PyObject *digest = item_blob(&hash), *text;
+        if (!digest) goto decline;
+        if (!has_doc || doc.l == 0x0F) {
+            text = Py_NewRef(Py_None);
+        } else if (!(text = item_text(c, &doc))) {
+            Py_DECREF(digest);
+            goto decline;
+        }
+        PyObject *pair = PyTuple_Pack(2, digest, text);
+        Py_DECREF(digest);
+        Py_DECREF(text);
+        if (!pair || PyList_Append(out, pair) < 0) {
+            Py_XDECREF(pair);
+            goto decline;
+        }
+        Py_DECREF(pair);
+    }
+    return out;
+decline:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static int is_text(PyObject *s, const char *text) { return PyUnicode_CompareWithASCIIString(s, text) == 0; }
+
+static PyObject *py_stream_record(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = view.buf, *value_at = NULL;
+    hctx_t c = {p, NULL, 0, 64, 0, 1};
+    PyObject *result = NULL, *arn = NULL, *type = NULL, *strand = NULL, *doc = NULL, *rhash = NULL,
+             *entries = NULL, *control = NULL;
+    int64_t seq = -1, version = -1;
+    item_t top, payload, revision = {0}, metadata;
+    if (walk_top(&c, p, p + view.len, NULL, &value_at) < 0) goto decline;
+    top.at = value_at;
+    {
+        const unsigned char *q = value_at;
+        if (read_header(&c, &q, p + view.len, &top.t, &top.l, &top.rep, &top.rep_end) < 0) goto decline;
+        top.next = q;
+    }
+    if (!is_struct(&top) || !st_struct(&c, &top, "payload", &payload)) goto decline;
+    if (!(arn = field_text(&c, &top, "qldbStreamArn")) || !(type = field_text(&c, &top, "recordType"))) goto decline;
+    if (is_text(type, "CONTROL")) {
+        if (!(control = field_text(&c, &payload, "controlRecordType"))) goto decline;
+    } else if (is_text(type, "BLOCK_SUMMARY")) {
+        if (!block_address(&c, &payload, &strand, &seq) || !(entries = summary_entries(&c, &payload))) goto decline;
+    } else if (is_text(type, "REVISION_DETAILS")) {
+        item_t hash;
+        if (!st_struct(&c, &payload, "revision", &revision) || !block_address(&c, &revision, &strand, &seq) ||
+            !st_struct(&c, &revision, "metadata", &metadata) || !(doc = field_text(&c, &metadata, "id")) ||
+            !field_int(&c, &metadata, "version", &version) || st_field(&c, revision.rep, revision.rep_end, "hash",
+                                                                       &hash) != 1 || !(rhash = item_blob(&hash)))
+            goto decline;
+    } else {
+        goto decline;
+    }
+    {
+        Py_ssize_t base = (Py_ssize_t)(value_at - p);
+        result = Py_BuildValue(
+            "(OOOLOLOOOnnnnn)", type, arn, strand ? strand : Py_None, (long long)seq, doc ? doc : Py_None,
+            (long long)version, rhash ? rhash : Py_None, entries ? entries : Py_None, control ? control : Py_None,
+            base, (Py_ssize_t)(payload.at - p), (Py_ssize_t)(payload.next - p),
+            revision.at ? (Py_ssize_t)(revision.at - p) : (Py_ssize_t)0,
+            revision.at ? (Py_ssize_t)(revision.next - p) : (Py_ssize_t)0);
+    }
+    goto done;
+decline:
+    /* not the common shape, or not in the subset: None, and the reader decides (errors other than ours stand) */
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(NonCanonical) || PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        result = Py_NewRef(Py_None);
+    }
+done:
+    Py_XDECREF(arn);
+    Py_XDECREF(type);
+    Py_XDECREF(strand);
+    Py_XDECREF(doc);
+    Py_XDECREF(rhash);
+    Py_XDECREF(entries);
+    Py_XDECREF(control);
+    PyMem_Free(c.symbols);
     PyBuffer_Release(&view);
     return result;
 }
@@ -2061,6 +2251,8 @@ static PyMethodDef methods[] = {
      "Ion Hash (SHA-256) of the one value in canonical binary Ion; NonCanonical otherwise."},
     {"binary_json", (PyCFunction)(void (*)(void))py_binary_json, METH_VARARGS | METH_KEYWORDS,
      "jsoncanon's canonical JSON of the one value in canonical binary Ion; NonCanonical otherwise."},
+    {"stream_record", py_stream_record, METH_O,
+     "A QLDB stream record's identifying fields, every byte checked; None where the reader must decide."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
     {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
     {NULL, NULL, 0, NULL},

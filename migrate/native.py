@@ -105,6 +105,13 @@ def binary_json(data: bytes, typed: bool = False) -> str | None:
         return None
 
 
+def stream_record(data: bytes) -> tuple[Any, ...] | None:
+    """A QLDB stream record's fields, read in C (``streams._parse_fast``); None where the reader must decide."""
+    if _native is None:
+        return None
+    return _native.stream_record(data)
+
+
 def canonical_json(value: Any) -> str:
     """``jsoncanon.canonical_json``, the common kinds rendered in C."""
     if _native is None:

@@ -9,16 +9,21 @@ revision with its ``tableInfo``).  Delivery is at least once and not ordered
 across shards, so duplicates and any order are normal, and an archive (see
 ``streamobjects``) can be far larger than memory.
 
-* ``scan_stream_archive`` reads every object once, parses every record once,
+* ``scan_stream_archive`` reads every object once, reads every record once,
   and spills it into an SQLite index (``streamspill``) by block sequence
-  number and kind.  Byte-identical copies collapse on insert; copies in
+  number and kind.  A record is read in C where it can be
+  (``native.stream_record``: every byte checked, the identifying fields
+  returned, no Python values built) and otherwise parsed with amazon-ion
+  and judged by ``_interpret``, the reference, which the C reading equals
+  wherever it answers.  Byte-identical copies collapse on insert; copies in
   other bytes collapse when their payloads are Ion-equal (same Ion hash: a
   copy may carry another local symbol table) and are a conflict, an error,
   otherwise.  It then judges what only the whole archive shows: which
   ledger it is (records of any other are findings, never mixed in), which
   details have no summary, whether each details record agrees with its
   summary, whether the stream was COMPLETED.
-* ``iter_stream_blocks`` reads the index back in sequence order and rebuilds
+* ``iter_stream_blocks`` reads the index back in sequence order, parses the
+  records it uses (only here are Python values built), and rebuilds
   each block exactly as a journal export holds it, so ``check_block`` checks
   it unchanged.  It opens its own read-only connection, so workers can each
   rebuild a range.
@@ -55,12 +60,21 @@ from amazon.ion.exceptions import IonException
 from amazon.ion.simple_types import IonPyDict
 from amazon.ion.symbols import SymbolToken
 
+from . import native
 from . import streamspill as spill
 from .blockstream import HashingReader
 from .executor import Executor, local_executor
 from .exports import COMPLETED, STARTED
 from .sources import Source, SourceError, SourceSpec
-from .streamobjects import FIREHOSE_NAME, NotRecords, RawRecord, RecordError, classify_key, iter_object_records
+from .streamobjects import (
+    FIREHOSE_NAME,
+    NotRecords,
+    RawRecord,
+    RecordError,
+    classify_key,
+    iter_object_records,
+    parse_record,
+)
 from .verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from .verify.ionhash import IonHashError, ion_hash
 from .verify.ionparse import C_TEXT_BUFFER_LIMIT, VALUE_MODEL, IonParseError, loads
@@ -217,10 +231,7 @@ def _interpret(value: Mapping[str, Any]) -> _Parsed:
     payload = field_or_none(value, "payload")
     if arn is None or record_type is None or not isinstance(payload, Mapping):
         raise _Invalid("not a QLDB stream record: it needs qldbStreamArn, recordType and a payload struct")
-    match = ARN.match(arn)
-    if match is None:
-        raise _Invalid(f"qldbStreamArn {arn!r} is not a QLDB stream ARN")
-    ledger = ":".join(match.group("partition", "region", "account", "ledger"))
+    ledger = _ledger(arn)
     if record_type == "CONTROL":
         control = _text(field_or_none(payload, "controlRecordType"))
         if control is None:
@@ -247,8 +258,61 @@ def _interpret(value: Mapping[str, Any]) -> _Parsed:
     raise _Invalid(f"unknown recordType {record_type!r}")
 
 
+#: ``qldbStreamArn`` -> its ledger ("partition:region:account:ledgerName"), or None when it is no stream ARN.
+_LEDGERS: dict[str, str | None] = {}
+
+
+def _ledger(arn: str) -> str:
+    try:
+        ledger = _LEDGERS[arn]
+    except KeyError:
+        match = ARN.match(arn)
+        ledger = None if match is None else ":".join(match.group("partition", "region", "account", "ledger"))
+        if len(_LEDGERS) < 10_000:
+            _LEDGERS[arn] = ledger
+    if ledger is None:
+        raise _Invalid(f"qldbStreamArn {arn!r} is not a QLDB stream ARN")
+    return ledger
+
+
+def _parse_fast(data: bytes) -> Any:
+    """What ``_read_records`` needs of a record: C's reading of the bytes where it can, else the parsed value.
+
+    ``native.stream_record`` checks every byte of the record (the subset of
+    binary Ion whose hash ``hash_binary`` states, no annotations) and
+    returns its identifying fields, or None for anything else: other bytes,
+    a record not of the usual shape, a field that is repeated, missing or
+    of another type.  Those are parsed by ``parse_record`` and judged by
+    ``_interpret``, the reference, which the C reading must equal wherever
+    it answers (tests/test_streams.py holds it to that).
+    """
+    fast = native.stream_record(data)
+    return fast if fast is not None else parse_record(data)
+
+
+def _from_fast(fast: tuple[Any, ...]) -> _Parsed:
+    kind, arn, strand, seq, doc, version, rhash, entries, control = fast[:9]
+    if kind == "CONTROL":
+        return _Parsed(kind, arn, _ledger(arn), control=control)
+    if kind == "BLOCK_SUMMARY":
+        return _Parsed(kind, arn, _ledger(arn), strand, seq, entries=entries)
+    return _Parsed(kind, arn, _ledger(arn), strand, seq, doc, version, rhash)
+
+
 def _payload_key(body: bytes) -> bytes:
-    """The Ion hash of a record's payload: equal for Ion-equal payloads whatever their bytes and symbol tables."""
+    """The Ion hash of a record's payload: equal for Ion-equal payloads whatever their bytes and symbol tables.
+
+    In C where ``stream_record`` reads the record: ``hash_binary`` of the
+    record's symbol tables and its payload's bytes (the C hash equals
+    ``ion_hash`` wherever it answers: tests/test_native.py), else parsed and
+    hashed in Python.
+    """
+    fast = native.stream_record(body)
+    if fast is not None:
+        head, start, end = fast[9:12]
+        digest = native.hash_binary(body[:head] + body[start:end])
+        if digest is not None:
+            return digest
     try:
         return ion_hash(field_or_none(loads(body), "payload"))
     except (IonParseError, IonHashError):
@@ -406,20 +470,37 @@ def _read_object_from(source: Source, key: str, obj: int) -> _ObjectRead:
     return result
 
 
+KIND = {"BLOCK_SUMMARY": spill.KIND_SUMMARY, "REVISION_DETAILS": spill.KIND_DETAILS}
+
+
 def _read_records(source: Source, result: _ObjectRead) -> None:
     key = result.key
     info = source.info(key)
     count = 0
+    rows, arns, obj, sha256 = result.rows, result.arns, result.obj, hashlib.sha256
     with HashingReader(source.open_raw(key)) as reader:
-        for item in iter_object_records(reader, key):
+        for item in iter_object_records(reader, key, _parse_fast):
             if isinstance(item, NotRecords):
                 return
             if isinstance(item, RecordError):
                 result.findings.append(_record_error("stream-record-corrupt", key, item.label, item.message))
                 continue
             count += 1
+            value = item.value
+            if type(value) is tuple and value[0] != "CONTROL":  # the common case, in C: no _Parsed needed
+                arn = value[1]
+                ledger = _LEDGERS.get(arn)
+                if ledger is not None:
+                    arns[arn] = ledger
+                    data = item.data
+                    entries = value[7]
+                    rows.append((value[2], value[3], KIND[value[0]], value[4] or spill.NO_DOCUMENT, value[5],
+                                 sha256(data).digest(), arn, obj, item.index, item.label, value[6],
+                                 None if entries is None else json.dumps([[h.hex(), d] for h, d in entries]),
+                                 data))
+                    continue
             try:
-                parsed = _interpret(item.value)
+                parsed = _from_fast(value) if type(value) is tuple else _interpret(value)
             except _Invalid as exc:
                 result.findings.append(_record_error("stream-record-invalid", key, item.label, str(exc),
                                                      exc.address))
@@ -432,11 +513,10 @@ def _read_records(source: Source, result: _ObjectRead) -> None:
                     result.findings.append(_record_error("stream-record-invalid", key, item.label,
                                                          f"unknown controlRecordType {parsed.control!r}"))
                 continue
-            kind = spill.KIND_SUMMARY if parsed.kind == "BLOCK_SUMMARY" else spill.KIND_DETAILS
             entries = None if parsed.entries is None else json.dumps([[h.hex(), d] for h, d in parsed.entries])
-            result.rows.append((parsed.strand, parsed.seq, kind, parsed.doc, parsed.version,
-                                hashlib.sha256(item.data).digest(), parsed.arn, result.obj, item.index, item.label,
-                                parsed.rhash, entries, item.data))
+            rows.append((parsed.strand, parsed.seq, KIND[parsed.kind], parsed.doc, parsed.version,
+                         sha256(item.data).digest(), parsed.arn, obj, item.index, item.label, parsed.rhash, entries,
+                         item.data))
         reader.drain()
     result.fingerprint = ObjectFingerprint(key, reader.size, reader.sha256.hexdigest(), info.etag, count)
 
@@ -531,10 +611,9 @@ def _judge(scan: _Scan, archive: StreamArchive) -> None:
         return
     _mark_foreign(scan, archive, strand, ledger)  # first: a copy from another ledger is no duplicate
     _collapse_copies(scan)
-    conn.execute("CREATE INDEX records_order ON records(strand, kind, seq)")
     first, last, blocks = conn.execute(
-        "SELECT MIN(seq), MAX(seq), COUNT(DISTINCT seq) FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0", (strand, spill.KIND_SUMMARY)).fetchone()
+        "SELECT MIN(seq), MAX(seq), COUNT(*) FROM (SELECT seq FROM records WHERE strand = ? AND kind = ? "
+        "AND foreign_ledger = 0 GROUP BY seq)", (strand, spill.KIND_SUMMARY)).fetchone()
     archive.first, archive.last, archive.blocks = first, last, blocks
     archive.stream_arns = {arn for (arn,) in conn.execute("SELECT arn FROM arns WHERE ledger = ?", (ledger,))}
     completed = {arn for arn in archive.stream_arns if scan.controls.get(arn, _Controls()).completed}
@@ -583,7 +662,12 @@ def _collapse_copies(scan: _Scan) -> None:
 
 
 def _main_ledger(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
-    """The archive's ledger: the strand with the most block summaries, and the ledger of most of its records."""
+    """The archive's ledger: the strand with the most block summaries, and the ledger of most of its records.
+
+    Both counted in streams over the identity index, in memory bounded by
+    the number of distinct strands and ARNs: a GROUP BY on a column no index
+    orders would sort every row, in memory up to the spill's cache size.
+    """
     row = conn.execute("SELECT strand FROM records WHERE kind = ? GROUP BY strand ORDER BY COUNT(*) DESC, strand "
                        "LIMIT 1", (spill.KIND_SUMMARY,)).fetchone()
     if row is None:
@@ -591,9 +675,12 @@ def _main_ledger(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
                            ).fetchone()
     if row is None:
         return None, None
-    ledger = conn.execute("SELECT a.ledger FROM records r JOIN arns a ON a.id = r.arn WHERE r.strand = ? "
-                          "GROUP BY a.ledger ORDER BY COUNT(*) DESC, a.ledger LIMIT 1", (row[0],)).fetchone()
-    return row[0], ledger[0]
+    per_arn: Counter[int] = Counter(arn for (arn,) in conn.execute("SELECT arn FROM records WHERE strand = ?", row))
+    ledgers = dict(conn.execute("SELECT id, ledger FROM arns").fetchall())
+    per_ledger: Counter[str] = Counter()
+    for arn, count in per_arn.items():
+        per_ledger[ledgers[arn]] += count
+    return row[0], min(per_ledger.items(), key=lambda item: (-item[1], item[0]))[0]
 
 
 def _mark_foreign(scan: _Scan, archive: StreamArchive, strand: str, ledger: str | None) -> None:
@@ -653,43 +740,90 @@ def _orphan_details(scan: _Scan, archive: StreamArchive, strand: str, all_comple
                 "or loaded (an archive cut while the stream ran ends like this)", where))
 
 
+#: A spill row as ``_block_rows`` gives it: (seq, kind, id, entries, doc, version, rhash, obj, label[, body]).
+_SEQ, _KIND, _ID, _ENTRIES, _DOC, _VERSION, _RHASH, _OBJ, _LABEL, _BODY = range(10)
+
+
 def _block_rows(conn: sqlite3.Connection, strand: str, first: int, last: int, with_bodies: bool
                 ) -> Iterator[tuple[int, tuple[Any, ...], list[tuple[Any, ...]]]]:
-    """(seq, first summary row, details rows) for each summarized block of the range, in order."""
+    """(seq, first summary row, details rows in arrival order) for each summarized block of the range, in order.
+
+    One query in the order of the identity index (strand, seq, kind, ...):
+    each block's summaries (kind 1) come before its details; arrival order
+    (``id``) within a block is restored here.  No second index is built
+    (sorting one took memory that grew with the archive).
+    """
     body = ", body" if with_bodies else ""
-    summaries = conn.execute(
-        f"SELECT seq, id, entries, obj, label{body} FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0 AND seq BETWEEN ? AND ? ORDER BY seq, id",
-        (strand, spill.KIND_SUMMARY, first, last))
-    details = conn.cursor().execute(
-        f"SELECT seq, id, doc, version, rhash, obj, label{body} FROM records WHERE strand = ? AND kind = ? "
-        "AND foreign_ledger = 0 AND seq BETWEEN ? AND ? ORDER BY seq, id",
-        (strand, spill.KIND_DETAILS, first, last))
-    pending = details.fetchone()
-    previous = None
-    for row in summaries:
+    rows = conn.execute(
+        f"SELECT seq, kind, id, entries, doc, version, rhash, obj, label{body} FROM records "
+        "INDEXED BY records_identity WHERE strand = ? AND seq BETWEEN ? AND ? AND foreign_ledger = 0 "
+        "ORDER BY seq, kind", (strand, first, last))
+    current: int | None = None
+    summary: tuple[Any, ...] | None = None
+    details: list[tuple[Any, ...]] = []
+    for row in rows:
         seq = row[0]
-        if seq == previous:
-            continue  # a conflicting copy: the first one is used (reported by the first pass)
-        previous = seq
-        rows = []
-        while pending is not None and pending[0] <= seq:
-            if pending[0] == seq:
-                rows.append(pending)
-            pending = details.fetchone()
-        yield seq, row, rows
+        if seq != current:
+            if summary is not None:
+                if len(details) > 1:
+                    details.sort(key=_by_id)
+                yield current, summary, details  # type: ignore[misc]
+            current, summary, details = seq, None, []
+        if row[1] == spill.KIND_SUMMARY:
+            # a second summary is a conflicting copy: the first to arrive is used (the first pass reported it)
+            if summary is None or row[2] < summary[2]:
+                summary = row
+        elif summary is not None:  # details of a block without summary: the first pass reported them
+            details.append(row)
+    if summary is not None:
+        if len(details) > 1:
+            details.sort(key=_by_id)
+        yield current, summary, details  # type: ignore[misc]
+
+
+def _by_id(row: tuple[Any, ...]) -> int:
+    return row[_ID]
+
+
+def _entries(stored: str) -> list[tuple[bytes, str | None]]:
+    return [(bytes.fromhex(h), d) for h, d in json.loads(stored)]
+
+
+def _matched(entries: list[tuple[bytes, str | None]], rows: list[tuple[Any, ...]]) -> list[Any] | None:
+    """``match_revisions``'s answer where it is plain, without building its records; None where it is not.
+
+    Plain: the details rows' hashes are distinct, each document entry has
+    the row with its hash and its document id, and no row is left over.
+    ``match_revisions`` then assigns exactly these rows and finds no problem;
+    everything else is left to it.
+    """
+    by_hash = {row[_RHASH]: row for row in rows}
+    if len(by_hash) != len(rows):
+        return None
+    assigned: list[Any] = []
+    for digest, doc in entries:
+        if doc is None:
+            assigned.append(None)
+            continue
+        row = by_hash.pop(digest, None)
+        if row is None or row[_DOC] != doc:
+            return None
+        assigned.append(row)
+    return None if by_hash else assigned
 
 
 def _check_matching(scan: _Scan, archive: StreamArchive, strand: str) -> None:
     if archive.first is None or archive.last is None:
         return
     for seq, summary, rows in _block_rows(scan.conn, strand, archive.first, archive.last, with_bodies=False):
-        entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-        details = [DetailsRef(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+        entries = _entries(summary[_ENTRIES])
+        if _matched(entries, rows) is not None:
+            continue
+        details = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH], r[_OBJ], r[_LABEL]) for r in rows]
         _assigned, problems = match_revisions(entries, details)
         for problem in problems:
             d = problem.details
-            obj, label = (d.obj, d.label) if d is not None else (summary[3], summary[4])
+            obj, label = (d.obj, d.label) if d is not None else (summary[_OBJ], summary[_LABEL])
             archive.findings.append(Finding(
                 problem.code, Kind.CONSISTENCY, Severity.ERROR, f"{label}: {problem.message}",
                 Location(scan.keys[obj], BlockAddress(strand, seq), problem.entry,
@@ -755,24 +889,27 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
         if strand is None:
             return
         for _seq, summary, rows in _block_rows(conn, strand, first, last, with_bodies=True):
-            entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-            refs = [DetailsRef(r[1], r[2], r[3], r[4]) for r in rows]
-            bodies = {r[1]: r[7] for r in rows}
-            assigned, _problems = match_revisions(entries, refs)
-            used = [ref for ref in assigned if ref is not None]
-            values = _parse_stored([summary[5], *(bodies[ref.id] for ref in used)])
-            payload = field_or_none(values[0], "payload")
-            details = iter(values[1:])
-            block = IonPyDict()
-            raw_entries = field_or_none(payload, "revisionSummaries")
-            for name, value in payload.iteritems():
-                if name != "revisionSummaries":
-                    block.add_item(name, value)
+            entries = _entries(summary[_ENTRIES])
+            assigned = _matched(entries, rows)
+            if assigned is None:
+                refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH]) for r in rows]
+                bodies = {r[_ID]: r for r in rows}
+                assigned = [None if ref is None else bodies[ref.id] for ref in match_revisions(entries, refs)[0]]
+            values = _parse_stored([summary[_BODY], *(row[_BODY] for row in assigned if row is not None)])
+            # The block is the summary's payload itself, its revisionSummaries taken out (the fields keep their
+            # order, repeated ones their copies) and ``revisions`` added last.
+            block = field_or_none(values[0], "payload")
+            raw_entries = field_or_none(block, "revisionSummaries")
+            if "revisionSummaries" in block:
+                del block["revisionSummaries"]
+            block.ion_annotations = ()
             revisions = []
             not_present: dict[int, str] = {}
-            for i, ref in enumerate(assigned):
-                if ref is not None:
-                    revisions.append(field_or_none(field_or_none(next(details), "payload"), "revision"))
+            position = 1
+            for i, row in enumerate(assigned):
+                if row is not None:
+                    revisions.append(field_or_none(field_or_none(values[position], "payload"), "revision"))
+                    position += 1
                     continue
                 document_id = entries[i][1]
                 if document_id is not None:
@@ -809,10 +946,9 @@ def record_origins(spill_path: Path, seq: int) -> list[RecordOrigin]:
             return []
         keys = dict(conn.execute("SELECT id, key FROM objects").fetchall())
         for _seq, summary, rows in _block_rows(conn, strand, seq, seq, with_bodies=False):
-            entries = [(bytes.fromhex(h), d) for h, d in json.loads(summary[2])]
-            refs = [DetailsRef(r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
-            assigned, _problems = match_revisions(entries, refs)
-            out = [RecordOrigin(None, keys[summary[3]], summary[4])]
+            refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH], r[_OBJ], r[_LABEL]) for r in rows]
+            assigned, _problems = match_revisions(_entries(summary[_ENTRIES]), refs)
+            out = [RecordOrigin(None, keys[summary[_OBJ]], summary[_LABEL])]
             out += [RecordOrigin(i, keys[ref.obj], ref.label) for i, ref in enumerate(assigned) if ref is not None]
             return out
         return []

@@ -15,6 +15,13 @@ index on identity plus byte digest makes a byte-identical redelivery an
 ignored insert; copies that differ in bytes (another symbol table, or real
 tampering) stay as separate rows for ``scan_stream_archive`` to judge.
 Rows are inserted in arrival order, so ``id`` orders them as they came.
+The identity index also gives the second pass its order (strand, sequence
+number, kind); no other index is built.
+
+Memory is bounded whatever the archive's size: each connection caches
+``CACHE_KIB`` of pages (SQLite's sorter may use as much again, which is why
+no query sorts every row), and Python holds a batch of rows and one block
+at a time.  Pages are 16 KiB (a record is about 1 KB).
 
 The file is scratch data: no journal, no fsync.  A run that dies leaves it
 behind in the caller's directory, to be scanned again.
@@ -65,8 +72,14 @@ INSERT = (
 )
 
 
+#: Pages each connection caches, in KiB: SQLite's sorter may hold as much again.  The same bound whatever the
+#: archive's size, so memory stays flat: the identity index's hot end (Kinesis delivers roughly in order) and the
+#: block being rebuilt are what is read back, the rest is in the operating system's file cache.
+CACHE_KIB = 16384
+
+
 def _tune(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: the index's hot end stays in memory
+    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA temp_store = FILE")
 
 
@@ -75,6 +88,8 @@ def create(path: Path) -> sqlite3.Connection:
     for stale in (path, path.with_name(path.name + "-journal")):
         stale.unlink(missing_ok=True)
     conn = sqlite3.connect(path)
+    # A record is about 1 KB: 16 KiB pages hold a dozen (4 KiB ones four), and pass 1's inserts cost ~20% less CPU.
+    conn.execute("PRAGMA page_size = 16384")
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     _tune(conn)

@@ -55,6 +55,13 @@ for text in texts:
                     _native.binary_json(data, typed=identity)
                 except _native.NonCanonical:
                     pass
+# stream_record reads QLDB stream records from an archive anyone could have written
+from qldb_migrate.sample.export import iter_ledger_blocks
+from qldb_migrate.sample.stream import block_records, encode_record, stream_arn
+records = [encode_record(r) for b in iter_ledger_blocks(30, 3) for r in block_records(b, stream_arn("l", 3))]
+assert sum(_native.stream_record(record) is not None for record in records) >= 0.9 * len(records)
+for _ in range(6000):
+    _native.stream_record(mutate(rng, rng.choice(records)))
 nested = []
 for _ in range(3000):
     nested = [nested]

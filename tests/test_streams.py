@@ -498,3 +498,143 @@ def test_an_archive_in_s3(export_blocks: list[Any], tmp_path: Path, s3_server: s
     assert all(o.etag for o in archive.objects)  # S3's ETag recorded for the report
     rebuilt = [b for b, _ in iter_stream_blocks(archive.spill_path, archive.first, archive.last)]
     assert [ion_hash(b) for b in rebuilt] == [ion_hash(_as_delivered(b)) for b in export_blocks]
+
+
+# --- the C reading of records against the reference ----------------------------------------------------------
+
+_ARN = stream_arn(LEDGER, SEED)
+_H = "{{" + base64.b64encode(b"h" * 32).decode() + "}}"
+#: Records of unusual shape, as Ion text: each is read by C as the reference reads it, or left to the reference.
+_SHAPES = [
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 3}}, revisionSummaries: [{{hash: {_H}}}, {{hash: {_H}, documentId: null}}, '
+    f'{{hash: {_H}, documentId: null.int}}, {{hash: {_H}, documentId: d1}}, {{hash: {_H}, documentId: "d2"}}]}}}}',
+    f'{{qldbStreamArn: {_ARN!r}, recordType: "BLOCK_SUMMARY", payload: {{blockAddress: {{strandId: s, '
+    f'sequenceNo: 0}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}, revisionSummaries: null.list}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}, revisionSummaries: ({{hash: {_H}}})}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}, revisionSummaries: [{{hash: {_H}, documentId: 5}}]}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}, revisionSummaries: [{{hash: {{{{"clob"}}}}}}]}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: -1}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1.0}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 99999999999999999999999}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1, sequenceNo: 2}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, recordType: BLOCK_SUMMARY, payload: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 1}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: a::{{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: {{blockAddress: {{strandId: "s", '
+    f'sequenceNo: 1}}, x: a::b::7}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY, payload: null.struct}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: BLOCK_SUMMARY}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: OTHER, payload: {{}}}}',
+    '{qldbStreamArn: "arn:aws:qldb:us-east-1:1:ledger/x", recordType: CONTROL, payload: {controlRecordType: '
+    'CREATED}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: CONTROL, payload: {{controlRecordType: "PAUSED"}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: CONTROL, payload: {{controlRecordType: COMPLETED}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: CONTROL, payload: {{controlRecordType: $0}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{tableInfo: {{tableName: "T"}}, '
+    f'revision: {{blockAddress: {{strandId: "s", sequenceNo: 4}}, hash: {_H}, data: {{a: 1}}, '
+    f'metadata: {{id: "d", version: -2}}}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 4}}, hash: {_H}, metadata: {{id: d, version: 1}}}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 4}}, hash: null.blob, metadata: {{id: "d", version: 1}}}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 4}}, hash: {_H}, metadata: {{id: "d", version: true}}}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 4}}, hash: {_H}, metadata: {{id: "d"}}}}}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: [1]}}}}',
+    f'{{qldbStreamArn: "{_ARN}", recordType: REVISION_DETAILS, payload: {{revision: {{blockAddress: '
+    f'{{strandId: "s", sequenceNo: 4}}, hash: {_H}, data: {{a: 12345678901234567890123456789012345678.5}}, '
+    f'metadata: {{id: "d", version: 1}}}}}}}}',
+]
+
+
+def _reference(data: bytes) -> Any:
+    """What the reader and ``_interpret`` make of a record: a _Parsed, or the exception's class."""
+    from qldb_migrate.streamobjects import parse_record
+    from qldb_migrate.streams import _interpret
+    from qldb_migrate.verify.ionparse import IonParseError
+
+    try:
+        return _interpret(parse_record(data))
+    except IonParseError:
+        return IonParseError
+    except ValueError as exc:  # _Invalid
+        return type(exc)
+    except Exception as exc:
+        return type(exc)
+
+
+def test_c_reading_of_records_agrees_with_the_reference() -> None:
+    """``native.stream_record`` answers only where the reference reads the same fields; else it leaves it.
+
+    Genuine records (and re-encoded ones, and records of unusual shape) and
+    thousands of corrupted ones: wherever C returns fields, the reader must
+    parse the record and ``_interpret`` must give the same result, and the
+    C payload key must be the Ion hash of the parsed payload.
+    """
+    import random
+
+    from amazon.ion import simpleion
+    from qldb_migrate import native
+    from qldb_migrate.streams import _from_fast, _payload_key
+
+    from tests.ionmutate import mutate
+
+    if not native.AVAILABLE:
+        pytest.skip("qldb_migrate._native is not built")
+    records = [r for block in list(iter_ledger_blocks(60, SEED)) for r in block_records(block, _ARN)]
+    genuine = [encode_record(r) for r in records] + [reencode_record(r) for r in records[:40]]
+    shapes = [simpleion.dumps(simpleion.loads(text), binary=True) for text in _SHAPES]
+    rng = random.Random(5)
+    mutated = [mutate(rng, rng.choice(genuine[:80])) for _ in range(3000)]
+    answered = {"genuine": 0, "shapes": 0, "mutated": 0}
+    for group, datas in (("genuine", genuine), ("shapes", shapes), ("mutated", mutated)):
+        for data in datas:
+            fast = native.stream_record(data)
+            if fast is None:
+                continue
+            answered[group] += 1
+            try:
+                mine: Any = _from_fast(fast)
+            except Exception as exc:
+                mine = type(exc)
+            assert mine == _reference(data), data.hex()
+            from qldb_migrate.streamobjects import parse_record
+
+            assert _payload_key(data) == ion_hash(parse_record(data)["payload"]), data.hex()
+    assert answered["genuine"] >= len(genuine) * 0.9  # the fast path is the common one
+    assert 0 < answered["shapes"] < len(shapes)  # some unusual shapes are read in C, the rest left to the reader
+    assert answered["mutated"] > 0
+
+
+def test_the_plain_matching_shortcut_is_match_revisions() -> None:
+    """``_matched`` answers only where ``match_revisions`` assigns the same rows and finds no problem."""
+    import random
+
+    from qldb_migrate.streams import DetailsRef, _matched
+
+    rng = random.Random(3)
+    answered = 0
+    for _ in range(3000):
+        hashes = [bytes([rng.randrange(4)]) for _ in range(rng.randint(0, 4))]
+        entries = [(h, rng.choice([None, "a", "b", "c"])) for h in hashes]
+        rows = [(1, 2, i, None, rng.choice(["a", "b", "c"]), 0, bytes([rng.randrange(4)]), 0, "")
+                for i in range(rng.randint(0, 4))]
+        fast = _matched(entries, rows)
+        assigned, problems = match_revisions(entries, [DetailsRef(r[2], r[4], r[5], r[6]) for r in rows])
+        if fast is not None:
+            answered += 1
+            assert problems == []
+            assert [None if r is None else r[2] for r in fast] == [None if d is None else d.id for d in assigned]
+    assert answered > 100
