@@ -10,8 +10,10 @@ goal 0.6; one INSERT's trigger ≈ 300 µs of backend CPU against ≈ 25 µs for
   characters of the base64 of a SHA-256, ``+`` and ``/`` spelled ``A`` and ``B``: of a random UUID for a
   document id (as unpredictable as before: 122 random bits), of ``system_identifier:xid`` for the txId (derived
   from the same inputs as before, still unchoosable by a session: the transaction's own xid and the cluster's
-  identifier, read by the trigger).  One SQL expression each, inlined (≈ 5 µs).  Ids written before stay as they
-  are; txIds of transactions committed before keep theirs.
+  identifier, read by the trigger).  One SQL expression each, inlined: ≈ 5 µs for an id, ≈ 20 µs for a txId
+  (most of it ``pg_control_system()`` reading the control file, which is what makes the txId unforgeable and
+  unique across clusters, so it stays).  Ids written before stay as they are; txIds of transactions committed
+  before keep theirs.
 * ``qldb.ion_utc_ms`` was declared IMMUTABLE around ``to_char`` (STABLE), which forbids inlining it: the trigger
   parsed and planned it again at every write.  It is STABLE now (it serves only the triggers), and the trigger
   computes it, the xid and the txId once per call.
@@ -20,7 +22,7 @@ goal 0.6; one INSERT's trigger ≈ 300 µs of backend CPU against ≈ 25 µs for
   reads the whole strand either way.  Dropped: one B-tree insert fewer per write.
 
 Kept as they were, on purpose: the trigger stays SECURITY DEFINER with ``SET search_path = pg_catalog, pg_temp``
-(its per-call GUC save and restore cost ≈ 10 µs, but without it a session's search_path — ``pg_temp`` first
+(its per-call GUC save and restore cost ≈ 10–20 µs, but without it a session's search_path — ``pg_temp`` first
 for types, or a schema of its own before ``pg_catalog`` for operators — would run its code as the ledger's
 owner); the queue stays logged (an UNLOGGED queue is emptied by a crash); ``qldb.check_document`` runs on
 every write; the txId is computed, never cached (a transaction-local setting could be preset by the session for
@@ -29,7 +31,9 @@ its own xid).
 Every live table's write function is regenerated (``qldb.make_write_function``, which ``make_live_table`` now
 calls).  The upgrade first locks every live current table and the queues (SHARE ROW EXCLUSIVE): a transaction
 that wrote with the old txId spelling ends before the new one applies, so no transaction's revisions carry
-two txIds.  The downgrade restores the 0005 definitions and regenerates the write functions with the 0005 body.
+two txIds.  (The tables are locked one after the other: if a writer holds one and asks for another the upgrade
+already holds, PostgreSQL's deadlock check ends one of the two, which rolls back whole; rerun it.)
+The downgrade restores the 0005 definitions and regenerates the write functions with the 0005 body.
 
 Revision ID: 0008
 Revises: 0007
