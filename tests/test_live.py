@@ -264,6 +264,79 @@ def test_redaction_keeps_the_hashes_and_is_recorded_in_the_chain(live: dict, tmp
     assert run_cli("verify-proof", "--digest", digest, "--revision", out).returncode == 0
 
 
+def _alembic(dsn: str, action: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    config = Config()
+    config.set_main_option("script_location", "qldb_migrate.schema:.")
+    engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(dsn), poolclass=NullPool)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, action)(config, revision)
+    engine.dispose()
+
+
+def _write_functions(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return [src for (src,) in conn.execute(
+            "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = 'qldb' AND p.proname LIKE 'write\\_%'")]
+
+
+def test_upgrading_a_live_ledger_rewrites_its_triggers_between_transactions(live: dict, tmp_path: Path) -> None:
+    """Schema 0008 rewrites the write triggers of a ledger already live (0007 -> 0008 and back); a transaction that
+    wrote before the upgrade keeps one txId to its end (the upgrade waits for it); the chain re-proves across."""
+    _alembic(live["dsn"], "downgrade", "0007")
+    old = _write_functions(live["dsn"])
+    assert old and all("v_time_ion" not in src for src in old)
+
+    def insert(app: psycopg.Connection, n: int) -> str:
+        return app.execute("INSERT INTO ledger.person (data) VALUES (%s) RETURNING document_id",
+                           (json.dumps({"GovId": f"U-{n}"}),)).fetchone()[0]
+
+    failures: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            _alembic(live["dsn"], "upgrade", "head")
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    with psycopg.connect(live["app"]) as app:
+        before = insert(app, 1)  # the 0005 trigger
+        upgrading = threading.Thread(target=upgrade)
+        upgrading.start()
+        time.sleep(1.5)
+        assert upgrading.is_alive(), "the upgrade did not wait for a transaction that wrote to the ledger"
+        during = insert(app, 2)
+        app.commit()
+    upgrading.join(120)
+    assert not upgrading.is_alive() and not failures, failures
+    new = _write_functions(live["dsn"])
+    assert len(new) == len(old) and all("v_time_ion" in src for src in new)
+    with psycopg.connect(live["app"]) as app:
+        after = insert(app, 3)
+        app.execute("UPDATE ledger.person SET data = data || '{\"x\": 1}' WHERE document_id = %s", (after,))
+        app.commit()
+        app.execute("DELETE FROM ledger.person WHERE document_id = %s", (before,))
+        app.commit()
+    with psycopg.connect(live["dsn"]) as conn:
+        rows = conn.execute("SELECT document_id, version, operation, tx_id FROM ledger.person_history "
+                            "WHERE document_id = ANY(%s) ORDER BY write_seq", ([before, during, after],)).fetchall()
+    tx = {(doc, version): tx_id for doc, version, _op, tx_id in rows}
+    assert [(r[0], r[1], r[2]) for r in rows] == [(before, 0, "insert"), (during, 0, "insert"), (after, 0, "insert"),
+                                                  (before, 1, "delete")]  # the update: one revision, as in QLDB
+    assert tx[(before, 0)] == tx[(during, 0)] != tx[(after, 0)] != tx[(before, 1)]
+    assert all(re.fullmatch(r"[0-9A-Za-z]{22}", t) for t in (*tx.values(), after))
+    sealed = _seal(live)
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    check = run_cli("check", "--dsn", live["dsn"], "--digest", _digest_now(live, tmp_path / "d.json"))
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
 def test_new_tables_after_cut_over(live: dict, tmp_path: Path) -> None:
     with psycopg.connect(live["dsn"]) as conn:
         table_id = conn.execute("SELECT qldb.create_ledger_table('vehicle-registration', 'LoyaltyCards')").fetchone()[0]

@@ -41,6 +41,7 @@ from amazon.ion.simple_types import IonPyBytes, IonPyDict
 from psycopg import sql
 
 from ..native import canonical_json, prove
+from ..pg.copybinary import SIGNATURE, TRAILER, row_encoder
 from ..pg.rows import exact_binary
 from ..pg.target import LOCK_KEY
 from ..verify.hashes import dot, merkle_root
@@ -322,24 +323,36 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
         stats.blocks += 1
         stats.revisions += len(built["revisions"])
         stats.events += len(tx.events)
-    _copy(conn, "block", ("strand_id", "sequence_no", "block_hash", "entries_hash", "previous_block_hash",
-                          "entries_hash_list", "revision_hashes", "revision_documents", "transaction_id",
-                          "block_timestamp", "block_timestamp_ion", "transaction_info", "transaction_info_ion",
-                          "redaction_info_ion", "source_object", "run_id"), blocks)
-    _copy(conn, "sealed_revision", ("strand_id", "table_id", "document_id", "version", "block_sequence",
-                                    "index_in_block", "revision_hash", "data_hash", "metadata_ion", "data_ion"), sealed)
-    _copy(conn, "merkle_node", ("strand_id", "level", "idx", "hash"), nodes)
+    _copy(conn, "block", _BLOCK_COLUMNS, blocks)
+    _copy(conn, "sealed_revision", _SEALED_COLUMNS, sealed)
+    _copy(conn, "merkle_node", _NODE_COLUMNS, nodes)
     stats.tip = tip.sequence
 
 
-def _copy(conn: psycopg.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+# (column, type) of the rows the sealer writes, in the order it builds them
+_BLOCK_COLUMNS = (("strand_id", "text"), ("sequence_no", "int8"), ("block_hash", "bytea"), ("entries_hash", "bytea"),
+                  ("previous_block_hash", "bytea"), ("entries_hash_list", "bytea[]"), ("revision_hashes", "bytea[]"),
+                  ("revision_documents", "text[]"), ("transaction_id", "text"), ("block_timestamp", "timestamptz"),
+                  ("block_timestamp_ion", "text"), ("transaction_info", "jsonb"), ("transaction_info_ion", "bytea"),
+                  ("redaction_info_ion", "bytea"), ("source_object", "text"), ("run_id", "int8"))
+_SEALED_COLUMNS = (("strand_id", "text"), ("table_id", "text"), ("document_id", "text"), ("version", "int4"),
+                   ("block_sequence", "int8"), ("index_in_block", "int4"), ("revision_hash", "bytea"),
+                   ("data_hash", "bytea"), ("metadata_ion", "bytea"), ("data_ion", "bytea"))
+_NODE_COLUMNS = (("strand_id", "text"), ("level", "int4"), ("idx", "int8"), ("hash", "bytea"))
+_ENCODERS = {columns: row_encoder(t for _c, t in columns) for columns in (_BLOCK_COLUMNS, _SEALED_COLUMNS,
+                                                                           _NODE_COLUMNS)}
+
+
+def _copy(conn: psycopg.Connection, table: str, columns: tuple[tuple[str, str], ...],
+          rows: list[tuple[Any, ...]]) -> None:
+    """Binary COPY (``pg.copybinary``, in C where the extension is built): no per-value adaptation in Python."""
     if not rows:
         return
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier("qldb", table),
-                                                          sql.SQL(", ").join(map(sql.Identifier, columns)))
+    encode = _ENCODERS[columns]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier("qldb", table), sql.SQL(", ").join(sql.Identifier(c) for c, _t in columns))
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
+        copy.write(b"".join([SIGNATURE, *map(encode, rows), TRAILER]))
 
 
 # --- refusing to fork a chain that was restored behind what the outside world saw ---------------------------------
