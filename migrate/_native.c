@@ -975,29 +975,45 @@ static int small_uint(const unsigned char *p, Py_ssize_t n, uint64_t *out) {
     return 0;
 }
 
-static int ser_timestamp(hctx_t *c, buf_t *out, const unsigned char *q, const unsigned char *end) {
-    buf_t r = {0};
+/* A timestamp's offset and its fields up to the seconds, in the subset both C readers accept: the hash
+ * (ser_timestamp) and the JSON rendering (bj_timestamp) must refuse the same timestamps for the same reasons.
+ * The fraction, where one follows, is left at *p for each of them. */
+typedef struct {
     int64_t offset;
-    int negzero;
-    const unsigned char *start = q;
-    if (read_varint_min(c, &q, end, &offset, &negzero) < 0) return -1;
-    uint64_t f[6] = {0};
-    int nf = 0;
-    while (q < end && nf < 6) {
-        /* year, month, day, hour, minute, second; a fraction follows the second */
-        if (read_varuint_min(c, &q, end, &f[nf]) < 0) return -1;
-        nf++;
-        if (nf == 6) break;
-    }
+    int negzero; /* -00:00: the offset is unknown */
+    uint64_t f[6]; /* year, month, day, hour, minute, second */
+    int nf;
+} ts_fields_t;
+
+static int read_ts_fields(hctx_t *c, const unsigned char **p, const unsigned char *end, ts_fields_t *t) {
+    const unsigned char *start = *p, *q = *p;
+    memset(t, 0, sizeof *t);
+    if (read_varint_min(c, &q, end, &t->offset, &t->negzero) < 0) return -1;
+    while (q < end && t->nf < 6)
+        if (read_varuint_min(c, &q, end, &t->f[t->nf++]) < 0) return -1;
+    int nf = t->nf;
     if (nf == 0 || nf == 4) return nc(c, start, "timestamp fields incomplete");
-    uint64_t year = f[0], month = nf > 1 ? f[1] : 1, day = nf > 2 ? f[2] : 1;
+    uint64_t year = t->f[0], month = nf > 1 ? t->f[1] : 1, day = nf > 2 ? t->f[2] : 1;
     if (year < 2 || year > 9998) return nc(c, start, "timestamp year at the edge of the range");
     if (month < 1 || month > 12 || day < 1 || day > (uint64_t)days_in_month((int)year, (int)month))
         return nc(c, start, "timestamp date out of range");
-    if (nf >= 5 && (f[3] > 23 || f[4] > 59)) return nc(c, start, "timestamp time out of range");
-    if (nf == 6 && f[5] > 59) return nc(c, start, "timestamp second out of range");
-    if (nf <= 3 && !negzero) return nc(c, start, "date with an offset");
-    if (!negzero && (offset <= -1440 || offset >= 1440)) return nc(c, start, "offset out of range");
+    if (nf >= 5 && (t->f[3] > 23 || t->f[4] > 59)) return nc(c, start, "timestamp time out of range");
+    if (nf == 6 && t->f[5] > 59) return nc(c, start, "timestamp second out of range");
+    if (nf <= 3 && !t->negzero) return nc(c, start, "date with an offset");
+    if (!t->negzero && (t->offset <= -1440 || t->offset >= 1440)) return nc(c, start, "offset out of range");
+    if (q < end && nf != 6) return nc(c, q, "fraction without seconds");
+    *p = q;
+    return 0;
+}
+
+static int ser_timestamp(hctx_t *c, buf_t *out, const unsigned char *q, const unsigned char *end) {
+    buf_t r = {0};
+    const unsigned char *start = q;
+    ts_fields_t t;
+    if (read_ts_fields(c, &q, end, &t) < 0) return -1;
+    int64_t offset = t.offset;
+    int negzero = t.negzero, nf = t.nf;
+    const uint64_t *f = t.f;
     int rc = -1;
     if (negzero) {
         if (buf_byte(&r, 0xC0) < 0) goto done;
@@ -1007,7 +1023,6 @@ static int ser_timestamp(hctx_t *c, buf_t *out, const unsigned char *q, const un
     for (int i = 0; i < nf; i++)
         if (buf_varuint(&r, f[i]) < 0) goto done;
     if (q < end) {
-        if (nf != 6) { nc(c, q, "fraction without seconds"); goto done; }
         int64_t fexp;
         if (read_varint_min(c, &q, end, &fexp, NULL) < 0) goto done;
         if (fexp < -9) { nc(c, start, "fraction finer than nanoseconds"); goto done; } /* amazon-ion clamps it */
@@ -1912,27 +1927,16 @@ static int put2(buf_t *b, int v) {
 
 /* iontext.timestamp_text: the local fields and the offset, the fraction at its precision */
 static int bj_timestamp(bj_t *j, const unsigned char *at, const unsigned char *q, const unsigned char *end) {
-    int64_t offset;
-    int negzero;
-    if (read_varint_min(&j->c, &q, end, &offset, &negzero) < 0) return -1;
-    uint64_t f[6] = {0};
-    int nf = 0;
-    while (q < end && nf < 6)
-        if (read_varuint_min(&j->c, &q, end, &f[nf++]) < 0) return -1;
-    if (nf == 0 || nf == 4) return nc(&j->c, at, "timestamp fields incomplete");
+    ts_fields_t t;
+    if (read_ts_fields(&j->c, &q, end, &t) < 0) return -1;
+    int64_t offset = t.offset;
+    int negzero = t.negzero, nf = t.nf;
+    const uint64_t *f = t.f;
     uint64_t year = f[0], month = nf > 1 ? f[1] : 1, day = nf > 2 ? f[2] : 1;
-    if (year < 2 || year > 9998) return nc(&j->c, at, "timestamp year at the edge of the range");
-    if (month < 1 || month > 12 || day < 1 || day > (uint64_t)days_in_month((int)year, (int)month))
-        return nc(&j->c, at, "timestamp date out of range");
-    if (nf >= 5 && (f[3] > 23 || f[4] > 59)) return nc(&j->c, at, "timestamp time out of range");
-    if (nf == 6 && f[5] > 59) return nc(&j->c, at, "timestamp second out of range");
-    if (nf <= 3 && !negzero) return nc(&j->c, at, "date with an offset");
-    if (!negzero && (offset <= -1440 || offset >= 1440)) return nc(&j->c, at, "offset out of range");
     int64_t fexp = 0;
     uint64_t fcoef = 0;
     int has_fraction = 0;
     if (q < end) {
-        if (nf != 6) return nc(&j->c, q, "fraction without seconds");
         if (read_varint_min(&j->c, &q, end, &fexp, NULL) < 0) return -1;
         Py_ssize_t n = end - q;
         if (fexp >= 0 || fexp < -9) return nc(&j->c, at, "fraction at an unusual exponent");
