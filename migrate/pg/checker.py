@@ -33,9 +33,10 @@ What each stored column is checked against (the README's table lists them):
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -568,6 +569,16 @@ def _report_reservations(conn: psycopg.Connection, result: CheckResult, ledger: 
                          None if version < 0 else version, table)))
 
 
+@contextlib.contextmanager
+def _in_snapshot(conninfo: str, snapshot: str) -> Iterator[psycopg.Connection]:
+    """A worker's read-only connection in the coordinating check's exported snapshot: it sees what check sees."""
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        yield conn
+        conn.rollback()
+
+
 @dataclass
 class BlocksPart:
     """What one worker found in its slice of one ledger's stored blocks."""
@@ -581,11 +592,8 @@ def check_blocks_part(conninfo: str, snapshot: str, ledger: LedgerCheck, part: t
     """Worker: one slice of a ledger's stored blocks, each re-proved on its own, in the check's snapshot."""
     result = CheckResult()
     mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state)
-    with psycopg.connect(conninfo) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    with _in_snapshot(conninfo, snapshot) as conn:
         _check_blocks(conn, result, mine, part)
-        conn.rollback()
     return BlocksPart(result.findings, mine.redactions, mine.listed_revisions)
 
 
@@ -604,11 +612,8 @@ def check_history_part(conninfo: str, snapshot: str, ledger: LedgerCheck, table_
     result = CheckResult()
     mine = LedgerCheck(ledger.strand_id, ledger.ledger_name, ledger.schema, ledger.state, redactions=ledger.redactions,
                        live_tables=ledger.live_tables)
-    with psycopg.connect(conninfo) as conn:
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+    with _in_snapshot(conninfo, snapshot) as conn:
         _check_history(conn, result, mine, table_id, schema, history, reserved, lambda _n: None, part)
-        conn.rollback()
     return HistoryPart(result.findings, mine.rows, mine.unsealed)
 
 
