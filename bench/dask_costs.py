@@ -14,6 +14,10 @@ On the pinned sample export (``bench/out``, as the other benchmarks), for
   map's wall time;
 * bytes per result: the pickled ``ObjectResult`` that comes back; and the
   client's cost to fetch and unpickle one, once every task has finished;
+* ``migrate`` end to end on the cluster, twice each way, side by side: rows
+  forwarded by the client (the local path) and rows COPYed into the target by
+  the workers (``workerload``) → ``worker_load_client_cpu_ratio`` (client CPU,
+  workers / client) and ``worker_load_wall_ratio``;
 * the client's sequential part: ``verify_source`` and ``migrate_source``
   replayed over results computed beforehand (nothing left to wait for), so
   what is timed is discovery, the chain join, the digest roots and, for
@@ -63,6 +67,41 @@ class Replay:
 
     def close(self) -> None:
         return None
+
+
+def cluster_migrate(executor: Any, spec: Any, export: Path, admin_dsn: str, workers_load: bool
+                    ) -> tuple[float, float, int]:
+    """One ``migrate`` on the cluster into a fresh database: (wall s, this process's CPU s, revisions)."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+    from qldb_migrate.optouts import OptOuts
+    from qldb_migrate.pg.loader import MigrateOptions, migrate_source
+    from qldb_migrate.pg.staging import Stage
+    from qldb_migrate.pg.target import Target, connect, upgrade_schema
+    from qldb_migrate.pg.workerload import WorkerLoad, cluster_load
+
+    name = f"qm_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    target = Target(make_conninfo(admin_dsn, dbname=name), name)
+    try:
+        upgrade_schema(target)
+        load = None
+        if workers_load:
+            load, how = cluster_load(executor, WorkerLoad(target.conninfo, "ledger"))
+            assert load is not None, how
+        conn, stage_conn = connect(target), connect(target)
+        start, cpu = time.perf_counter(), time.process_time()
+        migrated = migrate_source(conn, spec, [], MigrateOptions(opt_outs=OptOuts(unanchored=True)), str(export),
+                                  executor=executor, stage=Stage(stage_conn, "ledger", load))
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        assert migrated.committed
+        conn.close()
+        stage_conn.close()
+        return wall, cpu, migrated.verify.revisions
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -163,6 +202,15 @@ def main() -> None:
     assert (locally.revisions, dict(locally.statuses), locally.last_sequence) == \
         (end_to_end.revisions, dict(end_to_end.statuses), end_to_end.last_sequence)
     out["dask_vs_local_verify"] = out["verify_end_to_end_local_s"] / out["verify_end_to_end_cluster_s"]
+    # migrate end to end on the cluster: rows forwarded by this client, against rows COPYed by the workers
+    for how in ("client", "workers", "client", "workers"):
+        wall, cpu, revs = cluster_migrate(executor, spec, export, args.dsn, how == "workers")
+        out[f"cluster_migrate_{how}_wall_s"] = min(wall, out.get(f"cluster_migrate_{how}_wall_s", wall))
+        out[f"cluster_migrate_{how}_client_cpu_s"] = min(cpu, out.get(f"cluster_migrate_{how}_client_cpu_s", cpu))
+        out["cluster_migrate_revisions"] = revs
+    out["worker_load_client_cpu_ratio"] = (out["cluster_migrate_workers_client_cpu_s"]
+                                           / out["cluster_migrate_client_client_cpu_s"])
+    out["worker_load_wall_ratio"] = out["cluster_migrate_client_wall_s"] / out["cluster_migrate_workers_wall_s"]
     local_map = {}
     for mode, with_rows in (("verify", False), ("migrate", True)):
         start = time.perf_counter()
@@ -227,6 +275,9 @@ def main() -> None:
         per_rev[f"{mode}_client_wall_us"] = out[f"{mode}_client_s"] * us
         per_rev[f"{mode}_client_cpu_us"] = out[f"{mode}_client_cpu_s"] * us
     per_rev["check_wall_us"] = out["check_s"] * us
+    revs = out["cluster_migrate_revisions"]
+    per_rev["migrate_workers_load_client_cpu_us"] = out["cluster_migrate_workers_client_cpu_s"] * 1e6 / revs
+    per_rev["migrate_client_load_client_cpu_us"] = out["cluster_migrate_client_client_cpu_s"] * 1e6 / revs
     per_rev["check_client_cpu_us"] = out["check_client_cpu_s"] * us
     for key, value in per_rev.items():
         print(f"per_revision_{key}={value:.2f}")
@@ -252,6 +303,13 @@ def main() -> None:
             if mode == "migrate":
                 line += f"; then post-load check {per_rev['check_wall_us'] * 1e-6 * total / 3600:.1f} h (serial)"
             print(line)
+        # rows COPYed by the workers: the client keeps its CPU per revision (chain, results, publish statements);
+        # the database ingests at its own rate R, not measurable here (it shares this machine's two cores)
+        client = per_rev["migrate_workers_load_client_cpu_us"] * 1e-6 * total
+        parallel = per_rev["migrate_worker_cpu_us"] * 1e-6 * total / workers
+        print(f"migrate_workers_load_N{workers}: workers {parallel / 3600:.1f} h, client CPU {client / 3600:.1f} h "
+              f"-> {max(parallel, client) / 3600:.1f} h or 10^9/R of the database (rows staged, then INSERT ... "
+              "SELECT), whichever is longer")
 
 
 if __name__ == "__main__":

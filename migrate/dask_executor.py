@@ -182,6 +182,14 @@ class DaskExecutor:
                 raise ClusterError(f"Dask worker {worker} cannot read the source: {answer['source']}")
         return answers
 
+    def run_on_workers(self, fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
+        """``fn(*args)`` once on every worker now, by worker address; an exception is that worker's answer."""
+        try:
+            return self.client.run(fn, *args, on_error="return")
+        except Exception as exc:  # the scheduler went away, or could not ship the function
+            raise ClusterError(f"the Dask scheduler at {self.address} did not run {fn.__name__} on the workers "
+                               f"({_first_line(exc)})") from exc
+
     # -- the work -------------------------------------------------------------------------------
 
     def map_ordered(self, fn: Callable[..., R], items: Iterable[tuple[Any, ...]], window: int | None = None

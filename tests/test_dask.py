@@ -226,13 +226,103 @@ def test_migrate_on_the_cluster_loads_the_rows_a_local_run_loads(
             proc = run_cli("migrate", export, "--dsn", dsn, "--digest", _digest(export), *where, "--report", report)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert "post-load check: VERIFIED" in proc.stdout
+            # on the cluster the workers COPY the rows into the target themselves; locally this process does
+            assert ("COPYed into the target by the cluster's 2 workers" in proc.stdout) == (where[0] != "--workers")
             snapshots.append(_proven_snapshot(dsn))
             reports.append(_report(report))
+            assert _stage_rows(dsn) == (0, 0)  # the staged rows went with the publish
     assert snapshots[0] == snapshots[1]
     assert sum(len(rows) for rows in snapshots[0].values()) > 500
     local, remote = (_comparable(r) for r in reports)
     assert remote["check"]["verdict"] == "verified"
     assert local == remote
+
+
+def _stage_rows(dsn: str) -> tuple[int, int]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT (SELECT count(*) FROM qldb.stage_block), (SELECT count(*) FROM "
+                            "qldb.stage_history)").fetchone()
+
+
+def test_a_cluster_migrate_killed_at_half_resumes_on_the_cluster(
+    cluster: Cluster, sample, tmp_path: Path, pg_admin: str
+) -> None:
+    """``kill -9`` of the client mid-run: what the workers staged (rows and results) is reused, nothing was
+    published, and the resumed run's tables equal an uninterrupted local run's."""
+    from tests.test_resume import _nothing_published, _staged
+
+    cluster.ready()
+    export = sample(tmp_path, revisions=3000, fmt="ion_binary", exports=2, seed=67)
+    objects = len(list(export.rglob("*.ion")))
+    with fresh_database(pg_admin) as dsn:
+        base = [sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn, "--no-check",
+                "--dask-scheduler", cluster.address]
+        proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline and _staged(dsn) * 2 < objects:
+                time.sleep(0.02)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.returncode == 0:
+            pytest.skip("the run finished before the kill")
+        assert proc.returncode == -signal.SIGKILL
+        staged = _staged(dsn)
+        assert objects > staged >= objects // 2 > 0
+        blocks, history = _stage_rows(dsn)
+        assert blocks > 0 and history > 0  # the workers' own COPYs, committed before the client died
+        _nothing_published(dsn)
+
+        report = tmp_path / "resumed.json"
+        resumed = run_cli(*base[3:], "--report", report)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "COPYed into the target by the cluster's 2 workers" in resumed.stdout
+        r = _report(report)["resumed"]
+        assert (r["objects"], r["stagedBefore"], r["reused"], r["changed"]) == (objects, staged, staged, 0)
+        assert r["redone"] == objects - staged
+        assert _staged(dsn) == 0 and _stage_rows(dsn) == (0, 0)
+        with fresh_database(pg_admin) as reference:
+            straight = run_cli("migrate", export, "--dsn", reference, "--no-check", "--workers", "2")
+            assert straight.returncode == 0, straight.stdout + straight.stderr
+            assert _proven_snapshot(dsn) == _proven_snapshot(reference)
+        assert run_cli("check", "--dsn", dsn).returncode == 0
+
+
+def test_staged_rows_removed_before_the_publish_fail_the_run_cleanly(
+    cluster: Cluster, sample, tmp_path: Path, pg_admin: str
+) -> None:
+    """A resumed run whose staged rows were deleted behind its back (their objects' results still staged)
+    publishes nothing and names the object, exit 3 in one line; ``--restart`` then redoes every object."""
+    from tests.test_resume import _nothing_published, _staged
+
+    cluster.ready()
+    export = sample(tmp_path, revisions=1500, fmt="ion_binary", exports=2, seed=68)
+    with fresh_database(pg_admin) as dsn:
+        base = ("migrate", export, "--dsn", dsn, "--no-check", "--dask-scheduler", cluster.address)
+        proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", *map(str, base)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline and _staged(dsn) < 1:
+                time.sleep(0.01)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.returncode == 0:
+            pytest.skip("the run finished before the kill")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM qldb.stage_history")
+        again = run_cli(*base)
+        assert again.returncode == 3, again.stdout + again.stderr
+        assert "qldb.stage_history holds 0" in again.stderr, again.stderr
+        assert "nothing from this run was published" in again.stderr, again.stderr
+        assert again.stderr.count("\n") == 1, again.stderr
+        _nothing_published(dsn)
+        fresh = run_cli(*base, "--restart")
+        assert fresh.returncode == 0, fresh.stdout + fresh.stderr
 
 
 # --- (c) tampered ---------------------------------------------------------------------------------------------

@@ -114,19 +114,42 @@ def migrate_cmd(
     options = MigrateOptions(schema, opt_outs, workers, source_format, work_dir)
     prepare_database(target)
     # workers first, the connection after: a forked worker must not hold a copy of the run's session
-    # (with --dask-scheduler, the cluster's workers verify and encode rows; this process still COPYs them)
+    # (with --dask-scheduler, the cluster's workers verify, encode and COPY the rows themselves: workerload)
     executor = start_executor(workers, dask_scheduler, specs)
     try:
+        load = _cluster_load(executor, target, options.schema, iam_auth)
         code = _migrate_and_check(target, specs, digests, options, source, executor, no_check, opt_outs, report,
-                                  restart)
+                                  restart, load)
     finally:
         executor.close()
     raise typer.Exit(code)
 
 
+def _cluster_load(executor: Any, target: Target, schema: str, iam_auth: bool) -> Any:
+    """A cluster's workers stage the rows themselves when every one of them reaches the target (``workerload``).
+
+    Not with ``--iam-auth``: its token is signed here and expires after 15 minutes, before a long run's last
+    worker connects.  Local workers never do: on one machine forwarding their bytes costs the client little, and
+    staging them would make the database write every row twice."""
+    if not hasattr(executor, "run_on_workers"):
+        return None
+    from ..dask_executor import ClusterError
+    from ..pg.workerload import WorkerLoad, cluster_load
+
+    if iam_auth:
+        out.print("rows go through this client: --iam-auth tokens are signed here and expire", highlight=False)
+        return None
+    try:
+        load, how = cluster_load(executor, WorkerLoad(target.conninfo, schema))
+    except ClusterError as exc:
+        die(str(exc), exc.exit_code)
+    out.print(how, highlight=False)
+    return load
+
+
 def _migrate_and_check(target: Target, specs: list[Any], digests: list[Any], options: Any, source: list[str],
                        executor: Any, no_check: bool, opt_outs: OptOuts, report: Path | None,
-                       restart: bool = False) -> int:
+                       restart: bool = False, load: Any = None) -> int:
     import psycopg
 
     from ..dask_executor import ClusterError
@@ -138,7 +161,7 @@ def _migrate_and_check(target: Target, specs: list[Any], digests: list[Any], opt
     conn = connect_or_die(target)
     stage_conn = connect_or_die(target)  # the staged progress commits per object, beside the one publishing transaction
     try:
-        stage = Stage(stage_conn, options.schema)
+        stage = Stage(stage_conn, options.schema, load)
         result = with_progress("verifying and loading", lambda progress: migrate_source(
             conn, specs, digests, options, " + ".join(source), progress, executor, stage, restart))
     except MigrationRefused as exc:

@@ -8,6 +8,7 @@ import psycopg
 from psycopg import sql
 
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
+from .workerload import forget_rows
 
 
 class LedgerNotFound(LookupError):
@@ -80,6 +81,7 @@ def drop_ledger(conn: psycopg.Connection, footprint: Footprint) -> None:
         conn.execute(sql.SQL("DELETE FROM {} WHERE strand_id = %s").format(sql.Identifier("qldb", table)), (strand,))
     # a run's staged progress for this schema (it would only ever be replayed into a ledger that is gone)
     conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s", (footprint.schema,))
+    forget_rows(conn, footprint.schema)
     empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
                          "WHERE n.nspname = %s)", (footprint.schema,)).fetchone()[0]
     if empty:

@@ -42,6 +42,7 @@ from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_f
 from .schemasync import schema_findings, sync_schema
 from .staging import ResumeStats, Stage
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
+from .workerload import publish_blocks, publish_history
 
 
 def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
@@ -115,6 +116,8 @@ class PgSink(BlockSink):
         self.run_field = run_id_field(run_id)
         self.pending_blocks: list[bytes] = []
         self.pending_history: dict[str, list[TableRows]] = defaultdict(list)
+        self.staged_blocks: list[int] = []  # accepted blocks of this object whose rows its worker staged
+        self.staged_history: dict[str, list[tuple[int, TableRows]]] = defaultdict(list)
         self.known: list[tuple[BlockSummary, Any]] = []
         self.tables: dict[str, TableStats] = {}
         self.strand: str | None = None
@@ -197,9 +200,15 @@ class PgSink(BlockSink):
         if rows is None or block.address is None:
             return []  # the block failed its checks: the run will not commit
         seq = block.address.sequence_no
-        self.pending_blocks.append(rows.block_copy + self.run_field)
+        if rows.staged:
+            self.staged_blocks.append(seq)
+        else:
+            self.pending_blocks.append(rows.block_copy + self.run_field)
         for table_id, table_rows in rows.tables.items():
-            self.pending_history[table_id].append(table_rows)
+            if rows.staged:
+                self.staged_history[table_id].append((seq, table_rows))
+            else:
+                self.pending_history[table_id].append(table_rows)
             self.reservations.extend((table_id, d, v, kind, seq) for d, v, kind in table_rows.reservations)
         self.reservations.extend((table_id, d, -1, "not-present", seq) for table_id, d in rows.not_present)
         if rows.redaction is not None:
@@ -220,17 +229,31 @@ class PgSink(BlockSink):
         if self.pending_blocks:
             copy_tuples(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, self.pending_blocks)
             self.pending_blocks.clear()
+        if self.staged_blocks:
+            publish_blocks(self.conn, self.schema, result.obj.key, self.staged_blocks, self.run_id)
+            self.staged_blocks.clear()
         for table_id, parts in self.pending_history.items():
             stats = self._table(table_id, parts[0].table_name)
             copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
                         [p.copy_data for p in parts])
-            stats.loaded += sum(len(p.documents) for p in parts)
-            stats.deleted += sum(p.deleted for p in parts)
-            stats.redacted += sum(len(p.redacted) for p in parts)
-            touched = self.touched[table_id]
-            for p in parts:
-                touched.update(p.documents)
+            self._count(table_id, stats, parts)
         self.pending_history.clear()
+        for table_id, staged in self.staged_history.items():
+            parts = [p for _seq, p in staged]
+            stats = self._table(table_id, parts[0].table_name)
+            publish_history(self.conn, self.schema, result.obj.key, table_id,
+                            sql.Identifier(self.schema, stats.history), sorted({seq for seq, _p in staged}),
+                            sum(len(p.documents) for p in parts))
+            self._count(table_id, stats, parts)
+        self.staged_history.clear()
+
+    def _count(self, table_id: str, stats: TableStats, parts: list[TableRows]) -> None:
+        stats.loaded += sum(len(p.documents) for p in parts)
+        stats.deleted += sum(p.deleted for p in parts)
+        stats.redacted += sum(len(p.redacted) for p in parts)
+        touched = self.touched[table_id]
+        for p in parts:
+            touched.update(p.documents)
 
     def _flush_known(self, result: ObjectResult) -> None:
         """Blocks seen before: compare stored hashes; carry redactions into stored rows."""

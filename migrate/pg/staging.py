@@ -33,6 +33,7 @@ before a run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -49,8 +50,9 @@ from ..exports import DataObject
 from ..sourceplan import STREAM
 from ..sources import SourceError, SourceSpec
 from ..verifier import ObjectResult, _source, check_object
+from .workerload import WorkerLoad, check_and_stage, forget_rows
 
-STAGE_FORMAT = 1  # bump when ObjectResult / BlockRows change shape: older staged results are then redone
+STAGE_FORMAT = 2  # bump when ObjectResult / BlockRows change shape: older staged results are then redone
 #: A larger result is not staged (its object is verified again on a rerun): a bytea holds at most 1 GB, and the
 #: publishing session needs the memory too.
 STAGE_LIMIT = 256 << 20
@@ -113,8 +115,9 @@ def _hash_object(spec: SourceSpec, key: str) -> tuple[str, int]:
 
 
 def check_or_reuse(spec: SourceSpec, obj: DataObject, with_rows: bool, reference: bool,
-                   staged: Identity | None) -> Pickled | Reused:
-    """Worker: ``Reused`` when the object's bytes are those staged, else the full check (``check_object``)."""
+                   staged: Identity | None, load: WorkerLoad | None = None) -> Pickled | Reused:
+    """Worker: ``Reused`` when the object's bytes are those staged, else the full check (``check_object``; with
+    ``load``, ``workerload.check_and_stage``: the worker stages the object's rows in the target itself)."""
     if staged is not None:
         with contextlib.suppress(SourceError, OSError):  # unreadable now: the full check reports it
             etag = _source(spec).info(obj.key).etag
@@ -122,7 +125,9 @@ def check_or_reuse(spec: SourceSpec, obj: DataObject, with_rows: bool, reference
                 sha256, size = _hash_object(spec, obj.key)
                 if (sha256, size) == (staged.sha256, staged.size):
                     return Reused(obj, Identity(sha256, size, etag), spec, with_rows, reference)
-    return Pickled(pickle.dumps(check_object(spec, obj, with_rows, reference), protocol=pickle.HIGHEST_PROTOCOL))
+    result = check_object(spec, obj, with_rows, reference) if load is None else check_and_stage(
+        load, spec, obj, with_rows, reference)
+    return Pickled(pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def key_path() -> Path:
@@ -186,6 +191,7 @@ class Stage:
 
     conn: psycopg.Connection
     schema: str
+    load: WorkerLoad | None = None  # the workers stage each object's rows in the target themselves (workerload)
     key: bytes = field(default_factory=signing_key)
     stats: ResumeStats = field(default_factory=ResumeStats)
     _staged: dict[str, tuple[str, Identity]] = field(default_factory=dict)  # key -> (place, identity)
@@ -195,6 +201,7 @@ class Stage:
         """Under the run's migration lock: forget the stage (``--restart``), else read what it holds."""
         if restart:
             self.conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s", (self.schema,))
+            forget_rows(self.conn, self.schema)
             self.stats.restarted = True
         rows = self.conn.execute(
             "SELECT object_key, place, sha256, size, etag FROM qldb.stage_object WHERE pg_schema = %s "
@@ -211,7 +218,8 @@ class Stage:
                 staged = self._staged.get(obj.key)
                 same = staged is not None and staged[0] == object_place(obj)
                 yield spec, obj, with_rows, reference, staged[1] if same and staged is not None else None
-        return check_or_reuse, with_identity()
+        task = check_or_reuse if self.load is None else functools.partial(check_or_reuse, load=self.load)
+        return task, with_identity()
 
     def received(self, result: Pickled | Reused) -> ObjectResult:
         """The object's result: replayed from the stage, or fresh (then staged, committed, before it is used)."""
@@ -256,6 +264,8 @@ class Stage:
 
     def _store(self, result: ObjectResult, blob: bytes | None = None) -> None:
         obj = result.obj
+        if obj.key in self._staged and not any(rows.staged for rows in result.rows.values()):
+            forget_rows(self.conn, self.schema, obj.key)  # rows a worker staged for the object's older bytes
         stageable = (obj.fmt != STREAM and result.unreadable is None and result.sha256
                      and not any(f.is_error for f in result.findings))
         if not stageable:
@@ -287,6 +297,7 @@ class Stage:
     def clear(self, publishing: psycopg.Connection) -> None:
         """Inside the publishing transaction: the staged results go with the publish, atomically."""
         publishing.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s", (self.schema,))
+        forget_rows(publishing, self.schema)
 
 
 __all__ = ["Identity", "Pickled", "ResumeStats", "Reused", "Stage", "check_or_reuse", "producer", "signing_key"]
