@@ -9,6 +9,12 @@ given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the local server on
 
 * ``verify_source`` over the export (full verification, a worker per core);
 * ``migrate`` into a fresh database (verification + COPY + publish);
+* the CPU seconds of both (this process and its workers; and the PostgreSQL
+  server's, when it runs on this machine): on two cores shared with the
+  server, ``migrate_vs_verify`` cannot exceed what these allow;
+* with ``--reference``, ``verify --reference`` (the pure-Python hash, which
+  ``verify`` used when the goal ``migrate_vs_verify`` ≥ 0.8 was set) →
+  ``migrate_vs_verify_reference``;
 * the same history rows, pre-rendered, loaded into an empty copy of the table
   (``--sample-rows`` of them; best of ``--loader-rounds``, interleaved) by ``executemany`` INSERT, by the loader's path
   (encode to COPY tuples as the workers do, then ``copy_tuples``), and by a
@@ -115,6 +121,39 @@ def rss_by_size(dsn: str, sizes: list[int], seed: int) -> None:
             print(f"{command}_peak_rss_ratio_{hi}_vs_{lo}={by_size[hi] / by_size[lo]:.2f}")
 
 
+def cpu_now() -> float:
+    """CPU seconds of this process and of its children already waited for (the local workers, once closed)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def server_cpu(conn: psycopg.Connection) -> float | None:
+    """CPU seconds the PostgreSQL server has used so far (postmaster, its live children, and the children it has
+    reaped: every backend that has exited), when it runs on this machine and /proc may be read; else None."""
+    try:
+        data_dir = conn.execute("SELECT current_setting('data_directory')").fetchone()[0]
+        conn.rollback()
+        pid = int(Path(data_dir, "postmaster.pid").read_text().split()[0])
+        tick = os.sysconf("SC_CLK_TCK")
+
+        def stat(p: int | str) -> list[str]:
+            return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
+        fields = stat(pid)
+        total = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    child = stat(entry)
+                except OSError:
+                    continue
+                if int(child[1]) == pid:  # ppid
+                    total += int(child[11]) + int(child[12])
+        return total / tick
+    except (OSError, ValueError, IndexError, psycopg.Error):
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--revisions", type=int, default=200000)
@@ -122,6 +161,8 @@ def main() -> None:
     parser.add_argument("--dsn", default=os.environ.get("QLDB_MIGRATE_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--sample-rows", type=int, default=50000)
     parser.add_argument("--loader-rounds", type=int, default=3)
+    parser.add_argument("--reference", action="store_true",
+                        help="also verify with the pure-Python hash (verify --reference) and compare migrate with it")
     parser.add_argument("--rss", default="", help="comma-separated sizes: peak RSS of migrate and check at each")
     args = parser.parse_args()
     if args.rss:
@@ -137,7 +178,7 @@ def main() -> None:
     from qldb_migrate.pg.rows import HISTORY_COLUMNS, HISTORY_TYPES, block_rows
     from qldb_migrate.pg.target import Target, connect, upgrade_schema
     from qldb_migrate.sources import SourceSpec
-    from qldb_migrate.verifier import verify_source
+    from qldb_migrate.verifier import verify_source, verify_sources
     from qldb_migrate.verify.block import check_block, document_tables
 
     export = sample(args.revisions, args.seed)
@@ -147,19 +188,27 @@ def main() -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     target = Target(make_conninfo(args.dsn, dbname=name), name)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), cpu_now()
         verified = verify_source(spec, [], None)
-        verify_s = time.perf_counter() - start
+        verify_s, verify_cpu = time.perf_counter() - start, cpu_now() - cpu
         revisions = verified.revisions
+        if args.reference:  # the pure-Python hash verify used when the migrate_vs_verify goal was set
+            start = time.perf_counter()
+            verify_sources([spec], [], None, reference=True)
+            reference_s = time.perf_counter() - start
 
         upgrade_schema(target)
-        start = time.perf_counter()
+        with psycopg.connect(target.conninfo) as probe:
+            server_before = server_cpu(probe)
+        start, cpu = time.perf_counter(), cpu_now()
         executor = local_executor(None)  # as the command does: workers first, then the connection
         conn = connect(target)
         result = migrate_source(conn, spec, [], MigrateOptions(opt_outs=OptOuts(unanchored=True)), str(export),
                                 executor=executor)
         migrate_s = time.perf_counter() - start
         executor.close()
+        migrate_cpu = cpu_now() - cpu
+        server_after = server_cpu(conn)
         assert result.committed, [f.describe() for f in result.verify.errors[:3]]
 
         # pre-rendered rows of the first objects, built as the workers build them
@@ -216,6 +265,15 @@ def main() -> None:
         print(f"verify_revisions_per_s={revisions / verify_s:.0f}")
         print(f"migrate_revisions_per_s={migrate_rate:.0f}")
         print(f"migrate_vs_verify={verify_s / migrate_s:.2f}")
+        # where migrate's extra time goes on a machine whose cores PostgreSQL shares: CPU seconds, side by side
+        print(f"verify_cpu_s={verify_cpu:.2f}")
+        print(f"migrate_cpu_client_and_workers_s={migrate_cpu:.2f}")
+        if server_before is not None and server_after is not None:
+            print(f"migrate_cpu_postgres_s={server_after - server_before:.2f}")
+            print(f"migrate_cpu_vs_verify_cpu={(migrate_cpu + server_after - server_before) / verify_cpu:.2f}")
+        if args.reference:
+            print(f"verify_reference_revisions_per_s={revisions / reference_s:.0f}")
+            print(f"migrate_vs_verify_reference={reference_s / migrate_s:.2f}")
         print(f"loader_sample_rows={len(rows)}")
         print(f"insert_rows_per_s={len(rows) / insert_s:.0f}")
         print(f"copy_rows_per_s={len(rows) / copy_s:.0f}")
