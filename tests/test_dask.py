@@ -25,6 +25,7 @@ import pytest
 distributed = pytest.importorskip("distributed")  # the [test] extra installs it; CI runs these
 
 from tests.conftest import S3_ENV, fresh_database, run_cli, upload  # noqa: E402
+from tests.interrupt import run_until  # noqa: E402
 from tests.test_migrate import _digest, _proven_snapshot  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)  # a hung cluster run fails the test instead of stalling the suite
@@ -257,18 +258,10 @@ def test_a_cluster_migrate_killed_at_half_resumes_on_the_cluster(
     with fresh_database(pg_admin) as dsn:
         base = [sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", dsn, "--no-check",
                 "--dask-scheduler", cluster.address]
-        proc = subprocess.Popen(base, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline and _staged(dsn) * 2 < objects:
-                time.sleep(0.02)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.returncode == 0:
+        returncode = run_until(base, lambda: _staged(dsn) * 2 >= objects)
+        if returncode == 0:
             pytest.skip("the run finished before the kill")
-        assert proc.returncode == -signal.SIGKILL
+        assert returncode == -signal.SIGKILL
         staged = _staged(dsn)
         assert objects > staged >= objects // 2 > 0
         blocks, history = _stage_rows(dsn)
@@ -301,17 +294,7 @@ def test_staged_rows_removed_before_the_publish_fail_the_run_cleanly(
     export = sample(tmp_path, revisions=1500, fmt="ion_binary", exports=2, seed=68)
     with fresh_database(pg_admin) as dsn:
         base = ("migrate", export, "--dsn", dsn, "--no-check", "--dask-scheduler", cluster.address)
-        proc = subprocess.Popen([sys.executable, "-m", "qldb_migrate", *map(str, base)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        try:
-            deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline and _staged(dsn) < 1:
-                time.sleep(0.01)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.returncode == 0:
+        if run_until([sys.executable, "-m", "qldb_migrate", *map(str, base)], lambda: _staged(dsn) >= 1) == 0:
             pytest.skip("the run finished before the kill")
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("DELETE FROM qldb.stage_history")

@@ -6,12 +6,10 @@ Real PostgreSQL, real processes, ``kill -9``; no mocks.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.conftest import fresh_database, run_cli
+from tests.interrupt import run_until
 from tests.test_migrate import _snapshot
 
 
@@ -63,22 +62,17 @@ def test_kill_9_at_half_then_rerun_resumes_and_equals_an_uninterrupted_run(sampl
     cmd = [sys.executable, "-m", "qldb_migrate", "migrate", str(export), "--dsn", pg_dsn, "--no-check",
            "--workers", "1"]  # one object in flight at a time
     objects = len(list(export.rglob("*.ion")))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    staged_at_kill = 0
-    try:
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            staged_at_kill = _staged(pg_dsn)
-            if staged_at_kill * 2 >= objects:
-                break
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    if proc.returncode == 0:
+    seen = [0]
+
+    def half_staged() -> bool:
+        seen[0] = _staged(pg_dsn)
+        return seen[0] * 2 >= objects
+
+    returncode = run_until(cmd, half_staged)
+    if returncode == 0:
         pytest.skip("the run finished before the kill")
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
+    staged_at_kill = seen[0]
     staged = _staged(pg_dsn)
     assert objects > staged >= staged_at_kill >= objects // 2 > 0
     _nothing_published(pg_dsn)  # readers see nothing of the killed run, whatever it had staged
