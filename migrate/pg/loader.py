@@ -116,8 +116,9 @@ class PgSink(BlockSink):
         self.run_field = run_id_field(run_id)
         self.pending_blocks: list[bytes] = []
         self.pending_history: dict[str, list[TableRows]] = defaultdict(list)
-        self.staged_blocks: list[int] = []  # accepted blocks of this object whose rows its worker staged
-        self.staged_history: dict[str, list[tuple[int, TableRows]]] = defaultdict(list)
+        # accepted blocks of this object whose rows its worker staged, by the staging attempt's token
+        self.staged_blocks: dict[str, list[int]] = defaultdict(list)
+        self.staged_history: dict[tuple[str, str], list[tuple[int, TableRows]]] = defaultdict(list)
         self.known: list[tuple[BlockSummary, Any]] = []
         self.tables: dict[str, TableStats] = {}
         self.strand: str | None = None
@@ -200,13 +201,13 @@ class PgSink(BlockSink):
         if rows is None or block.address is None:
             return []  # the block failed its checks: the run will not commit
         seq = block.address.sequence_no
-        if rows.staged:
-            self.staged_blocks.append(seq)
+        if rows.stage_token:
+            self.staged_blocks[rows.stage_token].append(seq)
         else:
             self.pending_blocks.append(rows.block_copy + self.run_field)
         for table_id, table_rows in rows.tables.items():
-            if rows.staged:
-                self.staged_history[table_id].append((seq, table_rows))
+            if rows.stage_token:
+                self.staged_history[(rows.stage_token, table_id)].append((seq, table_rows))
             else:
                 self.pending_history[table_id].append(table_rows)
             self.reservations.extend((table_id, d, v, kind, seq) for d, v, kind in table_rows.reservations)
@@ -229,19 +230,19 @@ class PgSink(BlockSink):
         if self.pending_blocks:
             copy_tuples(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, self.pending_blocks)
             self.pending_blocks.clear()
-        if self.staged_blocks:
-            publish_blocks(self.conn, self.schema, result.obj.key, self.staged_blocks, self.run_id)
-            self.staged_blocks.clear()
+        for token, sequences in self.staged_blocks.items():
+            publish_blocks(self.conn, self.schema, result.obj.key, token, sequences, self.run_id)
+        self.staged_blocks.clear()
         for table_id, parts in self.pending_history.items():
             stats = self._table(table_id, parts[0].table_name)
             copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
                         [p.copy_data for p in parts])
             self._count(table_id, stats, parts)
         self.pending_history.clear()
-        for table_id, staged in self.staged_history.items():
+        for (token, table_id), staged in self.staged_history.items():
             parts = [p for _seq, p in staged]
             stats = self._table(table_id, parts[0].table_name)
-            publish_history(self.conn, self.schema, result.obj.key, table_id,
+            publish_history(self.conn, self.schema, result.obj.key, token, table_id,
                             sql.Identifier(self.schema, stats.history), sorted({seq for seq, _p in staged}),
                             sum(len(p.documents) for p in parts))
             self._count(table_id, stats, parts)

@@ -196,7 +196,7 @@ class BlockRows:
     redaction: tuple[str, str, int] | None  # (table id, document id, version) that the block's redactionInfo names
     tables: dict[str, TableRows]  # by QLDB table id
     not_present: list[tuple[str, str]]  # (table id, document id) of revisions whose details never arrived
-    staged: bool = False  # the row bytes were staged in the target by the worker (workerload) and left out here
+    stage_token: str | None = None  # the row bytes are staged in the target under this token (workerload)
 
 
 _history_tuple = row_encoder(HISTORY_TYPES)

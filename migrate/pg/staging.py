@@ -264,7 +264,7 @@ class Stage:
 
     def _store(self, result: ObjectResult, blob: bytes | None = None) -> None:
         obj = result.obj
-        if obj.key in self._staged and not any(rows.staged for rows in result.rows.values()):
+        if obj.key in self._staged and not any(rows.stage_token for rows in result.rows.values()):
             forget_rows(self.conn, self.schema, obj.key)  # rows a worker staged for the object's older bytes
         stageable = (obj.fmt != STREAM and result.unreadable is None and result.sha256
                      and not any(f.is_error for f in result.findings))

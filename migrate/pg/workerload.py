@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import zlib
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,18 +101,20 @@ def _sanitized(text: str, conninfo: str) -> str:
 
 
 def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult) -> None:
-    """COPY the object's rows into the stage (replacing any staged before for it), commit, and strip them from
-    ``result``: its row bytes now live in the database, and the client is told only that they do."""
+    """COPY the object's rows into the stage under a new token, commit, and strip them from ``result``: its row
+    bytes now live in the database, and the client is told only the token under which they do.
+
+    A token per attempt, never a replacement of what is staged: a task still running for a killed run (Dask
+    cannot stop a running task) may commit after a later run's attempt at the same object, and must not
+    change the rows that later run publishes (the object may have changed in between)."""
     key = result.obj.key
+    token = uuid.uuid4().hex
     block_columns = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS))
     history_columns = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
     try:
-        # two workers never stage one object at once (a task Dask reran while the first attempt still ran)
-        conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x71646D, _lock(load.schema, key)))
-        conn.execute("DELETE FROM qldb.stage_block WHERE pg_schema = %s AND object_key = %s", (load.schema, key))
-        conn.execute("DELETE FROM qldb.stage_history WHERE pg_schema = %s AND object_key = %s", (load.schema, key))
         conn.execute("SELECT set_config('qldb_migrate.stage_schema', %s, true), "
-                     "set_config('qldb_migrate.stage_object', %s, true)", (load.schema, key))
+                     "set_config('qldb_migrate.stage_object', %s, true), "
+                     "set_config('qldb_migrate.stage_token', %s, true)", (load.schema, key, token))
         blocks = [rows.block_copy + NULL for rows in result.rows.values()]  # run_id: the publish sets it
         if blocks:
             _copy(conn, sql.SQL("COPY qldb.stage_block ({}) FROM STDIN (FORMAT BINARY)").format(block_columns),
@@ -132,13 +134,9 @@ def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult)
         raise
     for rows in result.rows.values():
         rows.block_copy = b""
-        rows.staged = True
+        rows.stage_token = token
         for table_rows in rows.tables.values():
             table_rows.copy_data = b""
-
-
-def _lock(schema: str, key: str) -> int:
-    return zlib.crc32(f"{schema}\x00{key}".encode()) & 0x7FFFFFFF
 
 
 def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: list[bytes]) -> None:
@@ -163,26 +161,28 @@ def check_and_stage(load: WorkerLoad, spec: SourceSpec, obj: DataObject, with_ro
 _BLOCK_SELECT = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS[:-1]))
 
 
-def publish_blocks(conn: psycopg.Connection, schema: str, key: str, sequences: Sequence[int], run_id: int) -> None:
-    """The staged ``qldb.block`` rows of ``key``'s accepted blocks, with this run's id."""
+def publish_blocks(conn: psycopg.Connection, schema: str, key: str, token: str, sequences: Sequence[int],
+                   run_id: int) -> None:
+    """The ``qldb.block`` rows of ``key``'s accepted blocks staged under ``token``, with this run's id."""
     inserted = conn.execute(sql.SQL(
         "INSERT INTO qldb.block ({cols}, run_id) SELECT {cols}, %s FROM qldb.stage_block WHERE pg_schema = %s "
-        "AND object_key = %s AND sequence_no = ANY(%s) ORDER BY sequence_no").format(cols=_BLOCK_SELECT),
-        (run_id, schema, key, list(sequences))).rowcount
+        "AND object_key = %s AND token = %s AND sequence_no = ANY(%s) ORDER BY sequence_no").format(
+        cols=_BLOCK_SELECT), (run_id, schema, key, token, list(sequences))).rowcount
     if inserted != len(sequences):
         raise StagedRowsMissing(
             f"{key}: {len(sequences)} verified blocks were staged by the workers, but qldb.stage_block holds "
             f"{inserted} of them now (removed since?); nothing from this run was published: rerun the migrate")
 
 
-def publish_history(conn: psycopg.Connection, schema: str, key: str, table_id: str, history: sql.Composable,
-                    sequences: Sequence[int], expected_rows: int) -> None:
-    """The staged history rows of one QLDB table for ``key``'s accepted blocks, into its history table."""
+def publish_history(conn: psycopg.Connection, schema: str, key: str, token: str, table_id: str,
+                    history: sql.Composable, sequences: Sequence[int], expected_rows: int) -> None:
+    """The history rows of one QLDB table for ``key``'s accepted blocks staged under ``token``, into its table."""
     cols = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
     inserted = conn.execute(sql.SQL(
         "INSERT INTO {history} ({cols}) SELECT {cols} FROM qldb.stage_history WHERE pg_schema = %s AND "
-        "object_key = %s AND table_id = %s AND block_sequence = ANY(%s) ORDER BY block_sequence, index_in_block"
-    ).format(history=history, cols=cols), (schema, key, table_id, list(sequences))).rowcount
+        "object_key = %s AND token = %s AND table_id = %s AND block_sequence = ANY(%s) "
+        "ORDER BY block_sequence, index_in_block"
+    ).format(history=history, cols=cols), (schema, key, token, table_id, list(sequences))).rowcount
     if inserted != expected_rows:
         raise StagedRowsMissing(
             f"{key}: the workers staged {expected_rows} history rows of table {table_id} for its verified blocks, "

@@ -15,6 +15,13 @@ transaction (``qldb_migrate.stage_*``), read by the column defaults, because
 binary COPY cannot add constants to the tuples the workers already encoded.
 An unset setting is an error, never a row without its owner.
 
+Every attempt at staging an object writes under a token of its own, which
+the object's (signed) result carries: the publish reads only the rows of the
+attempt whose result it holds.  A worker still running a task of a killed
+run, or a first attempt Dask gave up on, may commit rows later; they never
+replace the rows a result names, and go with the next publish or
+``--restart``.
+
 Revision ID: 0009
 Revises: 0008
 """
@@ -33,6 +40,7 @@ def upgrade() -> None:
         CREATE TABLE qldb.stage_block (
             pg_schema             text   NOT NULL DEFAULT current_setting('qldb_migrate.stage_schema'),
             object_key            text   NOT NULL DEFAULT current_setting('qldb_migrate.stage_object'),
+            token                 text   NOT NULL DEFAULT current_setting('qldb_migrate.stage_token'),
             strand_id             text,
             sequence_no           bigint,
             block_hash            bytea,
@@ -50,10 +58,11 @@ def upgrade() -> None:
             source_object         text,
             run_id                bigint
         );
-        CREATE INDEX stage_block_object ON qldb.stage_block (pg_schema, object_key, sequence_no);
+        CREATE INDEX stage_block_object ON qldb.stage_block (pg_schema, object_key, token, sequence_no);
         CREATE TABLE qldb.stage_history (
             pg_schema       text    NOT NULL DEFAULT current_setting('qldb_migrate.stage_schema'),
             object_key      text    NOT NULL DEFAULT current_setting('qldb_migrate.stage_object'),
+            token           text    NOT NULL DEFAULT current_setting('qldb_migrate.stage_token'),
             table_id        text    NOT NULL DEFAULT current_setting('qldb_migrate.stage_table'),
             document_id     text,
             version         integer,
@@ -70,7 +79,8 @@ def upgrade() -> None:
             block_sequence  bigint,
             index_in_block  integer
         );
-        CREATE INDEX stage_history_object ON qldb.stage_history (pg_schema, object_key, table_id, block_sequence);
+        CREATE INDEX stage_history_object ON qldb.stage_history (pg_schema, object_key, token, table_id,
+                                                         block_sequence);
         """
     )
 
