@@ -114,6 +114,22 @@ def unlist_and_delete_row(conn: psycopg.Connection) -> str:
     return doc
 
 
+def rename_listed_document(conn: psycopg.Connection) -> str:
+    """revision_documents (in no hash) names another document: the block's transactionInfo does not list it."""
+    seq, idx = _one(conn, "SELECT block_sequence, index_in_block FROM ledger.person_history ORDER BY 1 LIMIT 1")
+    conn.execute("UPDATE qldb.block SET revision_documents[%s] = 'Unlisted0000000000000A' WHERE sequence_no = %s",
+                 (idx + 1, seq))
+    return "Unlisted0000000000000A"
+
+
+def unlist_in_transaction_info_json(conn: psycopg.Connection) -> str:
+    """The jsonb transaction_info (a reader's copy) loses a document; its Ion, which the hash covers, keeps it."""
+    seq, doc = _one(conn, "SELECT block_sequence, document_id FROM ledger.person_history ORDER BY 1 LIMIT 1")
+    conn.execute("UPDATE qldb.block SET transaction_info = transaction_info #- ARRAY['documents', %s] "
+                 "WHERE sequence_no = %s", (doc, seq))
+    return f"sequenceNo:{seq}"
+
+
 def drop_transaction_info(conn: psycopg.Connection) -> str:
     seq = _one(conn, "SELECT block_sequence FROM ledger.person_history ORDER BY 1 LIMIT 1")[0]
     conn.execute("UPDATE qldb.block SET transaction_info = NULL, transaction_info_ion = NULL WHERE sequence_no = %s",
@@ -133,6 +149,9 @@ MEANING_EDITS: dict[str, tuple[Callable[[psycopg.Connection], str], str]] = {
     "rows copied to another table": (_move(True), "row-in-wrong-table"),
     "revision_documents[i] nulled and its row deleted": (unlist_and_delete_row, "document-revision-missing"),
     "transaction_info and its Ion nulled": (drop_transaction_info, "transaction-info-missing"),
+    "revision_documents[i] renamed": (rename_listed_document, "revision-not-in-documents"),
+    "a document removed from the transaction_info jsonb": (unlist_in_transaction_info_json,
+                                                           "transaction-info-json-mismatch"),
 }
 
 
