@@ -42,7 +42,7 @@ from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_f
 from .schemasync import schema_findings, sync_schema
 from .staging import ResumeStats, Stage
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
-from .workerload import publish_blocks, publish_history
+from .workerload import StagedRowsChanged, publish_blocks, publish_history
 
 
 def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
@@ -116,9 +116,9 @@ class PgSink(BlockSink):
         self.run_field = run_id_field(run_id)
         self.pending_blocks: list[bytes] = []
         self.pending_history: dict[str, list[TableRows]] = defaultdict(list)
-        # accepted blocks of this object whose rows its worker staged, by the staging attempt's token
-        self.staged_blocks: dict[str, list[int]] = defaultdict(list)
-        self.staged_history: dict[tuple[str, str], list[tuple[int, TableRows]]] = defaultdict(list)
+        # accepted blocks of this object whose rows its worker staged (workerload), by the staging attempt's token
+        self.staged_blocks: dict[str, dict[int, bytes]] = defaultdict(dict)
+        self.staged_history: dict[tuple[str, str], dict[int, TableRows]] = defaultdict(dict)
         self.known: list[tuple[BlockSummary, Any]] = []
         self.tables: dict[str, TableStats] = {}
         self.strand: str | None = None
@@ -202,12 +202,12 @@ class PgSink(BlockSink):
             return []  # the block failed its checks: the run will not commit
         seq = block.address.sequence_no
         if rows.stage_token:
-            self.staged_blocks[rows.stage_token].append(seq)
+            self.staged_blocks[rows.stage_token][seq] = rows.stage_digest
         else:
             self.pending_blocks.append(rows.block_copy + self.run_field)
         for table_id, table_rows in rows.tables.items():
             if rows.stage_token:
-                self.staged_history[(rows.stage_token, table_id)].append((seq, table_rows))
+                self.staged_history[(rows.stage_token, table_id)][seq] = table_rows
             else:
                 self.pending_history[table_id].append(table_rows)
             self.reservations.extend((table_id, d, v, kind, seq) for d, v, kind in table_rows.reservations)
@@ -230,23 +230,29 @@ class PgSink(BlockSink):
         if self.pending_blocks:
             copy_tuples(self.conn, sql.Identifier("qldb", "block"), BLOCK_COLUMNS, self.pending_blocks)
             self.pending_blocks.clear()
-        for token, sequences in self.staged_blocks.items():
-            publish_blocks(self.conn, self.schema, result.obj.key, token, sequences, self.run_id)
-        self.staged_blocks.clear()
         for table_id, parts in self.pending_history.items():
             stats = self._table(table_id, parts[0].table_name)
             copy_tuples(self.conn, sql.Identifier(self.schema, stats.history), HISTORY_COLUMNS,
                         [p.copy_data for p in parts])
             self._count(table_id, stats, parts)
         self.pending_history.clear()
-        for (token, table_id), staged in self.staged_history.items():
-            parts = [p for _seq, p in staged]
-            stats = self._table(table_id, parts[0].table_name)
-            publish_history(self.conn, self.schema, result.obj.key, token, table_id,
-                            sql.Identifier(self.schema, stats.history), sorted({seq for seq, _p in staged}),
-                            sum(len(p.documents) for p in parts))
-            self._count(table_id, stats, parts)
-        self.staged_history.clear()
+        try:
+            for token, digests in self.staged_blocks.items():
+                publish_blocks(self.conn, result.obj.key, self.schema, token, digests, self.run_id)
+            for (token, table_id), by_seq in self.staged_history.items():
+                parts = list(by_seq.values())
+                stats = self._table(table_id, parts[0].table_name)
+                publish_history(self.conn, result.obj.key, self.schema, token, table_id,
+                                sql.Identifier(self.schema, stats.history),
+                                {seq: (p.stage_digest, len(p.documents)) for seq, p in by_seq.items()})
+                self._count(table_id, stats, parts)
+        except StagedRowsChanged:
+            if self.stage is not None:
+                self.stage.forget(result.obj.key)  # a rerun verifies and stages the object again
+            raise
+        finally:
+            self.staged_blocks.clear()
+            self.staged_history.clear()
 
     def _count(self, table_id: str, stats: TableStats, parts: list[TableRows]) -> None:
         stats.loaded += sum(len(p.documents) for p in parts)

@@ -177,6 +177,7 @@ class TableRows:
     deleted: int
     redacted: list[tuple[str, int]]  # (document id, version) of each redacted revision
     reservations: list[tuple[str, int, str]]  # (document id, version, kind) of rows whose hash was not recomputed
+    stage_digest: bytes | None = None  # staged by the worker (workerload): the digest of the rows it staged
 
 
 #: RevisionStatus -> the reservation kind its row is recorded under (qldb.reservation)
@@ -197,6 +198,7 @@ class BlockRows:
     tables: dict[str, TableRows]  # by QLDB table id
     not_present: list[tuple[str, str]]  # (table id, document id) of revisions whose details never arrived
     stage_token: str | None = None  # the row bytes are staged in the target under this token (workerload)
+    stage_digest: bytes | None = None  # and the digest of the block's staged qldb.block row
 
 
 _history_tuple = row_encoder(HISTORY_TYPES)

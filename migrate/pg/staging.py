@@ -192,7 +192,7 @@ class Stage:
     conn: psycopg.Connection
     schema: str
     load: WorkerLoad | None = None  # the workers stage each object's rows in the target themselves (workerload)
-    key: bytes = field(default_factory=signing_key)
+    key: bytes = field(default_factory=signing_key, repr=False)
     stats: ResumeStats = field(default_factory=ResumeStats)
     _staged: dict[str, tuple[str, Identity]] = field(default_factory=dict)  # key -> (place, identity)
     _producer: str = field(default_factory=producer)
@@ -286,6 +286,13 @@ class Stage:
             "staged_at = clock_timestamp()",
             (self.schema, obj.key, place, identity.sha256, identity.size, identity.etag, self._producer,
              len(result.blocks), blob, self._mac(obj.key, place, identity, blob)))
+        self.conn.commit()
+
+    def forget(self, key: str) -> None:
+        """The object's staged result and rows, whatever this run knew of them (the publish found its rows
+        changed: a rerun must verify the object again, not replay the result)."""
+        self.conn.execute("DELETE FROM qldb.stage_object WHERE pg_schema = %s AND object_key = %s", (self.schema, key))
+        forget_rows(self.conn, self.schema, key)
         self.conn.commit()
 
     def _forget(self, key: str) -> None:

@@ -24,8 +24,6 @@ resumed run replays the object's result and publishes the rows already staged.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,12 +36,8 @@ from ..exports import DataObject
 from ..sources import SourceSpec
 from ..verifier import ObjectResult, check_object
 from .copybinary import NULL, SIGNATURE, TRAILER
-from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS
+from .rows import BLOCK_COLUMNS, BLOCK_TYPES, HISTORY_COLUMNS, HISTORY_TYPES
 from .target import MigrationRefused
-
-
-class StagedRowsMissing(MigrationRefused):
-    """The publish found other staged rows than the workers reported: removed or added since.  Exit 3."""
 
 
 @dataclass(frozen=True)
@@ -52,20 +46,6 @@ class WorkerLoad:
 
     conninfo: str = field(repr=False)  # may hold a password: never in a task's repr or a log line
     schema: str = ""
-
-
-_local = threading.local()  # a Dask worker may run tasks in several threads: one connection each
-
-
-def _connection(conninfo: str) -> psycopg.Connection:
-    conn = getattr(_local, "conn", None)
-    if conn is not None and (conn.closed or conn.broken or getattr(_local, "conninfo", None) != conninfo):
-        conn.close()
-        conn = None
-    if conn is None:
-        conn = psycopg.connect(conninfo, application_name="qldb-migrate worker")
-        _local.conn, _local.conninfo = conn, conninfo
-    return conn
 
 
 def probe_target(load: WorkerLoad) -> str | None:
@@ -100,9 +80,52 @@ def _sanitized(text: str, conninfo: str) -> str:
     return text.replace(str(password), "***") if password else text
 
 
+# --- what binds the staged rows to the signed result ---------------------------------------------------------
+#
+# The client signs each object's result (``staging``); the rows are in the database, outside that signature.  So
+# the worker, in its staging transaction (nothing of it is visible to anyone else yet), has PostgreSQL digest the
+# rows it just COPYed — per block: its ``qldb.block`` row, and per QLDB table its history rows in index order —
+# and the digests travel in the signed result.  The publish digests the rows it actually inserts, the same way,
+# and refuses on any difference: a staged row altered, reordered, added or removed in between is never published
+# (the post-load check could not see every such change: ``block_timestamp`` and ``source_object`` are in no hash).
+#
+# The digest is of each value's binary send form (a length before each, NULL marked), never of text output, which
+# depends on session settings (TimeZone, DateStyle, bytea_output) that a worker and the client may not share.
+
+_SEND = {
+    "text": "convert_to({}, 'UTF8')",
+    "text[]": "convert_to(to_jsonb({})::text, 'UTF8')",
+    "jsonb": "convert_to({}::text, 'UTF8')",
+    "bytea": "{}",
+    "bytea[]": "array_send({})",
+    "int4": "int4send({})",
+    "int8": "int8send({})",
+    "bool": "boolsend({})",
+    "timestamptz": "timestamptz_send({})",
+}
+
+
+def _row_bytes(columns: Sequence[str], types: Sequence[str]) -> sql.Composable:
+    """An SQL bytea expression unique to a row's values of ``columns`` (see above)."""
+    parts = []
+    for column, kind in zip(columns, types, strict=True):
+        value = sql.SQL(_SEND[kind]).format(sql.Identifier(column))
+        parts.append(sql.SQL("coalesce(int4send(octet_length({v})) || {v}, '\\xffffffff'::bytea)").format(v=value))
+    return sql.SQL(" || ").join(parts)
+
+
+_BLOCK_DIGEST = sql.SQL("sha256({})").format(_row_bytes(BLOCK_COLUMNS[:-1], BLOCK_TYPES[:-1]))  # not run_id
+_HISTORY_DIGEST = sql.SQL("sha256(string_agg({}, ''::bytea ORDER BY index_in_block))").format(
+    _row_bytes(HISTORY_COLUMNS, HISTORY_TYPES))
+
+
+class StagingFailed(MigrationRefused):
+    """A worker could not stage an object's rows in the target (exit 3): said in one line, naming the object."""
+
+
 def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult) -> None:
-    """COPY the object's rows into the stage under a new token, commit, and strip them from ``result``: its row
-    bytes now live in the database, and the client is told only the token under which they do.
+    """COPY the object's rows into the stage under a new token, digest them (above), commit, and strip them from
+    ``result``: its row bytes now live in the database, and the result carries the token and the digests.
 
     A token per attempt, never a replacement of what is staged: a task still running for a killed run (Dask
     cannot stop a running task) may commit after a later run's attempt at the same object, and must not
@@ -111,32 +134,38 @@ def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult)
     token = uuid.uuid4().hex
     block_columns = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS))
     history_columns = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
-    try:
-        conn.execute("SELECT set_config('qldb_migrate.stage_schema', %s, true), "
-                     "set_config('qldb_migrate.stage_object', %s, true), "
-                     "set_config('qldb_migrate.stage_token', %s, true)", (load.schema, key, token))
-        blocks = [rows.block_copy + NULL for rows in result.rows.values()]  # run_id: the publish sets it
-        if blocks:
-            _copy(conn, sql.SQL("COPY qldb.stage_block ({}) FROM STDIN (FORMAT BINARY)").format(block_columns),
-                  blocks)
-        by_table: dict[str, list[bytes]] = {}
-        for rows in result.rows.values():
-            for table_id, table_rows in rows.tables.items():
-                by_table.setdefault(table_id, []).append(table_rows.copy_data)
-        for table_id, chunks in by_table.items():
-            conn.execute("SELECT set_config('qldb_migrate.stage_table', %s, true)", (table_id,))
-            _copy(conn, sql.SQL("COPY qldb.stage_history ({}) FROM STDIN (FORMAT BINARY)").format(history_columns),
-                  chunks)
-        conn.commit()
-    except BaseException:
-        with contextlib.suppress(psycopg.Error):
-            conn.rollback()  # a lost connection: the server rolled it back; the next task connects again
-        raise
+    mine = (load.schema, key, token)
+    conn.execute("SELECT set_config('qldb_migrate.stage_schema', %s, true), "
+                 "set_config('qldb_migrate.stage_object', %s, true), "
+                 "set_config('qldb_migrate.stage_token', %s, true)", mine)
+    blocks = [rows.block_copy + NULL for rows in result.rows.values()]  # run_id: the publish sets it
+    if blocks:
+        _copy(conn, sql.SQL("COPY qldb.stage_block ({}) FROM STDIN (FORMAT BINARY)").format(block_columns), blocks)
+    by_table: dict[str, list[bytes]] = {}
     for rows in result.rows.values():
+        for table_id, table_rows in rows.tables.items():
+            by_table.setdefault(table_id, []).append(table_rows.copy_data)
+    for table_id, chunks in by_table.items():
+        conn.execute("SELECT set_config('qldb_migrate.stage_table', %s, true)", (table_id,))
+        _copy(conn, sql.SQL("COPY qldb.stage_history ({}) FROM STDIN (FORMAT BINARY)").format(history_columns),
+              chunks)
+    block_digests = dict(conn.execute(sql.SQL(
+        "SELECT sequence_no, {} FROM qldb.stage_block WHERE pg_schema = %s AND object_key = %s AND token = %s"
+    ).format(_BLOCK_DIGEST), mine).fetchall())
+    history_digests = {(table_id, seq): (bytes(digest), n) for table_id, seq, digest, n in conn.execute(sql.SQL(
+        "SELECT table_id, block_sequence, {}, count(*) FROM qldb.stage_history WHERE pg_schema = %s AND "
+        "object_key = %s AND token = %s GROUP BY table_id, block_sequence").format(_HISTORY_DIGEST), mine)}
+    conn.commit()
+    for seq, rows in result.rows.items():
         rows.block_copy = b""
         rows.stage_token = token
-        for table_rows in rows.tables.values():
+        rows.stage_digest = bytes(block_digests[seq])
+        for table_id, table_rows in rows.tables.items():
             table_rows.copy_data = b""
+            table_rows.stage_digest, count = history_digests[(table_id, seq)]
+            if count != len(table_rows.documents):
+                raise StagingFailed(f"{key}: block {seq} has {len(table_rows.documents)} rows of table {table_id} "
+                                    f"but {count} were staged")
 
 
 def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: list[bytes]) -> None:
@@ -149,10 +178,19 @@ def check_and_stage(load: WorkerLoad, spec: SourceSpec, obj: DataObject, with_ro
     """Worker: ``check_object``, then, for an object that verified, its rows staged in the target by this worker.
 
     An object with an error finding is not staged (the run will publish nothing); its rows travel to the client
-    as they do locally, which discards them."""
+    as they do locally, which discards them.  One connection per object: nothing idles in the target between
+    runs, and a connection a failover broke is never reused."""
     result = check_object(spec, obj, with_rows, reference)
     if with_rows and result.rows and result.unreadable is None and not any(f.is_error for f in result.findings):
-        stage_rows(_connection(load.conninfo), load, result)
+        try:
+            with psycopg.connect(load.conninfo, application_name="qldb-migrate worker", connect_timeout=30) as conn:
+                stage_rows(conn, load, result)
+        except psycopg.Error as exc:
+            text = str(exc).strip()
+            raise StagingFailed(
+                f"{obj.key}: a Dask worker could not stage its rows in the target ({type(exc).__name__}: "
+                f"{_sanitized(text.splitlines()[0] if text else '', load.conninfo)}); nothing from this run was "
+                "published") from None
     return result
 
 
@@ -161,33 +199,49 @@ def check_and_stage(load: WorkerLoad, spec: SourceSpec, obj: DataObject, with_ro
 _BLOCK_SELECT = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS[:-1]))
 
 
-def publish_blocks(conn: psycopg.Connection, schema: str, key: str, token: str, sequences: Sequence[int],
+class StagedRowsChanged(MigrationRefused):
+    """The rows the publish would insert are not those the worker staged (and the signed result digests):
+    altered, reordered, added or removed in the database since.  Nothing is published; exit 1 (content)."""
+
+    exit_code = 1
+
+
+def _changed(key: str, what: str, expected: dict[int, Any], found: dict[int, Any]) -> StagedRowsChanged:
+    differ = sorted(set(expected) ^ set(found) | {s for s in expected if s in found and found[s] != expected[s]})
+    return StagedRowsChanged(
+        f"{key}: the {what} its Dask worker staged differ now from what it staged and verified (block "
+        f"{differ[0] if differ else '?'}{f' and {len(differ) - 1} more' if len(differ) > 1 else ''}): changed in "
+        "the database since; nothing from this run was published. Run it again: the object is verified and "
+        "staged again")
+
+
+def publish_blocks(conn: psycopg.Connection, key: str, schema: str, token: str, expected: dict[int, bytes],
                    run_id: int) -> None:
-    """The ``qldb.block`` rows of ``key``'s accepted blocks staged under ``token``, with this run's id."""
-    inserted = conn.execute(sql.SQL(
-        "INSERT INTO qldb.block ({cols}, run_id) SELECT {cols}, %s FROM qldb.stage_block WHERE pg_schema = %s "
-        "AND object_key = %s AND token = %s AND sequence_no = ANY(%s) ORDER BY sequence_no").format(
-        cols=_BLOCK_SELECT), (run_id, schema, key, token, list(sequences))).rowcount
-    if inserted != len(sequences):
-        raise StagedRowsMissing(
-            f"{key}: {len(sequences)} verified blocks were staged by the workers, but qldb.stage_block holds "
-            f"{inserted} of them now (removed since?); nothing from this run was published: rerun the migrate")
+    """The ``qldb.block`` rows of ``key``'s accepted blocks staged under ``token``, with this run's id — exactly
+    the rows whose digests the worker reported (``expected``, by sequence number), or nothing."""
+    found = {seq: bytes(digest) for seq, digest in conn.execute(sql.SQL(
+        "WITH ins AS (INSERT INTO qldb.block ({cols}, run_id) SELECT {cols}, %s FROM qldb.stage_block "
+        "WHERE pg_schema = %s AND object_key = %s AND token = %s AND sequence_no = ANY(%s) ORDER BY sequence_no "
+        "RETURNING *) SELECT sequence_no, {digest} FROM ins").format(cols=_BLOCK_SELECT, digest=_BLOCK_DIGEST),
+        (run_id, schema, key, token, list(expected))).fetchall()}
+    if found != expected:
+        raise _changed(key, "qldb.block rows", expected, found)
 
 
-def publish_history(conn: psycopg.Connection, schema: str, key: str, token: str, table_id: str,
-                    history: sql.Composable, sequences: Sequence[int], expected_rows: int) -> None:
-    """The history rows of one QLDB table for ``key``'s accepted blocks staged under ``token``, into its table."""
+def publish_history(conn: psycopg.Connection, key: str, schema: str, token: str, table_id: str,
+                    history: sql.Composable, expected: dict[int, tuple[bytes, int]]) -> None:
+    """The history rows of one QLDB table for ``key``'s accepted blocks staged under ``token``, into its history
+    table — exactly those the worker digested (``expected``: by block, digest and row count), or nothing."""
     cols = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
-    inserted = conn.execute(sql.SQL(
-        "INSERT INTO {history} ({cols}) SELECT {cols} FROM qldb.stage_history WHERE pg_schema = %s AND "
-        "object_key = %s AND token = %s AND table_id = %s AND block_sequence = ANY(%s) "
-        "ORDER BY block_sequence, index_in_block"
-    ).format(history=history, cols=cols), (schema, key, token, table_id, list(sequences))).rowcount
-    if inserted != expected_rows:
-        raise StagedRowsMissing(
-            f"{key}: the workers staged {expected_rows} history rows of table {table_id} for its verified blocks, "
-            f"but qldb.stage_history holds {inserted} (removed or added since?); nothing from this run was "
-            "published: rerun the migrate")
+    found = {seq: (bytes(digest), n) for seq, digest, n in conn.execute(sql.SQL(
+        "WITH ins AS (INSERT INTO {history} ({cols}) SELECT {cols} FROM qldb.stage_history WHERE pg_schema = %s "
+        "AND object_key = %s AND token = %s AND table_id = %s AND block_sequence = ANY(%s) "
+        "ORDER BY block_sequence, index_in_block RETURNING *) "
+        "SELECT block_sequence, {digest}, count(*) FROM ins GROUP BY block_sequence"
+    ).format(history=history, cols=cols, digest=_HISTORY_DIGEST),
+        (schema, key, token, table_id, list(expected))).fetchall()}
+    if found != expected:
+        raise _changed(key, f"history rows of table {table_id}", expected, found)
 
 
 def forget_rows(conn: psycopg.Connection, schema: str, key: str | None = None) -> None:
@@ -206,5 +260,5 @@ def worker_load_tasks(load: WorkerLoad) -> Any:
     return functools.partial(check_and_stage, load)
 
 
-__all__ = ["StagedRowsMissing", "WorkerLoad", "check_and_stage", "forget_rows", "probe_target", "publish_blocks",
-           "publish_history", "stage_rows", "worker_load_tasks"]
+__all__ = ["StagedRowsChanged", "StagingFailed", "WorkerLoad", "check_and_stage", "cluster_load", "forget_rows",
+           "probe_target", "publish_blocks", "publish_history", "stage_rows", "worker_load_tasks"]
