@@ -40,6 +40,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyBytes, IonPyDict
 from psycopg import sql
 
+from .. import native
 from ..native import canonical_json, prove
 from ..pg.copybinary import SIGNATURE, TRAILER, row_encoder
 from ..pg.rows import exact_binary
@@ -47,9 +48,12 @@ from ..pg.target import LOCK_KEY
 from ..verify.hashes import dot, merkle_root
 from ..verify.ionhash import ion_hash
 from .merkle import Appender, peaks_of
-from .reading import ion_millis, ion_reading, metadata, millis_timestamp
+from .reading import _MILLIS, ion_millis, ion_reading, metadata, millis_timestamp
 
 SOURCE = "sealed by qldb-migrate seal"
+
+#: the C paths where they apply (False: the Python reference throughout; tests and bench/seal_cost.py compare the two)
+FAST_PATH = True
 
 
 class SealRefused(Exception):
@@ -144,29 +148,59 @@ class _Tx:
     tx_id: str
     revisions: list[_Revision] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    has_events: bool = False
+    queued: list[str] = field(default_factory=list)  # ctids of its pending_revision rows, read in this transaction
 
 
 def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
-    """The committed transactions first in line, in order of their largest write_seq (module docstring)."""
-    order = conn.execute(
-        """SELECT tx_id FROM (SELECT tx_id, write_seq FROM qldb.pending_revision WHERE strand_id = %s
-                              UNION ALL SELECT tx_id, write_seq FROM qldb.pending_event WHERE strand_id = %s) q
-           GROUP BY tx_id ORDER BY max(write_seq) LIMIT %s""", (strand, strand, limit)).fetchall()
-    txs = {tx_id: _Tx(tx_id) for (tx_id,) in order}
-    if not txs:
-        return []
-    ids = list(txs)
-    for table_id, doc, version, seq, tx_id in conn.execute(
-            "SELECT table_id, document_id, version, write_seq, tx_id FROM qldb.pending_revision "
-            "WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
-        txs[tx_id].revisions.append(_Revision(table_id, doc, version, seq))
-    for row in conn.execute(
-            "SELECT tx_id, write_seq, kind, table_id, table_name, document_id, version, statement, at "
-            "FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
+    """The committed transactions first in line, in order of their largest write_seq (module docstring).
+
+    One statement picks them and reads their queued revisions (one snapshot: a transaction's revisions and events
+    are all there or none are), with the row addresses the delete uses; the events, rare, are read only for the
+    transactions that have some.
+    """
+    txs: dict[str, _Tx] = {}
+    for tx_id, has_events, ctid, table_id, doc, version, seq in conn.execute(
+            """WITH o AS (SELECT tx_id, max(write_seq) AS last, bool_or(ev) AS has_events
+                            FROM (SELECT tx_id, write_seq, false AS ev FROM qldb.pending_revision WHERE strand_id = %s
+                                  UNION ALL SELECT tx_id, write_seq, true FROM qldb.pending_event
+                                             WHERE strand_id = %s) q
+                           GROUP BY tx_id ORDER BY last LIMIT %s)
+               SELECT o.tx_id, o.has_events, p.ctid::text, p.table_id, p.document_id, p.version, p.write_seq
+                 FROM o LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.tx_id = o.tx_id
+                ORDER BY o.last, p.write_seq""", (strand, strand, limit, strand)):
+        tx = txs.get(tx_id)
+        if tx is None:
+            tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
+        if ctid is not None:
+            tx.revisions.append(_Revision(table_id, doc, version, seq))
+            tx.queued.append(ctid)
+    with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
+    if with_events:
         names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
-        event = dict(zip(names, row, strict=True))
-        txs[event["tx_id"]].events.append(event)
-    return [txs[i] for i in ids]
+        for row in conn.execute(
+                "SELECT tx_id, write_seq, kind, table_id, table_name, document_id, version, statement, at "
+                "FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq",
+                (strand, with_events)):
+            event = dict(zip(names, row, strict=True))
+            txs[event["tx_id"]].events.append(event)
+    return list(txs.values())
+
+
+def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
+    """Delete the queue rows of the sealed transactions: the revisions by the addresses read in this transaction
+    (a TID scan, not a scan of the queue per transaction; no one else deletes or updates a committed queue row,
+    and this transaction's lock on the table keeps VACUUM FULL from moving one), checked by their count."""
+    queued = [ctid for tx in txs for ctid in tx.queued]
+    if queued:
+        deleted = conn.execute("DELETE FROM qldb.pending_revision WHERE ctid = ANY(%s::tid[]) AND strand_id = %s",
+                               (queued, strand)).rowcount
+        if deleted != len(queued):
+            raise SealRefused(f"ledger {strand}: {len(queued)} queued revisions were sealed but {deleted} left the "
+                              "queue (was it changed behind the sealer?): nothing of this round is kept")
+    with_events = [t.tx_id for t in txs if t.has_events]
+    if with_events:
+        conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)", (strand, with_events))
 
 
 def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
@@ -192,35 +226,70 @@ def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
                               "history row (removed past the append-only guard?): sealing stops here")
 
 
+def _data(strand: str, ledger_tables: dict[str, tuple[str, str, str]], rev: _Revision) -> tuple[bytes, bytes]:
+    """(binary Ion, Ion hash) of a revision's data: read in C from the jsonb text where the C reader states it for
+    certain, else by ``ion_reading`` in Python (the reference, which also decides what cannot be sealed)."""
+    if rev.data is None:
+        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
+    if FAST_PATH:
+        fast = native.json_ion(rev.data)
+        if fast is not None:
+            return fast
+    try:
+        return _encoded(ion_reading(rev.data))
+    except (ValueError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # the trigger bounds what it accepts; a row that still will not encode stops the sealer here,
+        # named, rather than in a traceback on every later run
+        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} of table "
+                          f"{ledger_tables[rev.table_id][0]} cannot be read as Ion ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}): sealing stops here") from None
+
+
+def _metadata(rev: _Revision, tx_id: str) -> tuple[bytes, bytes]:
+    """(binary Ion, Ion hash) of a revision's metadata, written in C where it can be, else built in Python."""
+    if FAST_PATH:
+        fast = native.revision_metadata(rev.document_id, rev.version, rev.tx_time_ion, tx_id)
+        if fast is not None:
+            return fast
+    return _encoded(metadata(rev.document_id, rev.version, rev.tx_time_ion, tx_id))
+
+
 def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]], seq: int,
                     redaction_blocks: dict[tuple[str, str, int], int], tx: _Tx) -> dict[str, Any]:
-    """Everything the sealer writes for one transaction's block (its hash comes later, chained)."""
+    """Everything the sealer writes for one transaction's block (its hash comes later, chained).
+
+    ``tx_info`` is (binary Ion, Ion hash, jsonb text) of its transactionInfo: written in C for a block without
+    statements (nearly every one), built as an Ion value and encoded otherwise.
+    """
     revisions, sealed = [], []
-    documents = IonPyDict()
     latest = ""
     for index, rev in enumerate(tx.revisions):
-        meta = metadata(rev.document_id, rev.version, rev.tx_time_ion, tx.tx_id)
-        meta_ion, meta_hash = _encoded(meta)
+        meta_ion, meta_hash = _metadata(rev, tx.tx_id)
         data_ion = data_hash = None
         if rev.operation != "delete":
-            if rev.data is None:
-                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
-            try:
-                data_ion, data_hash = _encoded(ion_reading(rev.data))
-            except (ValueError, ArithmeticError, RecursionError, MemoryError) as exc:
-                # the trigger bounds what it accepts; a row that still will not encode stops the sealer here,
-                # named, rather than in a traceback on every later run
-                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} of table "
-                                  f"{ledger_tables[rev.table_id][0]} cannot be read as Ion ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]}): sealing stops here") from None
+            data_ion, data_hash = _data(strand, ledger_tables, rev)
         rev_hash = dot(meta_hash, data_hash or b"")
         revisions.append(rev_hash)
         sealed.append((strand, rev.table_id, rev.document_id, rev.version, seq, index, rev_hash, data_hash, meta_ion,
                        data_ion))
-        name = ledger_tables[rev.table_id][0]
-        documents.add_item(rev.document_id, _struct([("tableName", name), ("tableId", rev.table_id),
-                                                     ("statements", [])]))
-        latest = max(latest, rev.tx_time_ion)
+        if rev.tx_time_ion > latest:
+            latest = rev.tx_time_ion
+    documents = [(rev.document_id, ledger_tables[rev.table_id][0], rev.table_id) for rev in tx.revisions]
+    tx_info = native.tx_info(documents) if FAST_PATH and not tx.events else None
+    redaction = None
+    if tx_info is None:
+        tx_info, redaction, latest = _tx_info_value(strand, redaction_blocks, tx, documents, latest)
+    return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
+            "documents": [r.document_id for r in tx.revisions], "latest": latest}
+
+
+def _tx_info_value(strand: str, redaction_blocks: dict[tuple[str, str, int], int], tx: _Tx,
+                   documents: list[tuple[str, str, str]], latest: str,
+                   ) -> tuple[tuple[bytes, bytes, str], IonPyDict | None, str]:
+    """The transactionInfo (and redactionInfo) built as Ion values, the reference: (tx_info, redaction, latest)."""
+    ion_documents = IonPyDict()
+    for document_id, name, table_id in documents:
+        ion_documents.add_item(document_id, _struct([("tableName", name), ("tableId", table_id), ("statements", [])]))
     statements, redaction = [], None
     for event in tx.events:
         text = event["statement"]
@@ -235,9 +304,9 @@ def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]],
         latest = max(latest, started)
         statements.append(_struct([("statement", text), ("startTime", millis_timestamp(started)),
                                    ("statementDigest", IonPyBytes.from_value(IonType.BLOB, ion_hash(text)))]))
-    tx_info = _struct([("statements", statements), ("documents", documents)])
-    return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
-            "documents": [r.document_id for r in tx.revisions], "latest": latest}
+    value = _struct([("statements", statements), ("documents", ion_documents)])
+    encoded, digest = _encoded(value)
+    return (encoded, digest, canonical_json(value)), redaction, latest
 
 
 def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealStats:
@@ -255,10 +324,7 @@ def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealSt
         _load_history(conn, strand, txs, tables)
         redaction_blocks = _redaction_blocks(conn, strand, txs, tables)
         _write_blocks(conn, strand, tip, txs, tables, redaction_blocks, stats)
-        conn.execute("DELETE FROM qldb.pending_revision WHERE strand_id = %s AND tx_id = ANY(%s)",
-                     (strand, [t.tx_id for t in txs]))
-        conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)",
-                     (strand, [t.tx_id for t in txs]))
+        _dequeue(conn, strand, txs)
     pending, lag = conn.execute(
         "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at)) FROM (SELECT at FROM qldb.pending_revision "
         "WHERE strand_id = %s UNION ALL SELECT at FROM qldb.pending_event WHERE strand_id = %s) q",
@@ -290,15 +356,32 @@ def _redaction_blocks(conn: psycopg.Connection, strand: str, txs: list[_Tx],
     return out
 
 
+def _now() -> _dt.datetime:
+    """The clock blocks are stamped with (no earlier than the last block's, nor than their transactions'); one
+    function, so that a test can seal the same queue twice at the same time and compare the blocks."""
+    return _dt.datetime.now(_dt.UTC)
+
+
+def _millis_moment(stamp: str) -> _dt.datetime:
+    """The instant of a blockTimestamp text as the ``timestamptz`` stored and the next block's lower bound: a plain
+    datetime where the text has ``ion_millis``'s shape (the same instant and fields as ``millis_timestamp``'s
+    Timestamp, built for a fraction of its cost), else that Timestamp."""
+    match = _MILLIS.fullmatch(stamp)
+    if match is None or not stamp.isascii():
+        return millis_timestamp(stamp)
+    year, month, day, hour, minute, second, ms = map(int, match.groups())
+    return _dt.datetime(year, month, day, hour, minute, second, ms * 1000, _dt.UTC)
+
+
 def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_Tx],
                   tables: dict[str, tuple[str, str, str]], redaction_blocks: dict[tuple[str, str, int], int],
                   stats: SealStats) -> None:
     blocks, sealed, nodes = [], [], []
-    now = _dt.datetime.now(_dt.UTC)
+    now = _now()
     for tx in txs:
         seq = tip.sequence + 1
         built = _revision_block(strand, tables, seq, redaction_blocks, tx)
-        tx_info_ion, tx_info_hash = _encoded(built["tx_info"])
+        tx_info_ion, tx_info_hash, tx_info_json = built["tx_info"]
         entries = [tx_info_hash]
         if built["revisions"]:
             entries.append(merkle_root(built["revisions"]))
@@ -312,9 +395,9 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
         stamp = ion_millis(moment)
         if built["latest"] > stamp:
             stamp = built["latest"]
-        moment = millis_timestamp(stamp)
+        moment = _millis_moment(stamp)
         blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
-                       built["documents"], tx.tx_id, moment, stamp, canonical_json(built["tx_info"]), tx_info_ion,
+                       built["documents"], tx.tx_id, moment, stamp, tx_info_json, tx_info_ion,
                        redaction_ion, SOURCE, 0))
         sealed.extend(built["sealed"])
         if tip.merkle is not None:
