@@ -2273,11 +2273,16 @@ static uint64_t fnv1a(const unsigned char *s, Py_ssize_t n) {
     return h;
 }
 
+/* Symbol i's text (never a null pointer: the arena is empty while every symbol so far is "") */
+static const unsigned char *iw_text(const iw_t *w, Py_ssize_t i) {
+    return w->lens[i] ? w->arena.p + w->offs[i] : (const unsigned char *)"";
+}
+
 static int iw_rehash(iw_t *w, Py_ssize_t nslots) {
     int32_t *slots = PyMem_Calloc((size_t)nslots, sizeof(int32_t));
     if (!slots) { PyErr_NoMemory(); return -1; }
     for (Py_ssize_t i = 0; i < w->n; i++) {
-        Py_ssize_t s = (Py_ssize_t)(fnv1a(w->arena.p + w->offs[i], w->lens[i]) & (uint64_t)(nslots - 1));
+        Py_ssize_t s = (Py_ssize_t)(fnv1a(iw_text(w, i), w->lens[i]) & (uint64_t)(nslots - 1));
         while (slots[s]) s = (s + 1) & (nslots - 1);
         slots[s] = (int32_t)(i + 1);
     }
@@ -2289,12 +2294,13 @@ static int iw_rehash(iw_t *w, Py_ssize_t nslots) {
 
 /* The sid of a field name (UTF-8), a new one (10, 11, ...) on its first use, as encode's enc_sid numbers them. */
 static int iw_sid(iw_t *w, const unsigned char *s, Py_ssize_t n, uint64_t *sid) {
+    if (!s) s = (const unsigned char *)""; /* an empty key read into a still empty buffer */
     if (w->n >= 1 << 24) return decline("too many field names");
     if (!w->slots && iw_rehash(w, 16) < 0) return -1;
     Py_ssize_t slot = (Py_ssize_t)(fnv1a(s, n) & (uint64_t)(w->nslots - 1));
     while (w->slots[slot]) {
         Py_ssize_t i = w->slots[slot] - 1;
-        if (w->lens[i] == n && memcmp(w->arena.p + w->offs[i], s, (size_t)n) == 0) {
+        if (w->lens[i] == n && memcmp(iw_text(w, i), s, (size_t)n) == 0) {
             *sid = 10 + (uint64_t)i;
             return 0;
         }
@@ -2344,7 +2350,7 @@ static PyObject *iw_finish(iw_t *w, PyObject *json) {
         Py_ssize_t list = whole.len;
         if (buf_byte(&whole, 0) < 0) goto done;
         for (Py_ssize_t i = 0; i < w->n; i++)
-            if (iw_string(&whole, w->arena.p + w->offs[i], w->lens[i]) < 0) goto done;
+            if (iw_string(&whole, iw_text(w, i), w->lens[i]) < 0) goto done;
         if (close_header(&whole, list, 0xB) < 0 || close_header(&whole, st, 0xD) < 0 ||
             close_header(&whole, ann, 0xE) < 0)
             goto done;
@@ -2553,7 +2559,7 @@ static int jr_object(jr_t *r, int depth) {
         if (jr_string(r) < 0) goto done;
         if (have_prev) {
             int order = prev.len != r->text.len ? (prev.len < r->text.len ? -1 : 1)
-                                                : memcmp(prev.p, r->text.p, (size_t)prev.len);
+                        : prev.len ? memcmp(prev.p, r->text.p, (size_t)prev.len) : 0; /* two empty keys: equal */
             if (order >= 0) { decline("keys not in jsonb's order"); goto done; }
         }
         prev.len = 0;
