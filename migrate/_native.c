@@ -2782,6 +2782,39 @@ done:
     return result;
 }
 
+/* --- dot: QLDB's hash combinator (verify/hashes.py's dot is the reference) */
+
+/* a <= b as QLDB orders hashes: compared from the last byte to the first, each byte as a signed integer; on a common
+ * suffix the shorter is the smaller (Python's comparison of the reversed, sign-flipped bytes). */
+static int qldb_le(const unsigned char *a, Py_ssize_t an, const unsigned char *b, Py_ssize_t bn) {
+    Py_ssize_t n = an < bn ? an : bn;
+    for (Py_ssize_t i = 1; i <= n; i++) {
+        signed char x = (signed char)a[an - i], y = (signed char)b[bn - i];
+        if (x != y) return x < y;
+    }
+    return an <= bn;
+}
+
+static PyObject *py_dot(PyObject *self, PyObject *args) {
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "SS", &a, &b)) return NULL;
+    Py_ssize_t an = PyBytes_GET_SIZE(a), bn = PyBytes_GET_SIZE(b);
+    if (!an) return Py_NewRef(b);
+    if (!bn) return Py_NewRef(a);
+    const unsigned char *ap = (const unsigned char *)PyBytes_AS_STRING(a), *bp = (const unsigned char *)PyBytes_AS_STRING(b);
+    if (!qldb_le(ap, an, bp, bn)) {
+        const unsigned char *tp = ap; ap = bp; bp = tp;
+        Py_ssize_t tn = an; an = bn; bn = tn;
+    }
+    SHA256_CTX ctx;
+    unsigned char digest[32];
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, ap, (size_t)an);
+    SHA256_Update(&ctx, bp, (size_t)bn);
+    SHA256_Final(digest, &ctx);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 static PyObject *py_setup(PyObject *self, PyObject *args) {
@@ -2812,6 +2845,7 @@ static PyMethodDef methods[] = {
      "A QLDB stream record's identifying fields, every byte checked; None where the reader must decide."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
     {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
+    {"dot", py_dot, METH_VARARGS, "QLDB's dot of two hashes (bytes): SHA-256 of the smaller then the larger."},
     {"json_ion", py_json_ion, METH_O, "(binary Ion, Ion hash) of a jsonb document's text read as Ion; Declined else."},
     {"revision_metadata", py_revision_metadata, METH_VARARGS,
      "(binary Ion, Ion hash) of a revision's metadata {id, version, txTime, txId}; Declined else."},

@@ -158,3 +158,13 @@ def tx_info(documents: list[tuple[str, str, str]]) -> tuple[bytes, bytes, str] |
         return _native.tx_info(documents)
     except ValueError:
         return None
+
+
+def _python_dot(a: bytes, b: bytes) -> bytes:
+    from .verify.hashes import dot as reference
+
+    return reference(a, b)
+
+
+#: QLDB's ``dot`` (``verify.hashes.dot``, the reference) in C: the sealer takes three or four per revision
+dot = _native.dot if _native is not None else _python_dot

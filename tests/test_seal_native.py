@@ -186,3 +186,21 @@ def test_tx_info_is_the_python_transaction_info_or_declines(documents: list[tupl
         assert len(set(ids)) < len(ids) or any("\x00" in d for d in ids)
         return
     assert fast == _reference_tx_info(documents)
+
+
+_hashes = st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=40))
+
+
+@_SETTINGS
+@given(_hashes, _hashes, st.integers(0, 3))
+def test_dot_is_the_python_dot(a: bytes, b: bytes, shape: int) -> None:
+    from qldb_migrate.verify.hashes import dot
+
+    if shape == 1:
+        b = a  # equal sides
+    elif shape == 2:
+        b = b[:1] + a  # one side's reversed bytes a prefix of the other's
+    elif shape == 3 and a:
+        b = bytes([a[0] ^ 0x80]) + a[1:]  # differing only in the sign of the last byte compared
+    assert native.dot(a, b) == dot(a, b)
+    assert native.dot(b, a) == dot(b, a)

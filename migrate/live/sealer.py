@@ -45,7 +45,8 @@ from ..native import canonical_json, prove
 from ..pg.copybinary import SIGNATURE, TRAILER, row_encoder
 from ..pg.rows import exact_binary
 from ..pg.target import LOCK_KEY
-from ..verify.hashes import dot, merkle_root
+from ..verify.hashes import dot as reference_dot
+from ..verify.hashes import merkle_root
 from ..verify.ionhash import ion_hash
 from .merkle import Appender, peaks_of
 from .reading import _MILLIS, ion_millis, ion_reading, metadata, millis_timestamp
@@ -128,7 +129,7 @@ def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
         if len(found) != len(peaks):
             raise SealRefused(f"ledger {strand}: qldb.merkle_node does not hold the tree of its {size} blocks "
                               "(cut-over did not complete?)")
-        merkle = Appender(size, [found[p] for p in peaks])
+        merkle = Appender(size, [found[p] for p in peaks], _dot())
     return _Tip(seq, bytes(block_hash), ts or _dt.datetime.now(_dt.UTC), merkle)
 
 
@@ -263,6 +264,7 @@ def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]],
     """
     revisions, sealed = [], []
     latest = ""
+    dot = _dot()
     for index, rev in enumerate(tx.revisions):
         meta_ion, meta_hash = _metadata(rev, tx.tx_id)
         data_ion = data_hash = None
@@ -356,6 +358,11 @@ def _redaction_blocks(conn: psycopg.Connection, strand: str, txs: list[_Tx],
     return out
 
 
+def _dot() -> Any:
+    """QLDB's dot: in C (held to the reference by tests/test_seal_native.py) unless the sealer runs the reference."""
+    return native.dot if FAST_PATH else reference_dot
+
+
 def _now() -> _dt.datetime:
     """The clock blocks are stamped with (no earlier than the last block's, nor than their transactions'); one
     function, so that a test can seal the same queue twice at the same time and compare the blocks."""
@@ -378,18 +385,19 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
                   stats: SealStats) -> None:
     blocks, sealed, nodes = [], [], []
     now = _now()
+    dot = _dot()
     for tx in txs:
         seq = tip.sequence + 1
         built = _revision_block(strand, tables, seq, redaction_blocks, tx)
         tx_info_ion, tx_info_hash, tx_info_json = built["tx_info"]
         entries = [tx_info_hash]
         if built["revisions"]:
-            entries.append(merkle_root(built["revisions"]))
+            entries.append(merkle_root(built["revisions"], dot))
         redaction_ion = None
         if built["redaction"] is not None:
             redaction_ion, redaction_hash = _encoded(built["redaction"])
             entries.append(redaction_hash)
-        entries_hash = merkle_root(entries)
+        entries_hash = merkle_root(entries, dot)
         block_hash = dot(entries_hash, tip.block_hash)
         moment = max(now, tip.timestamp)
         stamp = ion_millis(moment)
