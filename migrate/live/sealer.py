@@ -113,12 +113,13 @@ class _Tip:
 
 
 def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
-    row = conn.execute("SELECT sequence_no, block_hash, block_timestamp FROM qldb.block WHERE strand_id = %s "
-                       "ORDER BY sequence_no DESC LIMIT 1", (strand,)).fetchone()
+    """The stored chain's last block and the roots its Merkle tree ends with, read afresh every round."""
+    row = conn.execute("SELECT sequence_no, block_hash, block_timestamp, (SELECT min(sequence_no) FROM qldb.block "
+                       "WHERE strand_id = %s) FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no DESC LIMIT 1",
+                       (strand, strand)).fetchone()
     if row is None:
         raise SealRefused(f"ledger {strand} has no blocks: migrate it and cut it over first", 2)
-    seq, block_hash, ts = row
-    first = conn.execute("SELECT min(sequence_no) FROM qldb.block WHERE strand_id = %s", (strand,)).fetchone()[0]
+    seq, block_hash, ts, first = row
     merkle = None
     if first == 0:
         size = seq + 1
@@ -311,7 +312,11 @@ def _tx_info_value(strand: str, redaction_blocks: dict[tuple[str, str, int], int
     return (encoded, digest, canonical_json(value)), redaction, latest
 
 
-def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealStats:
+#: transactions sealed in one round (one transaction of the sealer's); a round that seals fewer emptied the queue
+ROUND_LIMIT = 500
+
+
+def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -> SealStats:
     """Seal up to ``limit`` committed transactions of ``strand`` in one transaction of the sealer's own."""
     started = time.perf_counter()
     stats = SealStats()
@@ -523,5 +528,5 @@ def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes
             "acceptedAt": _dt.datetime.now(_dt.UTC).isoformat()}
 
 
-__all__ = ["SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
+__all__ = ["ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
            "seal_lock_key", "seal_once", "state_path"]
