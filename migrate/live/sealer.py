@@ -192,21 +192,31 @@ def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
 def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
     """Delete the queue rows of the sealed transactions: the revisions by the addresses read in this transaction
     (a TID scan, not a scan of the queue per transaction; no one else deletes or updates a committed queue row,
-    and this transaction's lock on the table keeps VACUUM FULL from moving one), checked by their count."""
+    and this transaction's lock on the table keeps VACUUM FULL from moving one), checked by count and strand."""
     queued = [ctid for tx in txs for ctid in tx.queued]
     if queued:
-        deleted = conn.execute("DELETE FROM qldb.pending_revision WHERE ctid = ANY(%s::tid[]) AND strand_id = %s",
-                               (queued, strand)).rowcount
-        if deleted != len(queued):
-            raise SealRefused(f"ledger {strand}: {len(queued)} queued revisions were sealed but {deleted} left the "
-                              "queue (was it changed behind the sealer?): nothing of this round is kept")
+        # by address alone, so that the planner takes the TID scan (a condition on strand_id would let it scan the
+        # strand's whole queue); the strand is checked on what was deleted
+        deleted = conn.execute("DELETE FROM qldb.pending_revision WHERE ctid = ANY(%s::tid[]) RETURNING strand_id",
+                               (_text_array(queued),)).fetchall()
+        if len(deleted) != len(queued) or any(s != strand for (s,) in deleted):
+            raise SealRefused(f"ledger {strand}: {len(queued)} queued revisions were sealed but {len(deleted)} rows "
+                              "of it left the queue (was it changed behind the sealer?): nothing of this round is "
+                              "kept")
     with_events = [t.tx_id for t in txs if t.has_events]
     if with_events:
         conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)", (strand, with_events))
 
 
+def _text_array(items: list[str]) -> str:
+    """A ``text[]`` (or ``tid[]``) literal of ``items``, every element quoted: one parameter, not a list psycopg
+    adapts element by element."""
+    return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
+
+
 def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
                   tables: dict[str, tuple[str, str, str]]) -> None:
+    """Each queued revision's history row (its data as jsonb text, operation and txTime), one statement per table."""
     by_table: dict[str, list[_Revision]] = defaultdict(list)
     for tx in txs:
         for rev in tx.revisions:
@@ -217,8 +227,9 @@ def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
         rows = conn.execute(sql.SQL(
             "SELECT h.document_id, h.version, h.data::text, h.operation, h.tx_time_ion FROM {} h "
             "JOIN unnest(%s::text[], %s::int[]) AS k(d, v) ON h.document_id = k.d AND h.version = k.v"
-        ).format(sql.Identifier(schema, history)), ([r.document_id for r in revisions],
-                                                     [r.version for r in revisions])).fetchall()
+        ).format(sql.Identifier(schema, history)), (_text_array([r.document_id for r in revisions]),
+                                                     "{" + ",".join([str(r.version) for r in revisions]) + "}")
+        ).fetchall()
         for doc, version, data, operation, tx_time_ion in rows:
             rev = keyed.pop((doc, version))
             rev.data, rev.operation, rev.tx_time_ion = data, operation, tx_time_ion
@@ -391,6 +402,9 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
     blocks, sealed, nodes = [], [], []
     now = _now()
     dot = _dot()
+    rendered_from: _dt.datetime | None = None
+    rendered = parsed_from = ""
+    parsed = now
     for tx in txs:
         seq = tip.sequence + 1
         built = _revision_block(strand, tables, seq, redaction_blocks, tx)
@@ -405,16 +419,18 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
         entries_hash = merkle_root(entries, dot)
         block_hash = dot(entries_hash, tip.block_hash)
         moment = max(now, tip.timestamp)
-        stamp = ion_millis(moment)
-        if built["latest"] > stamp:
-            stamp = built["latest"]
-        moment = _millis_moment(stamp)
+        if moment is not rendered_from:  # within a round the blocks mostly share one instant: render it once
+            rendered_from, rendered = moment, ion_millis(moment)
+        stamp = built["latest"] if built["latest"] > rendered else rendered
+        if stamp != parsed_from:
+            parsed_from, parsed = stamp, _millis_moment(stamp)
+        moment = parsed
         blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
                        built["documents"], tx.tx_id, moment, stamp, tx_info_json, tx_info_ion,
                        redaction_ion, SOURCE, 0))
         sealed.extend(built["sealed"])
         if tip.merkle is not None:
-            nodes.extend((strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash))
+            nodes += [(strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash)]
         tip.sequence, tip.block_hash, tip.timestamp = seq, block_hash, moment
         stats.blocks += 1
         stats.revisions += len(built["revisions"])
