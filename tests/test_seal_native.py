@@ -204,3 +204,14 @@ def test_dot_is_the_python_dot(a: bytes, b: bytes, shape: int) -> None:
         b = bytes([a[0] ^ 0x80]) + a[1:]  # differing only in the sign of the last byte compared
     assert native.dot(a, b) == dot(a, b)
     assert native.dot(b, a) == dot(b, a)
+
+
+@_SETTINGS
+@given(_times)
+def test_millis_instant_is_the_timestamps_instant(text: str) -> None:
+    """The block timestamp the sealer stores: the same instant and fields as the Timestamp it replaces."""
+    from qldb_migrate.live.reading import millis_instant, millis_timestamp
+
+    reference, got = millis_timestamp(text), millis_instant(text)
+    assert got == reference and got.utcoffset() == reference.utcoffset()
+    assert got.timetuple() == reference.timetuple() and got.microsecond == reference.microsecond

@@ -49,7 +49,7 @@ from ..verify.hashes import dot as reference_dot
 from ..verify.hashes import merkle_root
 from ..verify.ionhash import ion_hash
 from .merkle import Appender, peaks_of
-from .reading import _MILLIS, ion_millis, ion_reading, metadata, millis_timestamp
+from .reading import ion_millis, ion_reading, metadata, millis_instant, millis_timestamp
 
 SOURCE = "sealed by qldb-migrate seal"
 
@@ -387,17 +387,6 @@ def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-def _millis_moment(stamp: str) -> _dt.datetime:
-    """The instant of a blockTimestamp text as the ``timestamptz`` stored and the next block's lower bound: a plain
-    datetime where the text has ``ion_millis``'s shape (the same instant and fields as ``millis_timestamp``'s
-    Timestamp, built for a fraction of its cost), else that Timestamp."""
-    match = _MILLIS.fullmatch(stamp)
-    if match is None or not stamp.isascii():
-        return millis_timestamp(stamp)
-    year, month, day, hour, minute, second, ms = map(int, match.groups())
-    return _dt.datetime(year, month, day, hour, minute, second, ms * 1000, _dt.UTC)
-
-
 def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_Tx],
                   tables: dict[str, tuple[str, str, str]], redaction_blocks: dict[tuple[str, str, int], int],
                   stats: SealStats) -> None:
@@ -425,7 +414,7 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
             rendered_from, rendered = moment, ion_millis(moment)
         stamp = built["latest"] if built["latest"] > rendered else rendered
         if stamp != parsed_from:
-            parsed_from, parsed = stamp, _millis_moment(stamp)
+            parsed_from, parsed = stamp, millis_instant(stamp)
         moment = parsed
         blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
                        built["documents"], tx.tx_id, moment, stamp, tx_info_json, tx_info_ion,
