@@ -180,9 +180,10 @@ def seal_cmd(
                         lag = "-" if stats.lag_seconds is None else f"{stats.lag_seconds:.2f}s"
                         err.print(f"sealed {stats.blocks} blocks ({stats.revisions} revisions) through block "
                                   f"{stats.tip}; {stats.pending} revisions queued, oldest {lag}")
-                    # every SECONDS, unless the round was full and more is waiting: rounds of a few transactions
-                    # one after the other would spend the sealer's CPU (taken from the writers) on per-round work
-                    time.sleep(0 if stats.blocks >= ROUND_LIMIT else every)
+                    # a round every SECONDS (at once if the last one was full, or took longer): rounds of a few
+                    # transactions one after the other would spend the sealer's CPU, taken from the writers, on
+                    # per-round work
+                    time.sleep(0 if stats.blocks >= ROUND_LIMIT else max(0.0, every - stats.seconds))
         except SealRefused as exc:
             die(str(exc), exc.exit_code)
         except KeyboardInterrupt:
