@@ -66,6 +66,15 @@ def cli(*args: object) -> subprocess.CompletedProcess[str]:
     return proc
 
 
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process on this machine, in seconds (0 where /proc cannot tell)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_mix(dsn: str, table: str, writers: int, seconds: float, seed_docs: list[str]) -> int:
     """Transactions committed by ``writers`` connections in ``seconds``."""
     stop = time.monotonic() + seconds
@@ -128,7 +137,7 @@ def main() -> None:
             seed_docs = [r[0] for r in conn.execute("SELECT document_id FROM ledger.accounts LIMIT 64")]
             for doc in seed_docs:
                 conn.execute("INSERT INTO plain.accounts SELECT * FROM ledger.accounts WHERE document_id = %s", (doc,))
-        plain_tps, ledger_tps, lags = [], [], []
+        plain_tps, ledger_tps, lags, sealer_cpu = [], [], [], []
         for round_no in range(args.rounds):
             n = write_mix(dsn, "plain.accounts", args.writers, args.seconds, seed_docs)
             plain_tps.append(n / args.seconds)
@@ -146,11 +155,14 @@ def main() -> None:
 
             watcher = threading.Thread(target=sample_lag)
             watcher.start()
+            time.sleep(1.5)  # the sealer started (imports, connection, first round): its CPU from here is sealing
+            cpu_before = process_cpu(sealer.pid)
             n = write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
             ledger_tps.append(n / args.seconds)
             time.sleep(2)
             sampling.set()
             watcher.join()
+            sealer_cpu.append((process_cpu(sealer.pid) - cpu_before) / max(n, 1))
             sealer.terminate()
             sealer.wait()
             print(f"round {round_no}: plain {plain_tps[-1]:,.0f} tx/s, ledger {ledger_tps[-1]:,.0f} tx/s",
@@ -160,6 +172,9 @@ def main() -> None:
         print(f"ledger_tx_per_s={statistics.median(ledger_tps):.0f}")
         print(f"ledger_write_ratio={ratio:.2f}")
         print(f"seal_lag_max_s={max(lags):.2f}")
+        # the sealer process's CPU per ledger transaction while the writers ran and it caught up (what it takes from
+        # the writers on a small machine; its PostgreSQL backend's share is not in it)
+        print(f"sealer_cpu_us_per_tx={statistics.median(sealer_cpu) * 1e6:.0f}")
         print(f"seal_lag_last_s={lags[-1]:.2f}")
         # a backlog sealed with nobody writing, against verify on an export of the same size
         write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)

@@ -2230,6 +2230,592 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* The sealer's values, written as binary Ion from their parts (live/sealer.py's Python path is the reference)
+ *
+ *   json_ion(text) -> (bytes, hash)        the Ion reading of a stored jsonb document's text (live/reading.py)
+ *   revision_metadata(id, version, txTime text, txId) -> (bytes, hash)
+ *   tx_info(documents) -> (bytes, hash, json)   transactionInfo of a block without statements
+ *
+ * Each writes exactly the bytes ``encode`` writes for the value the Python path builds (IVM, one local
+ * symbol table with the field names in order of first use, the value), and hashes those bytes with
+ * hash_binary's reader.  Anything outside what they state for certain (a number beyond 18 digits, keys
+ * not in jsonb's order, a lone surrogate, an unusual timestamp, ...) raises Declined, and the caller
+ * takes the Python path, which decides. */
+
+static PyObject *Declined;
+
+static int decline(const char *why) {
+    PyErr_SetString(Declined, why);
+    return -1;
+}
+
+/* A binary Ion writer with its own symbol table: field names interned in order of first use. */
+typedef struct {
+    buf_t out;
+    buf_t arena;           /* the symbols' texts, back to back */
+    Py_ssize_t *offs, *lens; /* symbol i (sid 10 + i): arena[offs[i], offs[i] + lens[i]) */
+    Py_ssize_t n, cap;
+    int32_t *slots; /* open addressing: index + 1 of a symbol, 0 empty */
+    Py_ssize_t nslots;
+} iw_t;
+
+static void iw_free(iw_t *w) {
+    buf_free(&w->out);
+    buf_free(&w->arena);
+    PyMem_Free(w->offs);
+    PyMem_Free(w->lens);
+    PyMem_Free(w->slots);
+}
+
+static uint64_t fnv1a(const unsigned char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Symbol i's text (never a null pointer: the arena is empty while every symbol so far is "") */
+static const unsigned char *iw_text(const iw_t *w, Py_ssize_t i) {
+    return w->lens[i] ? w->arena.p + w->offs[i] : (const unsigned char *)"";
+}
+
+static int iw_rehash(iw_t *w, Py_ssize_t nslots) {
+    int32_t *slots = PyMem_Calloc((size_t)nslots, sizeof(int32_t));
+    if (!slots) { PyErr_NoMemory(); return -1; }
+    for (Py_ssize_t i = 0; i < w->n; i++) {
+        Py_ssize_t s = (Py_ssize_t)(fnv1a(iw_text(w, i), w->lens[i]) & (uint64_t)(nslots - 1));
+        while (slots[s]) s = (s + 1) & (nslots - 1);
+        slots[s] = (int32_t)(i + 1);
+    }
+    PyMem_Free(w->slots);
+    w->slots = slots;
+    w->nslots = nslots;
+    return 0;
+}
+
+/* The sid of a field name (UTF-8), a new one (10, 11, ...) on its first use, as encode's enc_sid numbers them. */
+static int iw_sid(iw_t *w, const unsigned char *s, Py_ssize_t n, uint64_t *sid) {
+    if (!s) s = (const unsigned char *)""; /* an empty key read into a still empty buffer */
+    if (w->n >= 1 << 24) return decline("too many field names");
+    if (!w->slots && iw_rehash(w, 16) < 0) return -1;
+    Py_ssize_t slot = (Py_ssize_t)(fnv1a(s, n) & (uint64_t)(w->nslots - 1));
+    while (w->slots[slot]) {
+        Py_ssize_t i = w->slots[slot] - 1;
+        if (w->lens[i] == n && memcmp(iw_text(w, i), s, (size_t)n) == 0) {
+            *sid = 10 + (uint64_t)i;
+            return 0;
+        }
+        slot = (slot + 1) & (w->nslots - 1);
+    }
+    if (w->n == w->cap) {
+        Py_ssize_t cap = w->cap ? w->cap * 2 : 16;
+        Py_ssize_t *offs = PyMem_Realloc(w->offs, (size_t)cap * sizeof(Py_ssize_t));
+        if (!offs) { PyErr_NoMemory(); return -1; }
+        w->offs = offs;
+        Py_ssize_t *lens = PyMem_Realloc(w->lens, (size_t)cap * sizeof(Py_ssize_t));
+        if (!lens) { PyErr_NoMemory(); return -1; }
+        w->lens = lens;
+        w->cap = cap;
+    }
+    w->offs[w->n] = w->arena.len;
+    w->lens[w->n] = n;
+    if (buf_put(&w->arena, s, n) < 0) return -1;
+    *sid = 10 + (uint64_t)w->n;
+    w->n++;
+    if (w->n * 2 > w->nslots) return iw_rehash(w, w->nslots * 2);
+    w->slots[slot] = (int32_t)w->n;
+    return 0;
+}
+
+static int iw_field(iw_t *w, const char *name) {
+    uint64_t sid;
+    if (iw_sid(w, (const unsigned char *)name, (Py_ssize_t)strlen(name), &sid) < 0) return -1;
+    return buf_varuint(&w->out, sid);
+}
+
+static int iw_string(buf_t *b, const unsigned char *s, Py_ssize_t n) {
+    return put_header(b, 0x8, (uint64_t)n) < 0 ? -1 : buf_put(b, s, n);
+}
+
+/* (IVM + local symbol table + the value written, its Ion hash) as py_encode frames it and py_hash_binary hashes it;
+ * a value hash_binary will not state a hash for is declined. */
+static PyObject *iw_finish(iw_t *w, PyObject *json) {
+    buf_t whole = {0}, ser = {0};
+    PyObject *result = NULL;
+    if (buf_put(&whole, "\xE0\x01\x00\xEA", 4) < 0) goto done;
+    if (w->n) {
+        Py_ssize_t ann = whole.len;
+        if (buf_byte(&whole, 0) < 0 || buf_put(&whole, "\x81\x83", 2) < 0) goto done;
+        Py_ssize_t st = whole.len;
+        if (buf_byte(&whole, 0) < 0 || buf_byte(&whole, 0x87) < 0) goto done;
+        Py_ssize_t list = whole.len;
+        if (buf_byte(&whole, 0) < 0) goto done;
+        for (Py_ssize_t i = 0; i < w->n; i++)
+            if (iw_string(&whole, iw_text(w, i), w->lens[i]) < 0) goto done;
+        if (close_header(&whole, list, 0xB) < 0 || close_header(&whole, st, 0xD) < 0 ||
+            close_header(&whole, ann, 0xE) < 0)
+            goto done;
+    }
+    if (buf_put(&whole, w->out.p, w->out.len) < 0) goto done;
+    const unsigned char *value_at = NULL;
+    hctx_t c = {whole.p, NULL, 0, 64, 0, 0};
+    int rc = walk_top(&c, whole.p, whole.p + whole.len, &ser, &value_at);
+    PyMem_Free(c.symbols);
+    if (rc < 0) {
+        if (PyErr_ExceptionMatches(NonCanonical)) {
+            PyErr_Clear();
+            decline("the hasher does not state a hash for these bytes");
+        }
+        goto done;
+    }
+    unsigned char digest[32];
+    sha256_of(ser.p, (size_t)ser.len, digest);
+    result = json ? Py_BuildValue("y#y#O", whole.p, whole.len, digest, (Py_ssize_t)32, json)
+                  : Py_BuildValue("y#y#", whole.p, whole.len, digest, (Py_ssize_t)32);
+done:
+    buf_free(&whole);
+    buf_free(&ser);
+    return result;
+}
+
+/* --- json_ion: a jsonb document's text read as Ion (objects -> structs, numbers with a point or an exponent ->
+ * decimals of exactly that scale, without -> ints; strings, bools, null) */
+
+typedef struct {
+    const unsigned char *p, *end;
+    iw_t w;
+    buf_t text; /* one string, unescaped */
+} jr_t;
+
+static void jr_ws(jr_t *r) {
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
+}
+
+static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out) {
+    if (end - p < 4) return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int put_utf8(buf_t *b, unsigned cp) {
+    unsigned char u[4];
+    int n;
+    if (cp < 0x80) { u[0] = (unsigned char)cp; n = 1; }
+    else if (cp < 0x800) { u[0] = (unsigned char)(0xC0 | cp >> 6); u[1] = (unsigned char)(0x80 | (cp & 0x3F)); n = 2; }
+    else if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | cp >> 12); u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+        u[2] = (unsigned char)(0x80 | (cp & 0x3F)); n = 3;
+    } else {
+        u[0] = (unsigned char)(0xF0 | cp >> 18); u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+        u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (unsigned char)(0x80 | (cp & 0x3F)); n = 4;
+    }
+    return buf_put(b, u, n);
+}
+
+/* A JSON string at r->p (its opening quote) into r->text, unescaped. */
+static int jr_string(jr_t *r) {
+    r->text.len = 0;
+    if (r->p >= r->end || *r->p != '"') return decline("not a string");
+    r->p++;
+    for (;;) {
+        const unsigned char *run = r->p;
+        while (r->p < r->end && *r->p != '"' && *r->p != '\\' && *r->p >= 0x20) r->p++;
+        if (buf_put(&r->text, run, r->p - run) < 0) return -1;
+        if (r->p >= r->end) return decline("unterminated string");
+        unsigned char c = *r->p;
+        if (c == '"') { r->p++; return 0; }
+        if (c < 0x20) return decline("control character in a string");
+        /* an escape */
+        if (r->end - r->p < 2) return decline("unterminated escape");
+        unsigned char e = r->p[1];
+        r->p += 2;
+        const char *simple = NULL;
+        switch (e) {
+        case '"': simple = "\""; break;
+        case '\\': simple = "\\"; break;
+        case '/': simple = "/"; break;
+        case 'b': simple = "\b"; break;
+        case 'f': simple = "\f"; break;
+        case 'n': simple = "\n"; break;
+        case 'r': simple = "\r"; break;
+        case 't': simple = "\t"; break;
+        case 'u': break;
+        default: return decline("unknown escape");
+        }
+        if (simple) {
+            if (buf_byte(&r->text, (unsigned char)simple[0]) < 0) return -1;
+            continue;
+        }
+        unsigned cp, lo;
+        if (hex4(r->p, r->end, &cp) < 0) return decline("bad \\u escape");
+        r->p += 4;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return decline("lone low surrogate");
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            if (r->end - r->p < 6 || r->p[0] != '\\' || r->p[1] != 'u' || hex4(r->p + 2, r->end, &lo) < 0 ||
+                lo < 0xDC00 || lo > 0xDFFF)
+                return decline("lone high surrogate");
+            r->p += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        }
+        if (put_utf8(&r->text, cp) < 0) return -1;
+    }
+}
+
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+
+/* A JSON number: an int without a point or an exponent, else a decimal with exactly the digits and scale shown
+ * (Python's Decimal of the text); 18 significant digits at most, else declined. */
+static int jr_number(jr_t *r) {
+    const unsigned char *p = r->p, *end = r->end;
+    int negative = 0;
+    if (p < end && *p == '-') { negative = 1; p++; }
+    if (p >= end || !is_digit(*p)) return decline("not a number");
+    uint64_t coef = 0;
+    int sig = 0; /* significant digits so far (leading zeros do not count) */
+    Py_ssize_t frac = 0;
+    int is_decimal = 0;
+    if (*p == '0') {
+        p++;
+        if (p < end && is_digit(*p)) return decline("leading zero");
+    } else {
+        while (p < end && is_digit(*p)) {
+            if (++sig > 18) return decline("more than 18 digits");
+            coef = coef * 10 + (uint64_t)(*p++ - '0');
+        }
+    }
+    if (p < end && *p == '.') {
+        is_decimal = 1;
+        p++;
+        if (p >= end || !is_digit(*p)) return decline("no digit after the point");
+        while (p < end && is_digit(*p)) {
+            if (coef || *p != '0') {
+                if (++sig > 18) return decline("more than 18 digits");
+            }
+            coef = coef * 10 + (uint64_t)(*p++ - '0');
+            if (++frac > 100000) return decline("too many fraction digits");
+        }
+    }
+    int64_t e = 0;
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        is_decimal = 1;
+        p++;
+        int eneg = 0;
+        if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p >= end || !is_digit(*p)) return decline("no digit in the exponent");
+        while (p < end && is_digit(*p)) {
+            e = e * 10 + (*p++ - '0');
+            if (e > 1000000000) return decline("exponent out of range");
+        }
+        if (eneg) e = -e;
+    }
+    r->p = p;
+    buf_t *b = &r->w.out;
+    if (!is_decimal) {
+        if (negative && coef) return put_typed_uint(b, 0x3, coef);
+        return put_typed_uint(b, 0x2, coef); /* -0 is the int 0 */
+    }
+    int64_t exponent = e - frac;
+    if (!coef && exponent == 0 && !negative) return buf_byte(b, 0x50);
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0 || buf_varint(b, exponent) < 0) return -1;
+    if ((coef || negative) && put_signed_magnitude(b, negative, coef) < 0) return -1;
+    return close_header(b, start, 0x5);
+}
+
+static int jr_literal(jr_t *r, const char *word, unsigned char byte) {
+    size_t n = strlen(word);
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return decline("unknown literal");
+    r->p += n;
+    return buf_byte(&r->w.out, byte);
+}
+
+static int jr_value(jr_t *r, int depth);
+
+/* An object: its keys must come as jsonb prints them (shorter first, then by bytes, no repeat), which also rules
+ * out repeated keys (amazon-ion's struct would group those). */
+static int jr_object(jr_t *r, int depth) {
+    buf_t *b = &r->w.out;
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0) return -1;
+    r->p++;
+    jr_ws(r);
+    buf_t prev = {0};
+    int have_prev = 0, rc = -1;
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        rc = close_header(b, start, 0xD);
+        goto done;
+    }
+    for (;;) {
+        jr_ws(r);
+        if (jr_string(r) < 0) goto done;
+        if (have_prev) {
+            int order = prev.len != r->text.len ? (prev.len < r->text.len ? -1 : 1)
+                        : prev.len ? memcmp(prev.p, r->text.p, (size_t)prev.len) : 0; /* two empty keys: equal */
+            if (order >= 0) { decline("keys not in jsonb's order"); goto done; }
+        }
+        prev.len = 0;
+        if (buf_put(&prev, r->text.p, r->text.len) < 0) goto done;
+        have_prev = 1;
+        uint64_t sid;
+        if (iw_sid(&r->w, r->text.p, r->text.len, &sid) < 0 || buf_varuint(b, sid) < 0) goto done;
+        jr_ws(r);
+        if (r->p >= r->end || *r->p != ':') { decline("no colon"); goto done; }
+        r->p++;
+        if (jr_value(r, depth + 1) < 0) goto done;
+        jr_ws(r);
+        if (r->p < r->end && *r->p == ',') { r->p++; continue; }
+        if (r->p < r->end && *r->p == '}') { r->p++; break; }
+        decline("bad object");
+        goto done;
+    }
+    rc = close_header(b, start, 0xD);
+done:
+    buf_free(&prev);
+    return rc;
+}
+
+static int jr_array(jr_t *r, int depth) {
+    buf_t *b = &r->w.out;
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0) return -1;
+    r->p++;
+    jr_ws(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        return close_header(b, start, 0xB);
+    }
+    for (;;) {
+        if (jr_value(r, depth + 1) < 0) return -1;
+        jr_ws(r);
+        if (r->p < r->end && *r->p == ',') { r->p++; continue; }
+        if (r->p < r->end && *r->p == ']') { r->p++; break; }
+        return decline("bad array");
+    }
+    return close_header(b, start, 0xB);
+}
+
+static int jr_value(jr_t *r, int depth) {
+    if (depth > MAX_DEPTH) return decline("nested too deeply");
+    jr_ws(r);
+    if (r->p >= r->end) return decline("no value");
+    switch (*r->p) {
+    case '{': return jr_object(r, depth);
+    case '[': return jr_array(r, depth);
+    case '"': return jr_string(r) < 0 ? -1 : iw_string(&r->w.out, r->text.p, r->text.len);
+    case 't': return jr_literal(r, "true", 0x11);
+    case 'f': return jr_literal(r, "false", 0x10);
+    case 'n': return jr_literal(r, "null", 0x0F);
+    default: return jr_number(r);
+    }
+}
+
+static PyObject *py_json_ion(PyObject *self, PyObject *arg) {
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "json_ion() takes a str");
+        return NULL;
+    }
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (!s) {
+        PyErr_Clear(); /* lone surrogates: the Python reading decides */
+        decline("text is not UTF-8");
+        return NULL;
+    }
+    jr_t r = {(const unsigned char *)s, (const unsigned char *)s + n, {{0}}, {0}};
+    PyObject *result = NULL;
+    if (jr_value(&r, 0) == 0) {
+        jr_ws(&r);
+        if (r.p != r.end) decline("text after the value");
+        else result = iw_finish(&r.w, NULL);
+    }
+    iw_free(&r.w);
+    buf_free(&r.text);
+    return result;
+}
+
+/* --- revision_metadata: {id, version, txTime, txId}, txTime from the text the trigger wrote (2026-12-01T09:30:00.123Z) */
+
+static int two(const char *s) { return (s[0] - '0') * 10 + (s[1] - '0'); }
+
+static int put_utc_millis(buf_t *b, const char *s, Py_ssize_t n) {
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
+    if (n != 24) return decline("txTime is not yyyy-mm-ddThh:mm:ss.sssZ");
+    for (int i = 0; i < 24; i++)
+        if (shape[i] == 'd' ? !is_digit((unsigned char)s[i]) : s[i] != shape[i])
+            return decline("txTime is not yyyy-mm-ddThh:mm:ss.sssZ");
+    int year = two(s) * 100 + two(s + 2), month = two(s + 5), day = two(s + 8);
+    int hour = two(s + 11), minute = two(s + 14), second = two(s + 17);
+    int ms = (s[20] - '0') * 100 + two(s + 21);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 ||
+        minute > 59 || second > 59)
+        return decline("txTime out of range");
+    Py_ssize_t start = b->len;
+    if (buf_byte(b, 0) < 0 || buf_varint(b, 0) < 0 || buf_varuint(b, (uint64_t)year) < 0 ||
+        buf_varuint(b, (uint64_t)month) < 0 || buf_varuint(b, (uint64_t)day) < 0 ||
+        buf_varuint(b, (uint64_t)hour) < 0 || buf_varuint(b, (uint64_t)minute) < 0 ||
+        buf_varuint(b, (uint64_t)second) < 0 || buf_varint(b, -3) < 0)
+        return -1;
+    if (ms && put_signed_magnitude(b, 0, (uint64_t)ms) < 0) return -1;
+    return close_header(b, start, 0x6);
+}
+
+static int utf8_of(PyObject *s, const char **out, Py_ssize_t *n) {
+    if (!PyUnicode_CheckExact(s)) return decline("not a str");
+    *out = PyUnicode_AsUTF8AndSize(s, n);
+    if (!*out) {
+        PyErr_Clear();
+        return decline("text is not UTF-8");
+    }
+    return 0;
+}
+
+static PyObject *py_revision_metadata(PyObject *self, PyObject *args) {
+    PyObject *doc, *version, *tx_time, *tx_id;
+    if (!PyArg_ParseTuple(args, "OOOO", &doc, &version, &tx_time, &tx_id)) return NULL;
+    iw_t w = {{0}};
+    PyObject *result = NULL;
+    const char *d, *t, *x;
+    Py_ssize_t dn, tn, xn;
+    if (utf8_of(doc, &d, &dn) < 0 || utf8_of(tx_time, &t, &tn) < 0 || utf8_of(tx_id, &x, &xn) < 0) goto done;
+    if (!PyLong_CheckExact(version)) { decline("version is not an int"); goto done; }
+    long long v = PyLong_AsLongLong(version);
+    if (v == -1 && PyErr_Occurred()) { PyErr_Clear(); decline("version out of range"); goto done; }
+    if (v < 0) { decline("negative version"); goto done; }
+    Py_ssize_t start = w.out.len;
+    if (buf_byte(&w.out, 0) < 0) goto done;
+    if (iw_field(&w, "id") < 0 || iw_string(&w.out, (const unsigned char *)d, dn) < 0) goto done;
+    if (iw_field(&w, "version") < 0 || put_typed_uint(&w.out, 0x2, (uint64_t)v) < 0) goto done;
+    if (iw_field(&w, "txTime") < 0 || put_utc_millis(&w.out, t, tn) < 0) goto done;
+    if (iw_field(&w, "txId") < 0 || iw_string(&w.out, (const unsigned char *)x, xn) < 0) goto done;
+    if (close_header(&w.out, start, 0xD) < 0) goto done;
+    result = iw_finish(&w, NULL);
+done:
+    iw_free(&w);
+    return result;
+}
+
+/* --- tx_info: {statements: [], documents: {id: {tableName, tableId, statements: []}, ...}} and its jsonb text */
+
+typedef struct {
+    const char *id, *name, *table;
+    Py_ssize_t idn, namen, tablen;
+} txdoc_t;
+
+static int cmp_txdoc(const void *a, const void *b) {
+    const txdoc_t *x = a, *y = b;
+    if (x->idn != y->idn) return x->idn < y->idn ? -1 : 1;
+    return memcmp(x->id, y->id, (size_t)x->idn);
+}
+
+static PyObject *py_tx_info(PyObject *self, PyObject *arg) {
+    if (!PyList_CheckExact(arg)) {
+        PyErr_SetString(PyExc_TypeError, "tx_info() takes a list of (document id, table name, table id)");
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    iw_t w = {{0}};
+    buf_t json = {0};
+    PyObject *result = NULL, *text = NULL;
+    txdoc_t *docs = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(txdoc_t));
+    if (!docs) { PyErr_NoMemory(); goto done; }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PyList_GET_ITEM(arg, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) { decline("not a 3-tuple"); goto done; }
+        if (utf8_of(PyTuple_GET_ITEM(item, 0), &docs[i].id, &docs[i].idn) < 0 ||
+            utf8_of(PyTuple_GET_ITEM(item, 1), &docs[i].name, &docs[i].namen) < 0 ||
+            utf8_of(PyTuple_GET_ITEM(item, 2), &docs[i].table, &docs[i].tablen) < 0)
+            goto done;
+        if (memchr(docs[i].id, 0, (size_t)docs[i].idn)) { decline("U+0000 in a document id"); goto done; }
+    }
+    Py_ssize_t top = w.out.len;
+    if (buf_byte(&w.out, 0) < 0 || iw_field(&w, "statements") < 0 || buf_byte(&w.out, 0xB0) < 0 ||
+        iw_field(&w, "documents") < 0)
+        goto done;
+    Py_ssize_t documents = w.out.len;
+    if (buf_byte(&w.out, 0) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t sid;
+        if (iw_sid(&w, (const unsigned char *)docs[i].id, docs[i].idn, &sid) < 0) goto done;
+        if (buf_varuint(&w.out, sid) < 0) goto done;
+        Py_ssize_t doc = w.out.len;
+        if (buf_byte(&w.out, 0) < 0 || iw_field(&w, "tableName") < 0 ||
+            iw_string(&w.out, (const unsigned char *)docs[i].name, docs[i].namen) < 0 || iw_field(&w, "tableId") < 0 ||
+            iw_string(&w.out, (const unsigned char *)docs[i].table, docs[i].tablen) < 0 ||
+            iw_field(&w, "statements") < 0 || buf_byte(&w.out, 0xB0) < 0 || close_header(&w.out, doc, 0xD) < 0)
+            goto done;
+    }
+    if (close_header(&w.out, documents, 0xD) < 0 || close_header(&w.out, top, 0xD) < 0) goto done;
+    /* the jsonb text: keys shorter first, then by bytes; a document twice (amazon-ion's struct would group its
+     * fields) is declined */
+    if (n > 1) qsort(docs, (size_t)n, sizeof(txdoc_t), cmp_txdoc);
+    for (Py_ssize_t i = 1; i < n; i++)
+        if (cmp_txdoc(&docs[i - 1], &docs[i]) == 0) { decline("a document twice in one transaction"); goto done; }
+    if (buf_put(&json, "{\"documents\": {", 15) < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i && buf_put(&json, ", ", 2) < 0) goto done;
+        if (json_string_utf8(&json, (const unsigned char *)docs[i].id, docs[i].idn) < 0 ||
+            buf_put(&json, ": {\"tableId\": ", 14) < 0 ||
+            json_string_utf8(&json, (const unsigned char *)docs[i].table, docs[i].tablen) < 0 ||
+            buf_put(&json, ", \"tableName\": ", 15) < 0 ||
+            json_string_utf8(&json, (const unsigned char *)docs[i].name, docs[i].namen) < 0 ||
+            buf_put(&json, ", \"statements\": []}", 19) < 0)
+            goto done;
+    }
+    if (buf_put(&json, "}, \"statements\": []}", 20) < 0) goto done;
+    text = PyUnicode_DecodeUTF8((const char *)json.p, json.len, "strict");
+    if (!text) goto done;
+    result = iw_finish(&w, text);
+done:
+    Py_XDECREF(text);
+    PyMem_Free(docs);
+    iw_free(&w);
+    buf_free(&json);
+    return result;
+}
+
+/* --- dot: QLDB's hash combinator (verify/hashes.py's dot is the reference) */
+
+/* a <= b as QLDB orders hashes: compared from the last byte to the first, each byte as a signed integer; on a common
+ * suffix the shorter is the smaller (Python's comparison of the reversed, sign-flipped bytes). */
+static int qldb_le(const unsigned char *a, Py_ssize_t an, const unsigned char *b, Py_ssize_t bn) {
+    Py_ssize_t n = an < bn ? an : bn;
+    for (Py_ssize_t i = 1; i <= n; i++) {
+        signed char x = (signed char)a[an - i], y = (signed char)b[bn - i];
+        if (x != y) return x < y;
+    }
+    return an <= bn;
+}
+
+static PyObject *py_dot(PyObject *self, PyObject *args) {
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "SS", &a, &b)) return NULL;
+    Py_ssize_t an = PyBytes_GET_SIZE(a), bn = PyBytes_GET_SIZE(b);
+    if (!an) return Py_NewRef(b);
+    if (!bn) return Py_NewRef(a);
+    const unsigned char *ap = (const unsigned char *)PyBytes_AS_STRING(a), *bp = (const unsigned char *)PyBytes_AS_STRING(b);
+    if (!qldb_le(ap, an, bp, bn)) {
+        const unsigned char *tp = ap; ap = bp; bp = tp;
+        Py_ssize_t tn = an; an = bn; bn = tn;
+    }
+    SHA256_CTX ctx;
+    unsigned char digest[32];
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, ap, (size_t)an);
+    SHA256_Update(&ctx, bp, (size_t)bn);
+    SHA256_Final(digest, &ctx);
+    return PyBytes_FromStringAndSize((const char *)digest, 32);
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 static PyObject *py_setup(PyObject *self, PyObject *args) {
     PyObject *d;
@@ -2259,6 +2845,12 @@ static PyMethodDef methods[] = {
      "A QLDB stream record's identifying fields, every byte checked; None where the reader must decide."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
     {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
+    {"dot", py_dot, METH_VARARGS, "QLDB's dot of two hashes (bytes): SHA-256 of the smaller then the larger."},
+    {"json_ion", py_json_ion, METH_O, "(binary Ion, Ion hash) of a jsonb document's text read as Ion; Declined else."},
+    {"revision_metadata", py_revision_metadata, METH_VARARGS,
+     "(binary Ion, Ion hash) of a revision's metadata {id, version, txTime, txId}; Declined else."},
+    {"tx_info", py_tx_info, METH_O,
+     "(binary Ion, Ion hash, jsonb text) of the transactionInfo of a block without statements; Declined else."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2273,6 +2865,10 @@ PyMODINIT_FUNC PyInit__native(void) {
                                              "Binary Ion outside the subset hash_binary states a hash for.",
                                              PyExc_ValueError, NULL);
     if (!NonCanonical || PyModule_AddObjectRef(m, "NonCanonical", NonCanonical) < 0) return NULL;
+    Declined = PyErr_NewExceptionWithDoc("qldb_migrate._native.Declined",
+                                         "A value the sealer's C writers leave to the Python path.", PyExc_ValueError,
+                                         NULL);
+    if (!Declined || PyModule_AddObjectRef(m, "Declined", Declined) < 0) return NULL;
     S_store = PyUnicode_InternFromString("_IonPyDict__store");
     S_annotations = PyUnicode_InternFromString("ion_annotations");
     S_ion_type = PyUnicode_InternFromString("ion_type");

@@ -120,3 +120,51 @@ def canonical_json(value: Any) -> str:
         return _native.canonical_json(value, jsoncanon.canonical_json)
     except ValueError:  # nested deeper than the C renderer goes: the Python one decides
         return jsoncanon.canonical_json(value)
+
+
+def json_ion(text: str) -> tuple[bytes, bytes] | None:
+    """(binary Ion, Ion hash) of a stored jsonb document's text read as ``live.reading.ion_reading`` reads it, in C
+    without Python values; None where the C reader declines (the caller then reads it in Python, the reference).
+
+    It declines everything it does not state for certain: numbers beyond 18 significant digits, keys not in jsonb's
+    order (so never a repeated key), lone surrogates, control characters, nesting beyond its depth, non-JSON.
+    """
+    if _native is None:
+        return None
+    try:
+        return _native.json_ion(text)
+    except ValueError:
+        return None
+
+
+def revision_metadata(document_id: str, version: int, tx_time_ion: str, tx_id: str) -> tuple[bytes, bytes] | None:
+    """(binary Ion, Ion hash) of ``live.reading.metadata(...)``, written in C; None where it declines (a txTime
+    not in the trigger's ``yyyy-mm-ddThh:mm:ss.sssZ`` shape, say)."""
+    if _native is None:
+        return None
+    try:
+        return _native.revision_metadata(document_id, version, tx_time_ion, tx_id)
+    except ValueError:
+        return None
+
+
+def tx_info(documents: list[tuple[str, str, str]]) -> tuple[bytes, bytes, str] | None:
+    """(binary Ion, Ion hash, ``canonical_json``) of the transactionInfo of a block without statements, whose
+    revisions are ``documents`` as (document id, table name, table id) in block order, written in C; None where it
+    declines (a document twice, U+0000 in an id)."""
+    if _native is None:
+        return None
+    try:
+        return _native.tx_info(documents)
+    except ValueError:
+        return None
+
+
+def _python_dot(a: bytes, b: bytes) -> bytes:
+    from .verify.hashes import dot as reference
+
+    return reference(a, b)
+
+
+#: QLDB's ``dot`` (``verify.hashes.dot``, the reference) in C: the sealer takes three or four per revision
+dot = _native.dot if _native is not None else _python_dot

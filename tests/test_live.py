@@ -524,3 +524,133 @@ def test_a_digest_kept_in_s3_under_object_lock(live: dict, tmp_path: Path, s3_se
     saved = tmp_path / "d1.json"
     saved.write_bytes(client.get_object(Bucket="digest-vault", Key="ledger/d1.json")["Body"].read())
     assert run_cli("check", "--dsn", live["dsn"], "--digest", saved, "--strict").returncode == 0
+
+
+# Documents whose jsonb text exercises the sealer's C reader (and where it declines: > 18 digits)
+_TRICKY = [
+    {"accountId": "\"T1\"", "balance": "1.50", "n": "-0", "e": "1e2", "f": "1.5E-3", "z": "-0.0", "zero": "0.000",
+     "big": "123456789012345678901234567890", "dec": "-12345678901234567890.123456789", "max18": "999999999999999999",
+     "neg": "-922337203685477580", "tiny": "1e-30", "huge": "7E+25"},
+    {"u": '"caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\\\ \\/ \\b\\f\\n\\r\\t \\u001f snow \\u2603"', "\\u00e9": "1",
+     "z": "2", "aa": "3", "": '""', "arr": '[[], {}, [1, [2, [3.0]]], true, false, null]'},
+]
+
+
+def _tricky_text(pairs: dict[str, str]) -> str:
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in pairs.items()) + "}"
+
+
+def _sealed_rows(dsn: str) -> dict[str, list[tuple]]:
+    with psycopg.connect(dsn) as conn:
+        return {
+            "block": conn.execute("SELECT * FROM qldb.block WHERE source_object LIKE 'sealed%' ORDER BY sequence_no"
+                                  ).fetchall(),
+            "sealed_revision": conn.execute("SELECT * FROM qldb.sealed_revision ORDER BY block_sequence, index_in_block"
+                                            ).fetchall(),
+            "merkle_node": conn.execute("SELECT * FROM qldb.merkle_node ORDER BY strand_id, level, idx").fetchall(),
+            "queue": conn.execute("SELECT (SELECT count(*) FROM qldb.pending_revision), "
+                                  "(SELECT count(*) FROM qldb.pending_event)").fetchall(),
+        }
+
+
+def test_the_c_path_seals_the_same_bytes_as_the_python_path(live: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same queue sealed with the Python reference and with the C writers: every stored column identical."""
+    import datetime as dt
+
+    from qldb_migrate import native
+    from qldb_migrate.live import sealer
+
+    with psycopg.connect(live["app"]) as app:
+        redacted = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"R\", \"pin\": 1}') "
+                               "RETURNING document_id").fetchone()[0]
+        app.commit()
+        app.execute("UPDATE ledger.accounts SET data = '{\"accountId\": \"R\"}' WHERE document_id = %s", (redacted,))
+        app.commit()
+    assert _seal(live).returncode == 0
+    nested = "1"
+    for depth in range(48):  # ~97 levels: the trigger allows 99
+        nested = f'{{"l{depth % 3}": [{nested}], "k": {depth}}}'
+    with psycopg.connect(live["app"]) as app:
+        ids = []
+        for pairs in _TRICKY:
+            ids.append(app.execute("INSERT INTO ledger.accounts (data) VALUES (%s) RETURNING document_id",
+                                   (_tricky_text(pairs),)).fetchone()[0])
+        ids.append(app.execute("INSERT INTO ledger.accounts (data) VALUES (%s) RETURNING document_id",
+                               (nested,)).fetchone()[0])
+        app.commit()
+        # several documents in one block, one of them written twice (one revision)
+        b = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"B\"}') RETURNING document_id"
+                        ).fetchone()[0]
+        app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"C\", \"balance\": 2.5}')")
+        app.execute("UPDATE ledger.accounts SET data = '{\"accountId\": \"B\", \"balance\": 10.00}' "
+                    "WHERE document_id = %s", (b,))
+        app.execute("UPDATE ledger.accounts SET data = jsonb_set(data, '{balance}', '-1.25') WHERE document_id = %s",
+                    (ids[0],))
+        app.commit()
+        app.execute("DELETE FROM ledger.accounts WHERE document_id = %s", (ids[1],))
+        app.commit()
+        gone = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"gone\"}') "
+                           "RETURNING document_id").fetchone()[0]
+        app.execute("DELETE FROM ledger.accounts WHERE document_id = %s", (gone,))
+        app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"accountId\": \"E\"}')")
+        app.commit()
+        for n in range(30):
+            app.execute("INSERT INTO ledger.accounts (data) VALUES (%s)", (json.dumps({"accountId": f"M{n}",
+                                                                                      "balance": n / 8}),))
+            if n % 7 == 0:
+                app.commit()
+        app.commit()
+    with psycopg.connect(live["dsn"]) as conn:
+        conn.execute("SELECT qldb.redact_revision('Accounts', %s, 0)", (redacted,))
+        conn.commit()
+    source = conninfo_to_dict(live["dsn"])["dbname"]
+    clones = {}
+    with psycopg.connect(live["admin"], autocommit=True) as admin:
+        for path in ("reference", "fast"):
+            clones[path] = f"{source}_{path}"[:63]
+            admin.execute(f'CREATE DATABASE "{clones[path]}" TEMPLATE "{source}"')
+    used = {"json_ion": 0, "revision_metadata": 0, "tx_info": 0}
+
+    def counted(name: str):
+        real = getattr(native, name)
+
+        def call(*args):
+            result = real(*args)
+            used[name] += result is not None
+            return result
+        return call
+
+    for name in used:
+        monkeypatch.setattr(native, name, counted(name))
+    moment = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)  # after every write: the blocks take it
+    monkeypatch.setattr(sealer, "_now", lambda: moment)
+    rows, sealed = {}, {}
+    try:
+        for path, name in clones.items():
+            monkeypatch.setattr(sealer, "FAST_PATH", path == "fast")
+            dsn = make_conninfo(live["admin"], dbname=name)
+            with psycopg.connect(dsn) as conn:
+                strand = conn.execute("SELECT strand_id FROM qldb.ledger WHERE state = 'live'").fetchone()[0]
+                conn.rollback()
+                sealed[path] = sealer.SealStats()
+                while True:  # several rounds
+                    stats = sealer.seal_once(conn, strand, limit=4)
+                    sealed[path].add(stats)
+                    if not stats.blocks:
+                        break
+            rows[path] = _sealed_rows(dsn)
+            if path == "reference":
+                assert used == {"json_ion": 0, "revision_metadata": 0, "tx_info": 0}
+    finally:
+        with psycopg.connect(live["admin"], autocommit=True) as admin:
+            for name in clones.values():
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    assert rows["reference"]["queue"] == rows["fast"]["queue"] == [(0, 0)]
+    assert len(rows["fast"]["block"]) >= 12
+    for table in ("block", "sealed_revision", "merkle_node"):
+        assert rows["fast"][table] == rows["reference"][table], table
+    # the C writers did the work, and declined the numbers beyond 18 digits
+    assert sealed["fast"].revisions == sealed["reference"].revisions >= 35
+    assert used["revision_metadata"] == sealed["fast"].revisions
+    assert 0 < used["json_ion"] < sealed["fast"].revisions - 1  # two deletes: no data
+    assert used["tx_info"] == sealed["fast"].blocks - 1  # all but the redaction's block

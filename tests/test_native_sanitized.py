@@ -62,6 +62,42 @@ records = [encode_record(r) for b in iter_ledger_blocks(30, 3) for r in block_re
 assert sum(_native.stream_record(record) is not None for record in records) >= 0.9 * len(records)
 for _ in range(6000):
     _native.stream_record(mutate(rng, rng.choice(records)))
+# the sealer's C writers read jsonb text and the trigger's strings: corrupted texts, deep nesting, odd times
+jsonish = ['{"a": 1.50, "b": [-0, -0.0, 1e2, 1E-2, 123456789012345678901234567890], '
+           '"cc": {"d": "\\u00e9\\ud83d\\ude00"}}',
+           '{"": null, "k": [true, false, {}], "zz": "x\\"y"}']
+for _ in range(6000):
+    data = bytearray(rng.choice(jsonish).encode())
+    for _edit in range(rng.randrange(1, 4)):
+        at = rng.randrange(len(data) + 1)
+        choice = rng.randrange(3)
+        if choice == 0 and data:
+            del data[at:at + rng.randrange(1, 4)]
+        elif choice == 1:
+            data[at:at] = bytes([rng.choice(b'{}[]",:\\.eE+-0123456789u ntf')])
+        elif data:
+            data[min(at, len(data) - 1)] = rng.randrange(128)
+    try:
+        _native.json_ion(data.decode("utf-8", "replace"))
+    except _native.Declined:
+        pass
+for text in ("[" * 3000 + "]" * 3000, '{"a":' * 3000, '"\\ud800', '"\\u12', '-', '1e', '1.', '"'):
+    try:
+        _native.json_ion(text)
+    except _native.Declined:
+        pass
+for _ in range(3000):
+    t = "".join(rng.choice("0123456789-T:.Z") for _ in range(rng.choice((23, 24, 25))))
+    try:
+        _native.revision_metadata("d" * rng.randrange(30), rng.randrange(2**31), t, "x" * rng.randrange(300))
+    except _native.Declined:
+        pass
+    docs = [(rng.choice(["a", "b", "tableName", "é", "x" * 40]), "n" * rng.randrange(20), "t")
+            for _ in range(rng.randrange(40))]
+    try:
+        _native.tx_info(docs)
+    except _native.Declined:
+        pass
 nested = []
 for _ in range(3000):
     nested = [nested]

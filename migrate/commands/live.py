@@ -126,6 +126,7 @@ def seal_cmd(
 ) -> None:
     """Close committed writes into blocks, one per transaction, continuing the chain (one sealer per ledger)."""
     from ..live.sealer import (
+        ROUND_LIMIT,
         SealRefused,
         SealStats,
         accepted_fork,
@@ -165,10 +166,13 @@ def seal_cmd(
             conn.commit()
             if fork is not None:
                 save_state(state_file, conn, strand, fork)
+            first_round = True
             while True:
                 stats = seal_once(conn, strand)
                 total.add(stats)
-                save_state(state_file, conn, strand)
+                if stats.blocks or first_round:  # the stored tip is this sealer's to move: unchanged otherwise
+                    save_state(state_file, conn, strand)
+                first_round = False
                 if every is None and stats.blocks == 0:
                     break
                 if every is not None:
@@ -176,7 +180,10 @@ def seal_cmd(
                         lag = "-" if stats.lag_seconds is None else f"{stats.lag_seconds:.2f}s"
                         err.print(f"sealed {stats.blocks} blocks ({stats.revisions} revisions) through block "
                                   f"{stats.tip}; {stats.pending} revisions queued, oldest {lag}")
-                    time.sleep(every if stats.blocks == 0 else 0)
+                    # a round every SECONDS (at once if the last one was full, or took longer): rounds of a few
+                    # transactions one after the other would spend the sealer's CPU, taken from the writers, on
+                    # per-round work
+                    time.sleep(0 if stats.blocks >= ROUND_LIMIT else max(0.0, every - stats.seconds))
         except SealRefused as exc:
             die(str(exc), exc.exit_code)
         except KeyboardInterrupt:

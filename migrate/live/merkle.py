@@ -67,15 +67,16 @@ def peaks_of(size: int) -> list[Node]:
 class Appender:
     """Appends leaves to a stored tree: each leaf yields the new perfect-subtree roots to store."""
 
-    def __init__(self, size: int, peaks: list[bytes]) -> None:
+    def __init__(self, size: int, peaks: list[bytes], combine: Callable[[bytes, bytes], bytes] = dot) -> None:
         self.size = size
         self.peaks = list(peaks)  # roots of peaks_of(size), largest first
+        self.combine = combine  # dot, or an implementation of it held to it (native.dot: bytes only)
 
     def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]:
         new = [(0, self.size, leaf)]
         node, n, level = leaf, self.size, 0
         while n & 1:
-            node = dot(self.peaks.pop(), node)
+            node = self.combine(self.peaks.pop(), node)
             n >>= 1
             level += 1
             new.append((level, self.size >> level, node))

@@ -67,6 +67,17 @@ def millis_timestamp(text: str) -> Timestamp:
 _THOUSANDTH = Decimal("0.001")
 
 
+def millis_instant(text: str) -> _dt.datetime:
+    """The instant of a timestamp text as a ``datetime`` in UTC: a plain one where the text has ``ion_millis``'s
+    shape (the same instant and fields as ``millis_timestamp``'s Timestamp, for a fraction of its cost; the sealer
+    stores one per block), else ``millis_timestamp``'s Timestamp."""
+    match = _MILLIS.fullmatch(text)
+    if match is None or not text.isascii():
+        return millis_timestamp(text)
+    year, month, day, hour, minute, second, ms = map(int, match.groups())
+    return _dt.datetime(year, month, day, hour, minute, second, ms * 1000, _dt.UTC)
+
+
 def ion_millis(moment: _dt.datetime) -> str:
     """A blockTimestamp / txTime as QLDB writes it: UTC, three fractional digits."""
     m = moment.astimezone(_dt.UTC)

@@ -40,16 +40,21 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyBytes, IonPyDict
 from psycopg import sql
 
+from .. import native
 from ..native import canonical_json, prove
 from ..pg.copybinary import SIGNATURE, TRAILER, row_encoder
 from ..pg.rows import exact_binary
 from ..pg.target import LOCK_KEY
-from ..verify.hashes import dot, merkle_root
+from ..verify.hashes import dot as reference_dot
+from ..verify.hashes import merkle_root
 from ..verify.ionhash import ion_hash
 from .merkle import Appender, peaks_of
-from .reading import ion_millis, ion_reading, metadata, millis_timestamp
+from .reading import ion_millis, ion_reading, metadata, millis_instant, millis_timestamp
 
 SOURCE = "sealed by qldb-migrate seal"
+
+#: the C paths where they apply (False: the Python reference throughout; tests and bench/seal_cost.py compare the two)
+FAST_PATH = True
 
 
 class SealRefused(Exception):
@@ -108,12 +113,13 @@ class _Tip:
 
 
 def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
-    row = conn.execute("SELECT sequence_no, block_hash, block_timestamp FROM qldb.block WHERE strand_id = %s "
-                       "ORDER BY sequence_no DESC LIMIT 1", (strand,)).fetchone()
+    """The stored chain's last block and the roots its Merkle tree ends with, read afresh every round."""
+    row = conn.execute("SELECT sequence_no, block_hash, block_timestamp, (SELECT min(sequence_no) FROM qldb.block "
+                       "WHERE strand_id = %s) FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no DESC LIMIT 1",
+                       (strand, strand)).fetchone()
     if row is None:
         raise SealRefused(f"ledger {strand} has no blocks: migrate it and cut it over first", 2)
-    seq, block_hash, ts = row
-    first = conn.execute("SELECT min(sequence_no) FROM qldb.block WHERE strand_id = %s", (strand,)).fetchone()[0]
+    seq, block_hash, ts, first = row
     merkle = None
     if first == 0:
         size = seq + 1
@@ -124,7 +130,7 @@ def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
         if len(found) != len(peaks):
             raise SealRefused(f"ledger {strand}: qldb.merkle_node does not hold the tree of its {size} blocks "
                               "(cut-over did not complete?)")
-        merkle = Appender(size, [found[p] for p in peaks])
+        merkle = Appender(size, [found[p] for p in peaks], _dot())
     return _Tip(seq, bytes(block_hash), ts or _dt.datetime.now(_dt.UTC), merkle)
 
 
@@ -144,33 +150,73 @@ class _Tx:
     tx_id: str
     revisions: list[_Revision] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    has_events: bool = False
+    queued: list[str] = field(default_factory=list)  # ctids of its pending_revision rows, read in this transaction
 
 
 def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
-    """The committed transactions first in line, in order of their largest write_seq (module docstring)."""
-    order = conn.execute(
-        """SELECT tx_id FROM (SELECT tx_id, write_seq FROM qldb.pending_revision WHERE strand_id = %s
-                              UNION ALL SELECT tx_id, write_seq FROM qldb.pending_event WHERE strand_id = %s) q
-           GROUP BY tx_id ORDER BY max(write_seq) LIMIT %s""", (strand, strand, limit)).fetchall()
-    txs = {tx_id: _Tx(tx_id) for (tx_id,) in order}
-    if not txs:
-        return []
-    ids = list(txs)
-    for table_id, doc, version, seq, tx_id in conn.execute(
-            "SELECT table_id, document_id, version, write_seq, tx_id FROM qldb.pending_revision "
-            "WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
-        txs[tx_id].revisions.append(_Revision(table_id, doc, version, seq))
-    for row in conn.execute(
-            "SELECT tx_id, write_seq, kind, table_id, table_name, document_id, version, statement, at "
-            "FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq", (strand, ids)):
+    """The committed transactions first in line, in order of their largest write_seq (module docstring).
+
+    One statement picks them and reads their queued revisions (one snapshot: a transaction's revisions and events
+    are all there or none are), with the row addresses the delete uses; the events, rare, are read only for the
+    transactions that have some.
+    """
+    txs: dict[str, _Tx] = {}
+    for tx_id, has_events, ctid, table_id, doc, version, seq in conn.execute(
+            """WITH o AS (SELECT tx_id, max(write_seq) AS last, bool_or(ev) AS has_events
+                            FROM (SELECT tx_id, write_seq, false AS ev FROM qldb.pending_revision WHERE strand_id = %s
+                                  UNION ALL SELECT tx_id, write_seq, true FROM qldb.pending_event
+                                             WHERE strand_id = %s) q
+                           GROUP BY tx_id ORDER BY last LIMIT %s)
+               SELECT o.tx_id, o.has_events, p.ctid::text, p.table_id, p.document_id, p.version, p.write_seq
+                 FROM o LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.tx_id = o.tx_id
+                ORDER BY o.last, p.write_seq""", (strand, strand, limit, strand)):
+        tx = txs.get(tx_id)
+        if tx is None:
+            tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
+        if ctid is not None:
+            tx.revisions.append(_Revision(table_id, doc, version, seq))
+            tx.queued.append(ctid)
+    with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
+    if with_events:
         names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
-        event = dict(zip(names, row, strict=True))
-        txs[event["tx_id"]].events.append(event)
-    return [txs[i] for i in ids]
+        for row in conn.execute(
+                "SELECT tx_id, write_seq, kind, table_id, table_name, document_id, version, statement, at "
+                "FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s) ORDER BY write_seq",
+                (strand, with_events)):
+            event = dict(zip(names, row, strict=True))
+            txs[event["tx_id"]].events.append(event)
+    return list(txs.values())
+
+
+def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
+    """Delete the queue rows of the sealed transactions: the revisions by the addresses read in this transaction
+    (a TID scan, not a scan of the queue per transaction; no one else deletes or updates a committed queue row,
+    and this transaction's lock on the table keeps VACUUM FULL from moving one), checked by count and strand."""
+    queued = [ctid for tx in txs for ctid in tx.queued]
+    if queued:
+        # by address alone, so that the planner takes the TID scan (a condition on strand_id would let it scan the
+        # strand's whole queue); the strand is checked on what was deleted
+        deleted = conn.execute("DELETE FROM qldb.pending_revision WHERE ctid = ANY(%s::tid[]) RETURNING strand_id",
+                               (_text_array(queued),)).fetchall()
+        if len(deleted) != len(queued) or any(s != strand for (s,) in deleted):
+            raise SealRefused(f"ledger {strand}: {len(queued)} queued revisions were sealed but {len(deleted)} rows "
+                              "of it left the queue (was it changed behind the sealer?): nothing of this round is "
+                              "kept")
+    with_events = [t.tx_id for t in txs if t.has_events]
+    if with_events:
+        conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)", (strand, with_events))
+
+
+def _text_array(items: list[str]) -> str:
+    """A ``text[]`` (or ``tid[]``) literal of ``items``, every element quoted: one parameter, not a list psycopg
+    adapts element by element."""
+    return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
 
 
 def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
                   tables: dict[str, tuple[str, str, str]]) -> None:
+    """Each queued revision's history row (its data as jsonb text, operation and txTime), one statement per table."""
     by_table: dict[str, list[_Revision]] = defaultdict(list)
     for tx in txs:
         for rev in tx.revisions:
@@ -181,8 +227,9 @@ def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
         rows = conn.execute(sql.SQL(
             "SELECT h.document_id, h.version, h.data::text, h.operation, h.tx_time_ion FROM {} h "
             "JOIN unnest(%s::text[], %s::int[]) AS k(d, v) ON h.document_id = k.d AND h.version = k.v"
-        ).format(sql.Identifier(schema, history)), ([r.document_id for r in revisions],
-                                                     [r.version for r in revisions])).fetchall()
+        ).format(sql.Identifier(schema, history)), (_text_array([r.document_id for r in revisions]),
+                                                     "{" + ",".join([str(r.version) for r in revisions]) + "}")
+        ).fetchall()
         for doc, version, data, operation, tx_time_ion in rows:
             rev = keyed.pop((doc, version))
             rev.data, rev.operation, rev.tx_time_ion = data, operation, tx_time_ion
@@ -192,35 +239,71 @@ def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
                               "history row (removed past the append-only guard?): sealing stops here")
 
 
+def _data(strand: str, ledger_tables: dict[str, tuple[str, str, str]], rev: _Revision) -> tuple[bytes, bytes]:
+    """(binary Ion, Ion hash) of a revision's data: read in C from the jsonb text where the C reader states it for
+    certain, else by ``ion_reading`` in Python (the reference, which also decides what cannot be sealed)."""
+    if rev.data is None:
+        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
+    if FAST_PATH:
+        fast = native.json_ion(rev.data)
+        if fast is not None:
+            return fast
+    try:
+        return _encoded(ion_reading(rev.data))
+    except (ValueError, ArithmeticError, RecursionError, MemoryError) as exc:
+        # the trigger bounds what it accepts; a row that still will not encode stops the sealer here,
+        # named, rather than in a traceback on every later run
+        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} of table "
+                          f"{ledger_tables[rev.table_id][0]} cannot be read as Ion ({type(exc).__name__}: "
+                          f"{str(exc)[:200]}): sealing stops here") from None
+
+
+def _metadata(rev: _Revision, tx_id: str) -> tuple[bytes, bytes]:
+    """(binary Ion, Ion hash) of a revision's metadata, written in C where it can be, else built in Python."""
+    if FAST_PATH:
+        fast = native.revision_metadata(rev.document_id, rev.version, rev.tx_time_ion, tx_id)
+        if fast is not None:
+            return fast
+    return _encoded(metadata(rev.document_id, rev.version, rev.tx_time_ion, tx_id))
+
+
 def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]], seq: int,
                     redaction_blocks: dict[tuple[str, str, int], int], tx: _Tx) -> dict[str, Any]:
-    """Everything the sealer writes for one transaction's block (its hash comes later, chained)."""
+    """Everything the sealer writes for one transaction's block (its hash comes later, chained).
+
+    ``tx_info`` is (binary Ion, Ion hash, jsonb text) of its transactionInfo: written in C for a block without
+    statements (nearly every one), built as an Ion value and encoded otherwise.
+    """
     revisions, sealed = [], []
-    documents = IonPyDict()
     latest = ""
+    dot = _dot()
     for index, rev in enumerate(tx.revisions):
-        meta = metadata(rev.document_id, rev.version, rev.tx_time_ion, tx.tx_id)
-        meta_ion, meta_hash = _encoded(meta)
+        meta_ion, meta_hash = _metadata(rev, tx.tx_id)
         data_ion = data_hash = None
         if rev.operation != "delete":
-            if rev.data is None:
-                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
-            try:
-                data_ion, data_hash = _encoded(ion_reading(rev.data))
-            except (ValueError, ArithmeticError, RecursionError, MemoryError) as exc:
-                # the trigger bounds what it accepts; a row that still will not encode stops the sealer here,
-                # named, rather than in a traceback on every later run
-                raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} of table "
-                                  f"{ledger_tables[rev.table_id][0]} cannot be read as Ion ({type(exc).__name__}: "
-                                  f"{str(exc)[:200]}): sealing stops here") from None
+            data_ion, data_hash = _data(strand, ledger_tables, rev)
         rev_hash = dot(meta_hash, data_hash or b"")
         revisions.append(rev_hash)
         sealed.append((strand, rev.table_id, rev.document_id, rev.version, seq, index, rev_hash, data_hash, meta_ion,
                        data_ion))
-        name = ledger_tables[rev.table_id][0]
-        documents.add_item(rev.document_id, _struct([("tableName", name), ("tableId", rev.table_id),
-                                                     ("statements", [])]))
-        latest = max(latest, rev.tx_time_ion)
+        if rev.tx_time_ion > latest:
+            latest = rev.tx_time_ion
+    documents = [(rev.document_id, ledger_tables[rev.table_id][0], rev.table_id) for rev in tx.revisions]
+    tx_info = native.tx_info(documents) if FAST_PATH and not tx.events else None
+    redaction = None
+    if tx_info is None:
+        tx_info, redaction, latest = _tx_info_value(strand, redaction_blocks, tx, documents, latest)
+    return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
+            "documents": [r.document_id for r in tx.revisions], "latest": latest}
+
+
+def _tx_info_value(strand: str, redaction_blocks: dict[tuple[str, str, int], int], tx: _Tx,
+                   documents: list[tuple[str, str, str]], latest: str,
+                   ) -> tuple[tuple[bytes, bytes, str], IonPyDict | None, str]:
+    """The transactionInfo (and redactionInfo) built as Ion values, the reference: (tx_info, redaction, latest)."""
+    ion_documents = IonPyDict()
+    for document_id, name, table_id in documents:
+        ion_documents.add_item(document_id, _struct([("tableName", name), ("tableId", table_id), ("statements", [])]))
     statements, redaction = [], None
     for event in tx.events:
         text = event["statement"]
@@ -235,12 +318,18 @@ def _revision_block(strand: str, ledger_tables: dict[str, tuple[str, str, str]],
         latest = max(latest, started)
         statements.append(_struct([("statement", text), ("startTime", millis_timestamp(started)),
                                    ("statementDigest", IonPyBytes.from_value(IonType.BLOB, ion_hash(text)))]))
-    tx_info = _struct([("statements", statements), ("documents", documents)])
-    return {"revisions": revisions, "sealed": sealed, "tx_info": tx_info, "redaction": redaction,
-            "documents": [r.document_id for r in tx.revisions], "latest": latest}
+    value = _struct([("statements", statements), ("documents", ion_documents)])
+    encoded, digest = _encoded(value)
+    return (encoded, digest, canonical_json(value)), redaction, latest
 
 
-def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealStats:
+#: transactions sealed in one round (one transaction of the sealer's); a round that seals fewer emptied the queue.
+#: Each round reads the whole queue twice (to order it, and for the count and age it reports): on a backlog, 2000
+#: rather than 500 cut the sealer's backend CPU by ~40% (bench/seal_cost.py); a round of 2000 takes ~0.3 s.
+ROUND_LIMIT = 2000
+
+
+def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -> SealStats:
     """Seal up to ``limit`` committed transactions of ``strand`` in one transaction of the sealer's own."""
     started = time.perf_counter()
     stats = SealStats()
@@ -255,10 +344,7 @@ def seal_once(conn: psycopg.Connection, strand: str, limit: int = 500) -> SealSt
         _load_history(conn, strand, txs, tables)
         redaction_blocks = _redaction_blocks(conn, strand, txs, tables)
         _write_blocks(conn, strand, tip, txs, tables, redaction_blocks, stats)
-        conn.execute("DELETE FROM qldb.pending_revision WHERE strand_id = %s AND tx_id = ANY(%s)",
-                     (strand, [t.tx_id for t in txs]))
-        conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)",
-                     (strand, [t.tx_id for t in txs]))
+        _dequeue(conn, strand, txs)
     pending, lag = conn.execute(
         "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at)) FROM (SELECT at FROM qldb.pending_revision "
         "WHERE strand_id = %s UNION ALL SELECT at FROM qldb.pending_event WHERE strand_id = %s) q",
@@ -290,35 +376,52 @@ def _redaction_blocks(conn: psycopg.Connection, strand: str, txs: list[_Tx],
     return out
 
 
+def _dot() -> Any:
+    """QLDB's dot: in C (held to the reference by tests/test_seal_native.py) unless the sealer runs the reference."""
+    return native.dot if FAST_PATH else reference_dot
+
+
+def _now() -> _dt.datetime:
+    """The clock blocks are stamped with (no earlier than the last block's, nor than their transactions'); one
+    function, so that a test can seal the same queue twice at the same time and compare the blocks."""
+    return _dt.datetime.now(_dt.UTC)
+
+
 def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_Tx],
                   tables: dict[str, tuple[str, str, str]], redaction_blocks: dict[tuple[str, str, int], int],
                   stats: SealStats) -> None:
     blocks, sealed, nodes = [], [], []
-    now = _dt.datetime.now(_dt.UTC)
+    now = _now()
+    dot = _dot()
+    rendered_from: _dt.datetime | None = None
+    rendered = parsed_from = ""
+    parsed = now
     for tx in txs:
         seq = tip.sequence + 1
         built = _revision_block(strand, tables, seq, redaction_blocks, tx)
-        tx_info_ion, tx_info_hash = _encoded(built["tx_info"])
+        tx_info_ion, tx_info_hash, tx_info_json = built["tx_info"]
         entries = [tx_info_hash]
         if built["revisions"]:
-            entries.append(merkle_root(built["revisions"]))
+            entries.append(merkle_root(built["revisions"], dot))
         redaction_ion = None
         if built["redaction"] is not None:
             redaction_ion, redaction_hash = _encoded(built["redaction"])
             entries.append(redaction_hash)
-        entries_hash = merkle_root(entries)
+        entries_hash = merkle_root(entries, dot)
         block_hash = dot(entries_hash, tip.block_hash)
         moment = max(now, tip.timestamp)
-        stamp = ion_millis(moment)
-        if built["latest"] > stamp:
-            stamp = built["latest"]
-        moment = millis_timestamp(stamp)
+        if moment is not rendered_from:  # within a round the blocks mostly share one instant: render it once
+            rendered_from, rendered = moment, ion_millis(moment)
+        stamp = built["latest"] if built["latest"] > rendered else rendered
+        if stamp != parsed_from:
+            parsed_from, parsed = stamp, millis_instant(stamp)
+        moment = parsed
         blocks.append((strand, seq, block_hash, entries_hash, tip.block_hash, entries, built["revisions"],
-                       built["documents"], tx.tx_id, moment, stamp, canonical_json(built["tx_info"]), tx_info_ion,
+                       built["documents"], tx.tx_id, moment, stamp, tx_info_json, tx_info_ion,
                        redaction_ion, SOURCE, 0))
         sealed.extend(built["sealed"])
         if tip.merkle is not None:
-            nodes.extend((strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash))
+            nodes += [(strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash)]
         tip.sequence, tip.block_hash, tip.timestamp = seq, block_hash, moment
         stats.blocks += 1
         stats.revisions += len(built["revisions"])
@@ -432,5 +535,5 @@ def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes
             "acceptedAt": _dt.datetime.now(_dt.UTC).isoformat()}
 
 
-__all__ = ["SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
+__all__ = ["ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
            "seal_lock_key", "seal_once", "state_path"]
