@@ -235,11 +235,16 @@ def _check_stream_range(obj: DataObject, with_rows: bool, hasher: Prover | None)
     A finding in a rebuilt block names the archive object and record it came
     from (not the spill), so the auditor can find the record.
     """
+    from .streamhashed import hashed_prover
     from .streams import iter_stream_blocks, record_origins
 
     result = ObjectResult(obj, with_rows=with_rows)
     path, first, last = spill_range(obj)
-    for block, absent in iter_stream_blocks(path, first, last):
+    # Nothing stored and hashed in C: revision data is hashed from the records' bytes, never parsed (streamhashed)
+    hashed_data = hasher is not None and not with_rows
+    if hashed_data:
+        hasher = hashed_prover(hasher)  # type: ignore[arg-type]
+    for block, absent in iter_stream_blocks(path, first, last, hashed_data):
         before = len(result.findings)
         summary = _summarize(block, obj.manifest_key, True, hasher, result, absent)
         if len(result.findings) > before and summary.address is not None:
