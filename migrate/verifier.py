@@ -240,10 +240,11 @@ def _check_stream_range(obj: DataObject, with_rows: bool, hasher: Prover | None)
 
     result = ObjectResult(obj, with_rows=with_rows)
     path, first, last = spill_range(obj)
-    # Nothing stored and hashed in C: revision data is hashed from the records' bytes, never parsed (streamhashed)
-    hashed_data = hasher is not None and not with_rows
-    if hashed_data:
-        hasher = hashed_prover(hasher)  # type: ignore[arg-type]
+    # Nothing stored, hashed in C: revision data is hashed from the records' bytes, never parsed (streamhashed).
+    # migrate stores the data (its values and their encoding); the reference path hashes parsed values.
+    hashed_data = False
+    if hasher is not None and not with_rows:
+        hasher, hashed_data = hashed_prover(hasher), True
     for block, absent in iter_stream_blocks(path, first, last, hashed_data):
         before = len(result.findings)
         summary = _summarize(block, obj.manifest_key, True, hasher, result, absent)
