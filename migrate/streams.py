@@ -26,7 +26,9 @@ across shards, so duplicates and any order are normal, and an archive (see
   records it uses (only here are Python values built), and rebuilds
   each block exactly as a journal export holds it, so ``check_block`` checks
   it unchanged.  It opens its own read-only connection, so workers can each
-  rebuild a range.
+  rebuild a range.  For ``verify`` (nothing stored, C hash path) a revision's
+  ``data`` is hashed from the record's bytes in C and not parsed at all
+  (``streamhashed``).
 
 What is an error and what a warning: content that contradicts itself or
 another copy (corrupt or truncated records, bad KPL digests, conflicting

@@ -158,8 +158,8 @@ def test_verify_of_an_archive_is_the_same_with_and_without_the_split(tamper: str
     options = {"transform": _TAMPERS[tamper]} if _TAMPERS[tamper] else {}
     out, _ = _write(tmp_path, duplicate_fraction=0.05, **options)
 
-    def verdict(name: str) -> Any:
-        result = verify_sources([SourceSpec(str(out))], [], workers=1, workdir=tmp_path / name)
+    def verdict(name: str, reference: bool = False) -> Any:
+        result = verify_sources([SourceSpec(str(out))], [], workers=1, workdir=tmp_path / name, reference=reference)
         return (result.findings.to_json(), result.statuses, result.revisions, result.blocks, result.error_count)
 
     calls = []
@@ -169,4 +169,8 @@ def test_verify_of_an_archive_is_the_same_with_and_without_the_split(tamper: str
     assert calls
     monkeypatch.setattr(native, "stream_details", lambda data: None)
     assert verdict("parsed") == fast
+    # the reference path (pure-Python Ion Hash of parsed values) never takes the split, and agrees
+    monkeypatch.setattr(native, "stream_details", lambda data: calls.append(2) or real(data))
+    calls.clear()
+    assert verdict("reference", reference=True) == fast and not calls
     assert (fast[4] == 0) == (tamper == "none")
