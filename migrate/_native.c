@@ -1576,6 +1576,8 @@ static PyObject *py_stream_details(PyObject *self, PyObject *arg) {
     {
         unsigned char digest[32];
         uint64_t length = (uint64_t)((field_at - revision.rep) + (revision.rep_end - data.next));
+        /* whole fields are at least 2 bytes each, so never 1 (0xD1 would read as the sorted-struct form) */
+        if (length == 1) goto decline;
         sha256_of(hashed.p, (size_t)hashed.len, digest);
         /* IVM and symbol tables as they are, then {the revision's other fields, bytes unchanged} */
         if (buf_put(&out, p, value_at - p) < 0 || put_header(&out, 0xD, length) < 0 ||
