@@ -12,6 +12,8 @@ shared machine's load disturbs far less than wall time:
 * ``stream_pass1``: ``scan_stream_archive`` with one worker (read, parse, spill, judge);
 * ``stream_pass2``: ``iter_stream_blocks`` over the whole range (rebuild only);
 * ``stream_pass2_check``: the same with ``check_block`` on every block;
+* ``stream_pass2_hashed_check``: pass 2 as ``verify`` runs it: revision data hashed from the records' bytes
+  (``iter_stream_blocks(hashed_data=True)``, ``streamhashed``) and ``check_block`` with the C hash path;
 * ``stream_vs_export``: ``verify_source`` of the export against ``verify_source`` of the archive (each with one
   worker, the same checks and Ion Hash path): export CPU seconds / archive CPU seconds.
 
@@ -56,7 +58,9 @@ def _sample(revisions: int, seed: int) -> Path:
 
 
 def rates(revisions: int, seed: int) -> None:
+    from qldb_migrate.native import prove
     from qldb_migrate.sources import LocalSource, SourceSpec
+    from qldb_migrate.streamhashed import hashed_prover
     from qldb_migrate.streams import iter_stream_blocks, scan_stream_archive
     from qldb_migrate.verifier import verify_source
     from qldb_migrate.verify.block import check_block
@@ -84,6 +88,11 @@ def rates(revisions: int, seed: int) -> None:
         for block, _ in iter_stream_blocks(archive.spill_path, archive.first, archive.last):
             check_block(block)
         pass2_check = _cpu() - start
+        start = _cpu()
+        prover = hashed_prover(prove)
+        for block, absent in iter_stream_blocks(archive.spill_path, archive.first, archive.last, hashed_data=True):
+            check_block(block, None, True, prover, absent)
+        pass2_hashed = _cpu() - start
     finally:
         shutil.rmtree(work)
     assert rebuilt == result.revisions and not archive.errors
@@ -93,6 +102,7 @@ def rates(revisions: int, seed: int) -> None:
     print(f"stream_pass1_records_per_cpu_s={archive.records / pass1:.0f}")
     print(f"stream_pass2_records_per_cpu_s={archive.records / pass2:.0f}")
     print(f"stream_pass2_check_records_per_cpu_s={archive.records / pass2_check:.0f}")
+    print(f"stream_pass2_hashed_check_records_per_cpu_s={archive.records / pass2_hashed:.0f}")
     print(f"stream_verify_revisions_per_cpu_s={result.revisions / stream_cpu:.0f}")
     print(f"stream_vs_export={export_cpu / stream_cpu:.2f}")
 

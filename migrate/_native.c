@@ -1,6 +1,6 @@
 /* qldb_migrate._native: the work `migrate` and `check` add on top of verification, in C.
  *
- * Five functions, each with an exact pure-Python counterpart that stays the reference:
+ * Six functions, each with an exact pure-Python counterpart that stays the reference:
  *
  *   encode(value) -> bytes        binary Ion 1.0 of a value amazon-ion parsed (IVM, one local
  *                                 symbol table, the value).  Raises on anything it does not
@@ -23,6 +23,12 @@
  *                                 else (bytes outside the subset, a field missing, repeated or of
  *                                 another type): streams.py then parses the record with amazon-ion
  *                                 and judges it in Python, the reference.
+ *   stream_details(data) -> (bytes, bytes) | None
+ *                                 a REVISION_DETAILS record, read as stream_record reads it, as the
+ *                                 second pass needs it: its symbol tables and payload.revision without
+ *                                 `data` (binary Ion for amazon-ion to parse: the data, the bulk of a
+ *                                 record, is never built as Python values), and the Ion hash of that
+ *                                 `data` from its bytes (hash_binary's).  None for anything else.
  *   copy_tuple(kinds, row, fields) -> bytes
  *                                 one PostgreSQL binary COPY tuple (copybinary.row_encoder's).
  *   canonical_json(value, render) -> str
@@ -1516,6 +1522,86 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* stream_details */
+
+/* A REVISION_DETAILS record read as stream_record reads it (every byte checked, no annotation), split for the
+ * second pass: (the record's symbol tables followed by its payload.revision without the `data` field, as one
+ * binary Ion stream; the Ion hash of that `data` value, computed from its bytes as hash_binary computes it).
+ * `data` must be there exactly once and be a non-null struct, `revision` and `payload` present once each;
+ * anything else is None (no error), and streams.py parses the whole record instead. */
+static PyObject *py_stream_details(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *p = view.buf, *end = p + view.len, *value_at = NULL;
+    hctx_t c = {p, NULL, 0, 64, 0, 1};
+    PyObject *result = NULL, *type = NULL;
+    buf_t hashed = {0}, out = {0};
+    item_t top, payload, revision, data = {0};
+    const unsigned char *field_at = NULL;
+    if (walk_top(&c, p, end, NULL, &value_at) < 0) goto decline;
+    {
+        const unsigned char *q = value_at;
+        if (read_header(&c, &q, end, &top.t, &top.l, &top.rep, &top.rep_end) < 0) goto decline;
+    }
+    if (!is_struct(&top) || !st_struct(&c, &top, "payload", &payload)) goto decline;
+    if (!(type = field_text(&c, &top, "recordType")) || !is_text(type, "REVISION_DETAILS")) goto decline;
+    if (!st_struct(&c, &payload, "revision", &revision)) goto decline;
+    /* the one `data` field, and where its field name starts (the field is cut from its symbol id on) */
+    {
+        const unsigned char *q = revision.rep;
+        int found = 0;
+        while (q < revision.rep_end) {
+            const unsigned char *at = q;
+            uint64_t sid;
+            item_t v;
+            if (read_varuint(&c, &q, revision.rep_end, &sid) < 0) goto decline;
+            v.at = q;
+            if (read_header(&c, &q, revision.rep_end, &v.t, &v.l, &v.rep, &v.rep_end) < 0) goto decline;
+            v.next = q;
+            if (sid < (uint64_t)c.nsymbols && c.symbols[sid].p && c.symbols[sid].len == 4 &&
+                memcmp(c.symbols[sid].p, "data", 4) == 0) {
+                if (found++) goto decline;
+                data = v;
+                field_at = at;
+            }
+        }
+        if (!found || !is_struct(&data)) goto decline;
+    }
+    /* the data's hash: the walk above validated every byte; now serialise it as hash_binary does */
+    c.validate = 0;
+    {
+        const unsigned char *q = data.at;
+        if (ser_value(&c, &hashed, &q, data.next, 0, 1) < 0 || q != data.next) goto decline;
+    }
+    {
+        unsigned char digest[32];
+        uint64_t length = (uint64_t)((field_at - revision.rep) + (revision.rep_end - data.next));
+        /* whole fields are at least 2 bytes each, so never 1 (0xD1 would read as the sorted-struct form) */
+        if (length == 1) goto decline;
+        sha256_of(hashed.p, (size_t)hashed.len, digest);
+        /* IVM and symbol tables as they are, then {the revision's other fields, bytes unchanged} */
+        if (buf_put(&out, p, value_at - p) < 0 || put_header(&out, 0xD, length) < 0 ||
+            buf_put(&out, revision.rep, field_at - revision.rep) < 0 ||
+            buf_put(&out, data.next, revision.rep_end - data.next) < 0)
+            goto done;
+        result = Py_BuildValue("(y#y#)", (const char *)out.p, out.len, (const char *)digest, (Py_ssize_t)32);
+    }
+    goto done;
+decline:
+    if (!PyErr_Occurred() || PyErr_ExceptionMatches(NonCanonical) || PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        result = Py_NewRef(Py_None);
+    }
+done:
+    Py_XDECREF(type);
+    buf_free(&hashed);
+    buf_free(&out);
+    PyMem_Free(c.symbols);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 /* canonical JSON */
 
 typedef struct {
@@ -2843,6 +2929,8 @@ static PyMethodDef methods[] = {
      "jsoncanon's canonical JSON of the one value in canonical binary Ion; NonCanonical otherwise."},
     {"stream_record", py_stream_record, METH_O,
      "A QLDB stream record's identifying fields, every byte checked; None where the reader must decide."},
+    {"stream_details", py_stream_details, METH_O,
+     "A REVISION_DETAILS record's revision without its data, and the data's Ion hash; None to decline."},
     {"canonical_json", py_canonical_json, METH_VARARGS, "jsoncanon's canonical JSON, with a Python fallback."},
     {"copy_tuple", py_copy_tuple, METH_VARARGS, "One binary COPY tuple: (kinds, row, field count) -> bytes."},
     {"dot", py_dot, METH_VARARGS, "QLDB's dot of two hashes (bytes): SHA-256 of the smaller then the larger."},

@@ -112,6 +112,14 @@ def stream_record(data: bytes) -> tuple[Any, ...] | None:
     return _native.stream_record(data)
 
 
+def stream_details(data: bytes) -> tuple[bytes, bytes] | None:
+    """A REVISION_DETAILS record split in C (``streamhashed``): (its revision without ``data`` as binary Ion, the
+    data's Ion hash); None where the whole record must be parsed (or no extension)."""
+    if _native is None:
+        return None
+    return _native.stream_details(data)
+
+
 def canonical_json(value: Any) -> str:
     """``jsoncanon.canonical_json``, the common kinds rendered in C."""
     if _native is None:

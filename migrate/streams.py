@@ -26,7 +26,9 @@ across shards, so duplicates and any order are normal, and an archive (see
   records it uses (only here are Python values built), and rebuilds
   each block exactly as a journal export holds it, so ``check_block`` checks
   it unchanged.  It opens its own read-only connection, so workers can each
-  rebuild a range.
+  rebuild a range.  For ``verify`` (nothing stored, C hash path) a revision's
+  ``data`` is hashed from the record's bytes in C and not parsed at all
+  (``streamhashed``).
 
 What is an error and what a warning: content that contradicts itself or
 another copy (corrupt or truncated records, bad KPL digests, conflicting
@@ -66,6 +68,7 @@ from .blockstream import HashingReader
 from .executor import Executor, local_executor
 from .exports import COMPLETED, STARTED
 from .sources import Source, SourceError, SourceSpec
+from .streamhashed import HashedData
 from .streamobjects import (
     FIREHOSE_NAME,
     NotRecords,
@@ -869,7 +872,8 @@ def _parse_stored(bodies: list[bytes]) -> list[Any]:
     return [loads(body, own_encoding=True) for body in bodies]
 
 
-def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tuple[Any, dict[int, str]]]:
+def iter_stream_blocks(spill_path: Path, first: int, last: int, hashed_data: bool = False
+                       ) -> Iterator[tuple[Any, dict[int, str]]]:
     """(block, not_present) for every summarized block with ``first <= seq <= last``, in sequence order.
 
     The block is shaped as a journal export holds it: the summary's fields
@@ -879,6 +883,12 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
     for a revision whose details never arrived.  ``not_present`` maps the
     index of each of the latter to the document id its summary names, to tell
     them from system revisions (``check_block``'s ``absent``).
+
+    ``hashed_data`` (verification that stores nothing, with
+    ``streamhashed.hashed_prover``): a revision's ``data`` is hashed from the
+    record's bytes in C and left a ``HashedData``, never parsed, wherever
+    ``native.stream_details`` reads the record; its ``data`` field then comes
+    last in the revision.
 
     Opens its own read-only connection: callable from any process.
     """
@@ -895,33 +905,53 @@ def iter_stream_blocks(spill_path: Path, first: int, last: int) -> Iterator[tupl
                 refs = [DetailsRef(r[_ID], r[_DOC], r[_VERSION], r[_RHASH]) for r in rows]
                 bodies = {r[_ID]: r for r in rows}
                 assigned = [None if ref is None else bodies[ref.id] for ref in match_revisions(entries, refs)[0]]
-            values = _parse_stored([summary[_BODY], *(row[_BODY] for row in assigned if row is not None)])
-            # The block is the summary's payload itself, its revisionSummaries taken out (the fields keep their
-            # order, repeated ones their copies) and ``revisions`` added last.
-            block = field_or_none(values[0], "payload")
-            raw_entries = field_or_none(block, "revisionSummaries")
-            if "revisionSummaries" in block:
-                del block["revisionSummaries"]
-            block.ion_annotations = ()
-            revisions = []
-            not_present: dict[int, str] = {}
-            position = 1
-            for i, row in enumerate(assigned):
-                if row is not None:
-                    revisions.append(field_or_none(field_or_none(values[position], "payload"), "revision"))
-                    position += 1
-                    continue
-                document_id = entries[i][1]
-                if document_id is not None:
-                    not_present[i] = document_id
-                hash_only = IonPyDict()
-                hash_only.add_item("hash", raw_entries[i]["hash"])
-                revisions.append(hash_only)
-            if revisions:
-                block.add_item("revisions", revisions)
-            yield block, not_present
+            yield _rebuild(summary, entries, assigned, hashed_data)
     finally:
         conn.close()
+
+
+def _rebuild(summary: tuple[Any, ...], entries: list[tuple[bytes, str | None]], assigned: list[Any],
+             hashed_data: bool) -> tuple[Any, dict[int, str]]:
+    """One block as an export holds it, from its summary row and the details rows assigned to its entries."""
+    bodies = [summary[_BODY]]
+    digests: list[bytes | None] = []  # per assigned row: the data's hash where it was split off in C
+    for row in assigned:
+        if row is None:
+            continue
+        split = native.stream_details(row[_BODY]) if hashed_data else None
+        bodies.append(row[_BODY] if split is None else split[0])
+        digests.append(None if split is None else split[1])
+    values = _parse_stored(bodies)
+    # The block is the summary's payload itself, its revisionSummaries taken out (the fields keep their
+    # order, repeated ones their copies) and ``revisions`` added last.
+    block = field_or_none(values[0], "payload")
+    raw_entries = field_or_none(block, "revisionSummaries")
+    if "revisionSummaries" in block:
+        del block["revisionSummaries"]
+    block.ion_annotations = ()
+    revisions = []
+    not_present: dict[int, str] = {}
+    position = 1
+    for i, row in enumerate(assigned):
+        if row is not None:
+            digest = digests[position - 1]
+            if digest is None:
+                revisions.append(field_or_none(field_or_none(values[position], "payload"), "revision"))
+            else:
+                revision = values[position]  # the revision itself, its data split off
+                revision.add_item("data", HashedData(digest))
+                revisions.append(revision)
+            position += 1
+            continue
+        document_id = entries[i][1]
+        if document_id is not None:
+            not_present[i] = document_id
+        hash_only = IonPyDict()
+        hash_only.add_item("hash", raw_entries[i]["hash"])
+        revisions.append(hash_only)
+    if revisions:
+        block.add_item("revisions", revisions)
+    return block, not_present
 
 
 class RecordOrigin(NamedTuple):

@@ -235,11 +235,17 @@ def _check_stream_range(obj: DataObject, with_rows: bool, hasher: Prover | None)
     A finding in a rebuilt block names the archive object and record it came
     from (not the spill), so the auditor can find the record.
     """
+    from .streamhashed import hashed_prover
     from .streams import iter_stream_blocks, record_origins
 
     result = ObjectResult(obj, with_rows=with_rows)
     path, first, last = spill_range(obj)
-    for block, absent in iter_stream_blocks(path, first, last):
+    # Nothing stored, hashed in C: revision data is hashed from the records' bytes, never parsed (streamhashed).
+    # migrate stores the data (its values and their encoding); the reference path hashes parsed values.
+    hashed_data = False
+    if hasher is not None and not with_rows:
+        hasher, hashed_data = hashed_prover(hasher), True
+    for block, absent in iter_stream_blocks(path, first, last, hashed_data):
         before = len(result.findings)
         summary = _summarize(block, obj.manifest_key, True, hasher, result, absent)
         if len(result.findings) > before and summary.address is not None:

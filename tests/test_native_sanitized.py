@@ -55,13 +55,16 @@ for text in texts:
                     _native.binary_json(data, typed=identity)
                 except _native.NonCanonical:
                     pass
-# stream_record reads QLDB stream records from an archive anyone could have written
+# stream_record and stream_details read QLDB stream records from an archive anyone could have written
 from qldb_migrate.sample.export import iter_ledger_blocks
 from qldb_migrate.sample.stream import block_records, encode_record, stream_arn
 records = [encode_record(r) for b in iter_ledger_blocks(30, 3) for r in block_records(b, stream_arn("l", 3))]
 assert sum(_native.stream_record(record) is not None for record in records) >= 0.9 * len(records)
+assert sum(_native.stream_details(record) is not None for record in records) > 0
 for _ in range(6000):
-    _native.stream_record(mutate(rng, rng.choice(records)))
+    data = mutate(rng, rng.choice(records))
+    _native.stream_record(data)
+    _native.stream_details(data)
 # the sealer's C writers read jsonb text and the trigger's strings: corrupted texts, deep nesting, odd times
 jsonish = ['{"a": 1.50, "b": [-0, -0.0, 1e2, 1E-2, 123456789012345678901234567890], '
            '"cc": {"d": "\\u00e9\\ud83d\\ude00"}}',
