@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -141,6 +142,14 @@ def test_second_run_changes_nothing_and_says_so(sample_factory, tmp_path: Path, 
     assert proc.returncode == 0, proc.stderr
     assert "UNCHANGED" in proc.stdout
     assert _snapshot(pg_dsn) == before
+    # a digest given now, for blocks already stored, is still a claim to prove: a wrong one fails the run
+    wrong = tmp_path / "wrong-digest.ion.txt"
+    wrong.write_text(re.sub(r'digest: "[^"]+"', 'digest: "' + "A" * 43 + '="', _digest(export).read_text()))
+    proc = run_cli("migrate", export, "--dsn", pg_dsn, "--digest", wrong)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"digest {wrong} does not match" in proc.stderr and "(stored)" in proc.stderr, proc.stderr
+    assert _snapshot(pg_dsn) == before
+    assert run_cli("migrate", export, "--dsn", pg_dsn, "--digest", _digest(export)).returncode == 0
 
 
 def test_later_export_adds_only_new_blocks_and_its_redactions_clear_old_data(

@@ -178,8 +178,11 @@ class PgSink(BlockSink):
                 (strand_id,),
             )
             for seq, block_hash, previous, tx_id, source in cur:
-                chain.add(BlockCheck(BlockAddress(strand_id, seq), f"(stored) {source}", None, bytes(block_hash),
-                                     bytes(previous), None, tx_id))
+                found = chain.add(BlockCheck(BlockAddress(strand_id, seq), f"(stored) {source}", None,
+                                             bytes(block_hash), bytes(previous), None, tx_id))
+                # a digest given now that reaches a stored block is a claim to prove on the stored chain: its
+                # mismatch fails the run (the chain itself was proven when it was loaded; `check` re-proves it)
+                self.extra_findings.extend(f for f in found if f.code.startswith("digest-"))
                 self.stored_last = seq
 
     def unexplained_redactions(self, strand_id: str | None,
