@@ -42,7 +42,7 @@ from psycopg import sql
 
 from .. import native
 from ..native import canonical_json, prove
-from ..pg.copybinary import SIGNATURE, TRAILER, row_encoder
+from ..pg.copybinary import copy_tuples, row_encoder
 from ..pg.rows import exact_binary
 from ..pg.target import LOCK_KEY
 from ..verify.hashes import dot as reference_dot
@@ -451,11 +451,7 @@ def _copy(conn: psycopg.Connection, table: str, columns: tuple[tuple[str, str], 
     """Binary COPY (``pg.copybinary``, in C where the extension is built): no per-value adaptation in Python."""
     if not rows:
         return
-    encode = _ENCODERS[columns]
-    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier("qldb", table), sql.SQL(", ").join(sql.Identifier(c) for c, _t in columns))
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(b"".join([SIGNATURE, *map(encode, rows), TRAILER]))
+    copy_tuples(conn, sql.Identifier("qldb", table), tuple(c for c, _t in columns), map(_ENCODERS[columns], rows))
 
 
 # --- refusing to fork a chain that was restored behind what the outside world saw ---------------------------------

@@ -15,6 +15,9 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from .. import native
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"  # + flags, header extension
@@ -111,3 +114,11 @@ def row_encoder(types: Iterable[str], extra_fields: int = 0) -> Callable[[tuple[
 def field(kind: str, value: Any) -> bytes:
     """One field in COPY form (NULL for None)."""
     return NULL if value is None else _ENCODERS[kind](value)
+
+
+def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
+                chunks: Iterable[bytes]) -> None:
+    """Binary COPY of tuples the workers already encoded (``copybinary``): this process only forwards bytes."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as copy:
+        copy.write(b"".join([SIGNATURE, *chunks, TRAILER]))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,21 +35,13 @@ from ..verifier import BlockSink, BlockSummary, ObjectResult, VerifyResult, veri
 from ..verify.chain import ChainChecker, Digest
 from ..verify.findings import BlockAddress, Finding, Kind, Location, Severity
 from ..verify.ionparse import IonParseError, loads
-from .copybinary import SIGNATURE, TRAILER
+from .copybinary import copy_tuples
 from .names import table_names
 from .rows import BLOCK_COLUMNS, HISTORY_COLUMNS, BlockRows, TableRows, run_id_field
 from .schemasync import schema_findings, sync_schema
 from .staging import ResumeStats, Stage
 from .target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
 from .workerload import StagedRowsChanged, publish_blocks, publish_history
-
-
-def copy_tuples(conn: psycopg.Connection, table: sql.Composable, columns: tuple[str, ...],
-                chunks: Iterable[bytes]) -> None:
-    """Binary COPY of tuples the workers already encoded (``copybinary``): this process only forwards bytes."""
-    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    with conn.cursor() as cur, cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as copy:
-        copy.write(b"".join([SIGNATURE, *chunks, TRAILER]))
 
 
 @dataclass

@@ -35,9 +35,9 @@ from psycopg import sql
 from ..exports import DataObject
 from ..sources import SourceSpec
 from ..verifier import ObjectResult, check_object
-from .copybinary import NULL, SIGNATURE, TRAILER
+from .copybinary import NULL, copy_tuples
 from .rows import BLOCK_COLUMNS, BLOCK_TYPES, HISTORY_COLUMNS, HISTORY_TYPES
-from .target import MigrationRefused
+from .target import MigrationRefused, Target, first_line, sanitize
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,7 @@ def probe_target(load: WorkerLoad) -> str | None:
             found = conn.execute("SELECT to_regclass('qldb.stage_history') IS NOT NULL AND "
                                  "has_table_privilege('qldb.stage_history', 'INSERT')").fetchone()[0]
     except psycopg.Error as exc:
-        text = str(exc).strip()
-        return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        return f"{type(exc).__name__}: {first_line(exc)}"
     return None if found else "qldb.stage_history is missing or not writable for the DSN's user"
 
 
@@ -69,15 +68,8 @@ def cluster_load(executor: Any, load: WorkerLoad) -> tuple[WorkerLoad | None, st
     for worker, answer in sorted(answers.items()):
         if answer is not None:
             return None, (f"rows go through this client: Dask worker {worker} cannot write to the target "
-                          f"({_sanitized(str(answer), load.conninfo)})")
+                          f"({sanitize(str(answer), Target(load.conninfo, ''))})")
     return load, f"rows: COPYed into the target by the cluster's {len(answers)} workers, published in one transaction"
-
-
-def _sanitized(text: str, conninfo: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict
-
-    password = conninfo_to_dict(conninfo).get("password")
-    return text.replace(str(password), "***") if password else text
 
 
 # --- what binds the staged rows to the signed result ---------------------------------------------------------
@@ -132,23 +124,20 @@ def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult)
     change the rows that later run publishes (the object may have changed in between)."""
     key = result.obj.key
     token = uuid.uuid4().hex
-    block_columns = sql.SQL(", ").join(map(sql.Identifier, BLOCK_COLUMNS))
-    history_columns = sql.SQL(", ").join(map(sql.Identifier, HISTORY_COLUMNS))
     mine = (load.schema, key, token)
     conn.execute("SELECT set_config('qldb_migrate.stage_schema', %s, true), "
                  "set_config('qldb_migrate.stage_object', %s, true), "
                  "set_config('qldb_migrate.stage_token', %s, true)", mine)
     blocks = [rows.block_copy + NULL for rows in result.rows.values()]  # run_id: the publish sets it
     if blocks:
-        _copy(conn, sql.SQL("COPY qldb.stage_block ({}) FROM STDIN (FORMAT BINARY)").format(block_columns), blocks)
+        copy_tuples(conn, sql.Identifier("qldb", "stage_block"), BLOCK_COLUMNS, blocks)
     by_table: dict[str, list[bytes]] = {}
     for rows in result.rows.values():
         for table_id, table_rows in rows.tables.items():
             by_table.setdefault(table_id, []).append(table_rows.copy_data)
     for table_id, chunks in by_table.items():
         conn.execute("SELECT set_config('qldb_migrate.stage_table', %s, true)", (table_id,))
-        _copy(conn, sql.SQL("COPY qldb.stage_history ({}) FROM STDIN (FORMAT BINARY)").format(history_columns),
-              chunks)
+        copy_tuples(conn, sql.Identifier("qldb", "stage_history"), HISTORY_COLUMNS, chunks)
     block_digests = dict(conn.execute(sql.SQL(
         "SELECT sequence_no, {} FROM qldb.stage_block WHERE pg_schema = %s AND object_key = %s AND token = %s"
     ).format(_BLOCK_DIGEST), mine).fetchall())
@@ -168,11 +157,6 @@ def stage_rows(conn: psycopg.Connection, load: WorkerLoad, result: ObjectResult)
                                     f"but {count} were staged")
 
 
-def _copy(conn: psycopg.Connection, statement: sql.Composable, chunks: list[bytes]) -> None:
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        copy.write(b"".join([SIGNATURE, *chunks, TRAILER]))
-
-
 def check_and_stage(load: WorkerLoad, spec: SourceSpec, obj: DataObject, with_rows: bool, reference: bool
                     ) -> ObjectResult:
     """Worker: ``check_object``, then, for an object that verified, its rows staged in the target by this worker.
@@ -186,11 +170,10 @@ def check_and_stage(load: WorkerLoad, spec: SourceSpec, obj: DataObject, with_ro
             with psycopg.connect(load.conninfo, application_name="qldb-migrate worker", connect_timeout=30) as conn:
                 stage_rows(conn, load, result)
         except psycopg.Error as exc:
-            text = str(exc).strip()
             raise StagingFailed(
                 f"{obj.key}: a Dask worker could not stage its rows in the target ({type(exc).__name__}: "
-                f"{_sanitized(text.splitlines()[0] if text else '', load.conninfo)}); nothing from this run was "
-                "published") from None
+                f"{sanitize(first_line(exc), Target(load.conninfo, ''))}); nothing from this run was published"
+            ) from None
     return result
 
 
@@ -253,12 +236,5 @@ def forget_rows(conn: psycopg.Connection, schema: str, key: str | None = None) -
         conn.execute(sql.SQL("DELETE FROM {} WHERE ").format(sql.Identifier("qldb", table)) + sql.SQL(where), params)
 
 
-def worker_load_tasks(load: WorkerLoad) -> Any:
-    """The per-object task for a run whose workers stage rows: ``check_and_stage`` bound to the target."""
-    import functools
-
-    return functools.partial(check_and_stage, load)
-
-
 __all__ = ["StagedRowsChanged", "StagingFailed", "WorkerLoad", "check_and_stage", "cluster_load", "forget_rows",
-           "probe_target", "publish_blocks", "publish_history", "stage_rows", "worker_load_tasks"]
+           "probe_target", "publish_blocks", "publish_history", "stage_rows"]
