@@ -148,8 +148,8 @@ def main() -> None:
             def sample_lag(sampling: threading.Event = sampling) -> None:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     while not sampling.is_set():
-                        lag = conn.execute("SELECT extract(epoch FROM clock_timestamp() - min(at)) FROM "
-                                           "qldb.pending_revision").fetchone()[0]
+                        lag = conn.execute("SELECT extract(epoch FROM clock_timestamp() - oldest) FROM "
+                                           "qldb.seal_backlog((SELECT strand_id FROM qldb.ledger))").fetchone()[0]
                         lags.append(0.0 if lag is None else float(lag))
                         time.sleep(0.5)
 
@@ -179,7 +179,8 @@ def main() -> None:
         # a backlog sealed with nobody writing, against verify on an export of the same size
         write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
         with psycopg.connect(dsn) as conn:
-            backlog = conn.execute("SELECT count(*) FROM qldb.pending_revision").fetchone()[0]
+            backlog = conn.execute("SELECT revisions FROM qldb.seal_backlog((SELECT strand_id FROM qldb.ledger))"
+                                   ).fetchone()[0]
         started = time.perf_counter()
         cli("seal", "--dsn", dsn, "--state-dir", state)
         seal_rate = backlog / (time.perf_counter() - started)

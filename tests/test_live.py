@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from qldb_migrate.live import sealer as live_sealer
 
 from tests.conftest import run_cli
 
@@ -418,7 +419,8 @@ def test_eight_writers_and_a_sealer(live: dict, tmp_path: Path) -> None:
     assert sealer.returncode in (0, 130), out + err
     assert _seal(live).returncode == 0  # whatever the loop had not reached
     with psycopg.connect(live["dsn"]) as conn:
-        assert conn.execute("SELECT count(*) FROM qldb.pending_revision").fetchone()[0] == 0
+        assert conn.execute("SELECT revisions FROM qldb.seal_backlog((SELECT strand_id FROM qldb.ledger "
+                            "WHERE state = 'live'))").fetchone()[0] == 0
         unsealed = conn.execute("SELECT count(*) FROM ledger.accounts_history h WHERE h.write_seq IS NOT NULL AND "
                                 "NOT EXISTS (SELECT 1 FROM qldb.sealed_revision s WHERE s.document_id = h.document_id "
                                 "AND s.version = h.version)").fetchone()[0]
@@ -548,8 +550,8 @@ def _sealed_rows(dsn: str) -> dict[str, list[tuple]]:
             "sealed_revision": conn.execute("SELECT * FROM qldb.sealed_revision ORDER BY block_sequence, index_in_block"
                                             ).fetchall(),
             "merkle_node": conn.execute("SELECT * FROM qldb.merkle_node ORDER BY strand_id, level, idx").fetchall(),
-            "queue": conn.execute("SELECT (SELECT count(*) FROM qldb.pending_revision), "
-                                  "(SELECT count(*) FROM qldb.pending_event)").fetchall(),
+            "queue": conn.execute("SELECT (SELECT revisions FROM qldb.seal_backlog((SELECT strand_id FROM qldb.ledger "
+                                  "WHERE state = 'live'))), (SELECT count(*) FROM qldb.pending_event)").fetchall(),
         }
 
 
@@ -654,3 +656,122 @@ def test_the_c_path_seals_the_same_bytes_as_the_python_path(live: dict, monkeypa
     assert used["revision_metadata"] == sealed["fast"].revisions
     assert 0 < used["json_ion"] < sealed["fast"].revisions - 1  # two deletes: no data
     assert used["tx_info"] == sealed["fast"].blocks - 1  # all but the redaction's block
+
+
+# --- the sealer's cursor (schema 0010) ----------------------------------------------------------------------------
+# The sealer's cursor (schema 0010): committed revisions are found in the history tables, none is passed over.
+#
+# Writes no longer queue their revisions; a round of the sealer reads, in one
+# snapshot, the history rows at or above ``qldb.seal_cursor.low`` that no block
+# holds yet.  What could go wrong is a revision passed over for good: one
+# committed after a round that had already moved the cursor, one left behind by
+# a round's limit, one queued by the schema before.  Each is made to happen
+# here, on a real PostgreSQL, and every committed revision must end up in
+# exactly one block; a cursor moved past an unsealed revision by hand is caught
+# by ``check``.
+
+
+def _insert_person(app: psycopg.Connection, n: int) -> str:
+    return app.execute("INSERT INTO ledger.person (data) VALUES (%s) RETURNING document_id",
+                       (json.dumps({"GovId": f"C-{n}"}),)).fetchone()[0]
+
+
+def _strand(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT strand_id FROM qldb.ledger WHERE state = 'live'").fetchone()[0]
+
+
+def _sealed_blocks(conn: psycopg.Connection, docs: list[str]) -> dict[str, list[int]]:
+    """Each document's blocks, from what the sealer recorded."""
+    out: dict[str, list[int]] = {d: [] for d in docs}
+    for doc, block in conn.execute("SELECT document_id, block_sequence FROM qldb.sealed_revision "
+                                   "WHERE document_id = ANY(%s) ORDER BY block_sequence", (docs,)):
+        out[doc].append(block)
+    return out
+
+
+def _check(live: dict, tmp_path: Path) -> None:
+    proc = run_cli("check", "--dsn", live["dsn"], "--digest", _digest_now(live, tmp_path / "now.json"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_transaction_open_across_rounds_is_sealed_when_it_commits(live: dict, tmp_path: Path) -> None:
+    """A writer that holds its transaction open while others commit and rounds move the cursor: its revision has
+    an xid below theirs, and is still sealed once it commits (the cursor stops at the oldest running xid)."""
+    with psycopg.connect(live["app"]) as slow, psycopg.connect(live["app"], autocommit=True) as fast:
+        early = _insert_person(slow, 1)  # xid taken now, commit later
+        quick = [_insert_person(fast, n) for n in range(2, 6)]
+        assert _seal(live).returncode == 0
+        with psycopg.connect(live["dsn"]) as conn:
+            blocks = _sealed_blocks(conn, [early, *quick])
+            assert blocks.pop(early) == [] and all(len(v) == 1 for v in blocks.values()), blocks
+        late = _insert_person(fast, 6)
+        assert _seal(live).returncode == 0  # a round while the slow transaction still runs
+        slow.commit()
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["dsn"]) as conn:
+        blocks = _sealed_blocks(conn, [early, late, *quick])
+        assert all(len(v) == 1 for v in blocks.values()), blocks
+        assert blocks[early][0] > blocks[late][0]  # sealed when it committed, after the ones that committed first
+        assert conn.execute("SELECT revisions FROM qldb.seal_backlog(%s)", (_strand(conn),)).fetchone()[0] == 0
+    _check(live, tmp_path)
+
+
+def test_a_round_over_its_limit_leaves_the_rest_for_the_next(live: dict, tmp_path: Path) -> None:
+    """Rounds of two transactions over a backlog of seven: the cursor never passes what a round left, every
+    revision is sealed once, in commit order."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        docs = [_insert_person(app, n) for n in range(7)]
+    with psycopg.connect(live["dsn"]) as conn:
+        strand = _strand(conn)
+        rounds = []
+        while True:
+            stats = live_sealer.seal_once(conn, strand, limit=2)
+            rounds.append((stats.blocks, stats.pending))
+            if stats.blocks == 0:
+                break
+        assert rounds[:4] == [(2, 5), (2, 3), (2, 1), (1, 0)], rounds
+        blocks = _sealed_blocks(conn, docs)
+        assert list(blocks.values()) == [[b] for b in sorted(b for (b,) in blocks.values())]  # commit order
+    _check(live, tmp_path)
+
+
+def test_a_cursor_moved_past_an_unsealed_revision_is_caught_by_check(live: dict, tmp_path: Path) -> None:
+    """The owner moves the cursor past a committed revision (as a tamper would): the sealer never seals it, and
+    ``check`` names it."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        skipped = _insert_person(app, 1)
+    with psycopg.connect(live["dsn"]) as conn:
+        conn.execute("UPDATE qldb.seal_cursor SET low = pg_current_xact_id()")
+        conn.commit()
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["dsn"]) as conn:
+        assert _sealed_blocks(conn, [skipped]) == {skipped: []}
+    proc = run_cli("check", "--dsn", live["dsn"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the sealer's cursor (qldb.seal_cursor) is past it: it will never be sealed" in proc.stderr
+    assert skipped in proc.stdout + proc.stderr
+
+
+def test_downgrade_requeues_what_is_unsealed_and_the_upgrade_takes_it_back(live: dict, tmp_path: Path) -> None:
+    """0010 -> 0009 with unsealed revisions: they go back in qldb.pending_revision, writes queue there again; back
+    to 0010: the queued ones (both kinds) are sealed, once each."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        before = [_insert_person(app, n) for n in range(3)]
+    _alembic(live["dsn"], "downgrade", "0009")
+    with psycopg.connect(live["dsn"]) as conn:
+        queued = {d for (d,) in conn.execute("SELECT document_id FROM qldb.pending_revision")}
+        assert queued == set(before)
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        during = [_insert_person(app, n) for n in range(3, 5)]  # the 0008 trigger, which queues
+    _alembic(live["dsn"], "upgrade", "head")
+    with psycopg.connect(live["dsn"]) as conn:
+        assert conn.execute("SELECT to_regclass('qldb.pending_revision')").fetchone()[0] is None
+        assert conn.execute("SELECT count(*) FROM ledger.person_history WHERE document_id = ANY(%s) "
+                            "AND xid IS NOT NULL", (before + during,)).fetchone()[0] == 5
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        after = _insert_person(app, 5)
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["dsn"]) as conn:
+        blocks = _sealed_blocks(conn, [*before, *during, after])
+        assert all(len(v) == 1 for v in blocks.values()), blocks
+    _check(live, tmp_path)

@@ -126,6 +126,7 @@ def seal_cmd(
 ) -> None:
     """Close committed writes into blocks, one per transaction, continuing the chain (one sealer per ledger)."""
     from ..live.sealer import (
+        BACKLOG_ROUND_LIMIT,
         ROUND_LIMIT,
         SealRefused,
         SealStats,
@@ -167,8 +168,12 @@ def seal_cmd(
             if fork is not None:
                 save_state(state_file, conn, strand, fork)
             first_round = True
+            limit = ROUND_LIMIT
             while True:
-                stats = seal_once(conn, strand)
+                stats = seal_once(conn, strand, limit)
+                # a round reads every committed revision not sealed yet: on a backlog, larger rounds read it
+                # fewer times
+                limit = max(ROUND_LIMIT, min(stats.pending, BACKLOG_ROUND_LIMIT))
                 total.add(stats)
                 if stats.blocks or first_round:  # the stored tip is this sealer's to move: unchanged otherwise
                     save_state(state_file, conn, strand)
@@ -179,7 +184,8 @@ def seal_cmd(
                     if stats.blocks:
                         lag = "-" if stats.lag_seconds is None else f"{stats.lag_seconds:.2f}s"
                         err.print(f"sealed {stats.blocks} blocks ({stats.revisions} revisions) through block "
-                                  f"{stats.tip}; {stats.pending} revisions queued, oldest {lag}")
+                                  f"{stats.tip}; {stats.pending} committed revisions left for the next round, "
+                                  f"oldest {lag}")
                     # a round every SECONDS (at once if the last one was full, or took longer): rounds of a few
                     # transactions one after the other would spend the sealer's CPU, taken from the writers, on
                     # per-round work

@@ -1,12 +1,14 @@
 """The sealer: committed writes become blocks, one per PostgreSQL transaction, continuing QLDB's hash chain.
 
-Writers only queue (``qldb.pending_revision``, ``qldb.pending_event``); one
-sealer per ledger integrates what has committed, in batches (the Trillian
-sequencer's division of labour).  Writers never wait for it and it takes no
-lock they need: it reads committed rows and deletes only queue rows of
-transactions that have ended.
+Writers only append: the revision to ``<table>_history`` with their
+transaction's xid (schema 0010), the rare event (a redaction, a new table)
+to ``qldb.pending_event``.  One sealer per ledger integrates what has
+committed, in batches (the Trillian sequencer's division of labour), finding
+it in one snapshot per round through a cursor (``_pending``).  Writers never
+wait for it and it takes no lock they need: it reads committed rows and
+deletes only the events of transactions that have ended.
 
-Order.  Each queued write carries ``write_seq``, taken from a sequence when
+Order.  Each write carries ``write_seq``, taken from a sequence when
 the write happens — after the row lock on its document was granted.  A
 transaction that writes a document another transaction wrote can only do so
 after that one committed, so it draws a larger ``write_seq`` than everything
@@ -151,32 +153,70 @@ class _Tx:
     revisions: list[_Revision] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     has_events: bool = False
-    queued: list[str] = field(default_factory=list)  # ctids of its pending_revision rows, read in this transaction
 
 
-def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
+@dataclass
+class _Round:
+    """What one round found committed and not sealed: the transactions it takes, and what it leaves."""
+
+    txs: list[_Tx]
+    low: int  # the cursor after this round (schema 0010): below it, every committed revision is sealed
+    left_revisions: int  # committed revisions left for the next round (over the round's limit)
+    left_age: float | None  # seconds since the oldest of those was written
+
+
+def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str, str, str]], limit: int) -> _Round:
     """The committed transactions first in line, in order of their largest write_seq (module docstring).
 
-    One statement picks them and reads their queued revisions (one snapshot: a transaction's revisions and events
-    are all there or none are), with the row addresses the delete uses; the events, rare, are read only for the
-    transactions that have some.
+    Runs in the round's REPEATABLE READ snapshot S, which sees committed rows only.  Candidates are the live
+    history rows whose xid is at or above the ledger's cursor (``qldb.seal_cursor.low``: below it every committed
+    revision is sealed) and that ``qldb.sealed_revision`` does not hold, and the queued events.  The cursor moves
+    to the smaller of S's xmin (every transaction older than it had ended at S: it was seen, or never commits) and
+    the oldest xid the round leaves for the next one; so no committed revision is ever passed over.
     """
+    xmin, low = conn.execute(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, (SELECT low::text FROM qldb.seal_cursor "
+        "WHERE strand_id = %s)", (strand,)).fetchone()
+    low = low or "0"  # no cursor yet (a ledger cut over by this version): every live revision is a candidate
+    # The plan must not depend on statistics, which a just cut-over ledger lacks (a fresh xid column, an empty
+    # sealed_revision): a sequential scan of a migrated history, or an anti-join that reads the ledger's sealed
+    # revisions once per candidate, would make every round cost the size of the ledger.  So the candidates come
+    # through the xid index, and "not sealed" is a scalar sub-select (kept a per-row primary-key probe: PostgreSQL
+    # does not turn it into a join, as it would NOT EXISTS).  No JIT: the inflated estimates would compile the
+    # query at every round (~60 ms).
+    conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+    parts = [sql.SQL(
+        "SELECT {tid}::text AS table_id, h.document_id, h.version, h.write_seq, h.tx_id, h.xid, h.tx_time AS at, "
+        "false AS ev FROM {history} h WHERE h.xid >= %(low)s::xid8 AND (SELECT true FROM qldb.sealed_revision s "
+        "WHERE s.strand_id = %(strand)s AND s.table_id = {tid} AND s.document_id = h.document_id "
+        "AND s.version = h.version) IS NULL"
+    ).format(tid=sql.Literal(table_id), history=sql.Identifier(schema, history))
+        for table_id, (_name, schema, history) in sorted(tables.items())]
+    parts.append(sql.SQL("SELECT NULL, NULL, NULL, e.write_seq, e.tx_id, e.xid, e.at, true FROM qldb.pending_event e "
+                         "WHERE e.strand_id = %(strand)s"))
+    query = sql.SQL(
+        """WITH c AS ({candidates}),
+                g AS (SELECT tx_id, max(write_seq) AS last, bool_or(ev) AS has_events, min(xid) AS xid,
+                             min(at) AS at, count(*) FILTER (WHERE NOT ev) AS n,
+                             row_number() OVER (ORDER BY max(write_seq)) AS rn
+                        FROM c GROUP BY tx_id),
+                rest AS (SELECT min(xid)::text AS xid, coalesce(sum(n), 0) AS n,
+                                extract(epoch FROM clock_timestamp() - min(at)) AS age FROM g WHERE rn > %(limit)s)
+           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xid, rest.n, rest.age
+             FROM g CROSS JOIN rest LEFT JOIN c ON c.tx_id = g.tx_id AND NOT c.ev
+            WHERE g.rn <= %(limit)s
+            ORDER BY g.rn, c.write_seq""").format(candidates=sql.SQL(" UNION ALL ").join(parts))
     txs: dict[str, _Tx] = {}
-    for tx_id, has_events, ctid, table_id, doc, version, seq in conn.execute(
-            """WITH o AS (SELECT tx_id, max(write_seq) AS last, bool_or(ev) AS has_events
-                            FROM (SELECT tx_id, write_seq, false AS ev FROM qldb.pending_revision WHERE strand_id = %s
-                                  UNION ALL SELECT tx_id, write_seq, true FROM qldb.pending_event
-                                             WHERE strand_id = %s) q
-                           GROUP BY tx_id ORDER BY last LIMIT %s)
-               SELECT o.tx_id, o.has_events, p.ctid::text, p.table_id, p.document_id, p.version, p.write_seq
-                 FROM o LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.tx_id = o.tx_id
-                ORDER BY o.last, p.write_seq""", (strand, strand, limit, strand)):
+    new_low, left, age = int(xmin), 0, None
+    for tx_id, has_events, table_id, doc, version, seq, rest_xid, rest_n, rest_age in conn.execute(
+            query, {"low": low, "strand": strand, "limit": limit}):
         tx = txs.get(tx_id)
         if tx is None:
             tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
-        if ctid is not None:
+        if table_id is not None:
             tx.revisions.append(_Revision(table_id, doc, version, seq))
-            tx.queued.append(ctid)
+        if rest_xid is not None:
+            new_low, left, age = min(new_low, int(rest_xid)), int(rest_n), float(rest_age)
     with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
     if with_events:
         names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
@@ -186,23 +226,18 @@ def _pending(conn: psycopg.Connection, strand: str, limit: int) -> list[_Tx]:
                 (strand, with_events)):
             event = dict(zip(names, row, strict=True))
             txs[event["tx_id"]].events.append(event)
-    return list(txs.values())
+    return _Round(list(txs.values()), new_low, left, age)
+
+
+def _advance(conn: psycopg.Connection, strand: str, low: int) -> None:
+    """Move the ledger's cursor, in the round's transaction: it commits with the blocks it vouches for."""
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, low) VALUES (%s, %s::xid8) ON CONFLICT (strand_id) "
+                 "DO UPDATE SET low = excluded.low WHERE qldb.seal_cursor.low IS DISTINCT FROM excluded.low",
+                 (strand, str(low)))
 
 
 def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
-    """Delete the queue rows of the sealed transactions: the revisions by the addresses read in this transaction
-    (a TID scan, not a scan of the queue per transaction; no one else deletes or updates a committed queue row,
-    and this transaction's lock on the table keeps VACUUM FULL from moving one), checked by count and strand."""
-    queued = [ctid for tx in txs for ctid in tx.queued]
-    if queued:
-        # by address alone, so that the planner takes the TID scan (a condition on strand_id would let it scan the
-        # strand's whole queue); the strand is checked on what was deleted
-        deleted = conn.execute("DELETE FROM qldb.pending_revision WHERE ctid = ANY(%s::tid[]) RETURNING strand_id",
-                               (_text_array(queued),)).fetchall()
-        if len(deleted) != len(queued) or any(s != strand for (s,) in deleted):
-            raise SealRefused(f"ledger {strand}: {len(queued)} queued revisions were sealed but {len(deleted)} rows "
-                              "of it left the queue (was it changed behind the sealer?): nothing of this round is "
-                              "kept")
+    """Delete the queued events of the sealed transactions (revisions have no queue: schema 0010)."""
     with_events = [t.tx_id for t in txs if t.has_events]
     if with_events:
         conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)", (strand, with_events))
@@ -323,34 +358,41 @@ def _tx_info_value(strand: str, redaction_blocks: dict[tuple[str, str, int], int
     return (encoded, digest, canonical_json(value)), redaction, latest
 
 
-#: transactions sealed in one round (one transaction of the sealer's); a round that seals fewer emptied the queue.
-#: Each round reads the whole queue twice (to order it, and for the count and age it reports): on a backlog, 2000
-#: rather than 500 cut the sealer's backend CPU by ~40% (bench/seal_cost.py); a round of 2000 takes ~0.3 s.
+#: transactions sealed in one round (one transaction of the sealer's); a round that seals fewer took all there was.
+#: Each round reads every committed revision not sealed yet (to order them): on a backlog, 2000 rather than 500 cut
+#: the sealer's backend CPU by ~40% (bench/seal_cost.py, with the queue of schema 0005); a round of 2000 takes
+#: ~0.3 s.
 ROUND_LIMIT = 2000
+#: the largest round ``seal`` takes on a backlog (each round reads the whole backlog again; a round this size holds
+#: some tens of MB and takes a few seconds)
+BACKLOG_ROUND_LIMIT = 20000
 
 
 def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -> SealStats:
-    """Seal up to ``limit`` committed transactions of ``strand`` in one transaction of the sealer's own."""
+    """Seal up to ``limit`` committed transactions of ``strand`` in one REPEATABLE READ transaction of its own."""
     started = time.perf_counter()
     stats = SealStats()
     conn.rollback()
-    txs = _pending(conn, strand, limit)
-    tip = _open_tip(conn, strand)
-    stats.tip = tip.sequence
-    if txs:
+    isolation = conn.isolation_level
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ  # one snapshot for the round (_pending)
+    try:
         tables = {tid: (name, schema, history) for tid, name, schema, history in conn.execute(
             "SELECT table_id, table_name, pg_schema, history_name FROM qldb.ledger_table WHERE strand_id = %s",
             (strand,))}
-        _load_history(conn, strand, txs, tables)
-        redaction_blocks = _redaction_blocks(conn, strand, txs, tables)
-        _write_blocks(conn, strand, tip, txs, tables, redaction_blocks, stats)
-        _dequeue(conn, strand, txs)
-    pending, lag = conn.execute(
-        "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at)) FROM (SELECT at FROM qldb.pending_revision "
-        "WHERE strand_id = %s UNION ALL SELECT at FROM qldb.pending_event WHERE strand_id = %s) q",
-        (strand, strand)).fetchone()
-    conn.commit()
-    stats.pending, stats.lag_seconds = pending, None if lag is None else float(lag)
+        found = _pending(conn, strand, tables, limit)
+        tip = _open_tip(conn, strand)
+        stats.tip = tip.sequence
+        if found.txs:
+            _load_history(conn, strand, found.txs, tables)
+            redaction_blocks = _redaction_blocks(conn, strand, found.txs, tables)
+            _write_blocks(conn, strand, tip, found.txs, tables, redaction_blocks, stats)
+            _dequeue(conn, strand, found.txs)
+        _advance(conn, strand, found.low)
+        conn.commit()
+    finally:
+        conn.rollback()
+        conn.isolation_level = isolation
+    stats.pending, stats.lag_seconds = found.left_revisions, found.left_age
     stats.seconds = time.perf_counter() - started
     return stats
 
@@ -531,5 +573,5 @@ def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes
             "acceptedAt": _dt.datetime.now(_dt.UTC).isoformat()}
 
 
-__all__ = ["ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind", "load_state", "save_state",
-           "seal_lock_key", "seal_once", "state_path"]
+__all__ = ["BACKLOG_ROUND_LIMIT", "ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind",
+           "load_state", "save_state", "seal_lock_key", "seal_once", "state_path"]

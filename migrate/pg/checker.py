@@ -702,24 +702,25 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                       AND b.revision_documents[(coalesce(h.index_in_block, s.index_in_block) # 1) + 1] IS NULL,
                   num_nonnulls(h.data_ion, h.metadata_ion, h.revision_hash, h.data_hash, h.block_sequence,
                                h.index_in_block) > 0,
-                  p.document_id IS NOT NULL,
+                  {waiting},
                   h.tx_time_ion = to_char(h.tx_time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
                       AND date_trunc('milliseconds', h.tx_time) = h.tx_time
                       AND h.tx_time >= timestamptz '0001-01-01 00:00:00+00'  -- YYYY drops the era
            FROM {history} h
            LEFT JOIN qldb.sealed_revision s ON s.strand_id = %s AND s.table_id = %s AND s.document_id = h.document_id
                                            AND s.version = h.version
-           LEFT JOIN qldb.pending_revision p ON p.strand_id = %s AND p.table_id = %s AND p.document_id = h.document_id
-                                            AND p.version = h.version
            LEFT JOIN qldb.block b ON b.strand_id = %s
                                  AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)
            WHERE (hashtext(h.document_id) & 2147483647) %% %s = %s"""
-    ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"))
+    ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"),
+             # the sealer has not reached it yet: at or above its cursor (schema 0010; no cursor, all are)
+             waiting=sql.SQL("h.xid >= coalesce((SELECT c.low FROM qldb.seal_cursor c WHERE c.strand_id = %s), "
+                             "'0'::xid8)" if live else "false"))
     name = f"{schema}.{history}"
     pending = 0
     with conn.cursor(name=f"check_{strand}_{history}"[:60], binary=True) as cur:  # bytea as bytes, no hex
         cur.itersize = 2000
-        cur.execute(query, (strand, table_id, strand, table_id, strand, part[1], part[0]))
+        cur.execute(query, (*((strand,) if live else ()), strand, table_id, strand, part[1], part[0]))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
              seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, sibling_system,
              row_has_seal, queued, tx_time_is_utc_ms) in cur:
@@ -739,8 +740,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                         ledger.unsealed += 1
                     else:
                         result.findings.append(_consistency(
-                            "live-row-neither-sealed-nor-queued", "a revision written after cut-over is in no block "
-                            "and not in the sealer's queue (qldb.pending_revision): it will never be sealed", where))
+                            "live-row-neither-sealed-nor-queued", "a revision written after cut-over is in no block, "
+                            "and the sealer's cursor (qldb.seal_cursor) is past it: it will never be sealed", where))
                     _check_operation(result, where, op, version, data, redacted)
                     continue
             elif rev_hash is None:
