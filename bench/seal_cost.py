@@ -43,7 +43,7 @@ def backend_cpu(pid: int) -> float | None:
 
 def seal_copy(admin: str, template: str, profile: str | None) -> tuple[int, float, float | None, float]:
     """(revisions, sealer CPU s, backend CPU s, wall s) for sealing a fresh copy of ``template``."""
-    from qldb_migrate.live.sealer import seal_once
+    from qldb_migrate.live.sealer import next_limit, seal_once
 
     name = f"qm_sealcopy_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -58,9 +58,9 @@ def seal_copy(admin: str, template: str, profile: str | None) -> tuple[int, floa
             cpu0, back0, wall0 = time.process_time(), backend_cpu(pid), time.perf_counter()
             if profiler:
                 profiler.enable()
-            revisions = 0
+            revisions, stats = 0, None
             while True:
-                stats = seal_once(conn, strand)
+                stats = seal_once(conn, strand, next_limit(stats))  # as `seal` does
                 revisions += stats.revisions
                 if stats.blocks == 0:
                     break

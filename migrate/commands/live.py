@@ -126,13 +126,13 @@ def seal_cmd(
 ) -> None:
     """Close committed writes into blocks, one per transaction, continuing the chain (one sealer per ledger)."""
     from ..live.sealer import (
-        BACKLOG_ROUND_LIMIT,
         ROUND_LIMIT,
         SealRefused,
         SealStats,
         accepted_fork,
         check_not_behind,
         load_state,
+        next_limit,
         save_state,
         seal_lock_key,
         seal_once,
@@ -168,12 +168,9 @@ def seal_cmd(
             if fork is not None:
                 save_state(state_file, conn, strand, fork)
             first_round = True
-            limit = ROUND_LIMIT
+            stats = None
             while True:
-                stats = seal_once(conn, strand, limit)
-                # a round reads every committed revision not sealed yet: on a backlog, larger rounds read it
-                # fewer times
-                limit = max(ROUND_LIMIT, min(stats.pending, BACKLOG_ROUND_LIMIT))
+                stats = seal_once(conn, strand, next_limit(stats))
                 total.add(stats)
                 if stats.blocks or first_round:  # the stored tip is this sealer's to move: unchanged otherwise
                     save_state(state_file, conn, strand)

@@ -368,6 +368,14 @@ ROUND_LIMIT = 2000
 BACKLOG_ROUND_LIMIT = 20000
 
 
+def next_limit(previous: SealStats | None) -> int:
+    """The next round's limit: ROUND_LIMIT, or up to BACKLOG_ROUND_LIMIT while the last round left a backlog, which
+    every round reads again whole (fewer, larger rounds read it fewer times)."""
+    if previous is None:
+        return ROUND_LIMIT
+    return max(ROUND_LIMIT, min(previous.pending, BACKLOG_ROUND_LIMIT))
+
+
 def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -> SealStats:
     """Seal up to ``limit`` committed transactions of ``strand`` in one REPEATABLE READ transaction of its own."""
     started = time.perf_counter()
@@ -573,5 +581,5 @@ def accepted_fork(conn: psycopg.Connection, strand: str, state: tuple[int, bytes
             "acceptedAt": _dt.datetime.now(_dt.UTC).isoformat()}
 
 
-__all__ = ["BACKLOG_ROUND_LIMIT", "ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind",
-           "load_state", "save_state", "seal_lock_key", "seal_once", "state_path"]
+__all__ = ["ROUND_LIMIT", "SealRefused", "SealStats", "accepted_fork", "check_not_behind",
+           "load_state", "next_limit", "save_state", "seal_lock_key", "seal_once", "state_path"]
