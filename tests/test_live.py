@@ -662,13 +662,14 @@ def test_the_c_path_seals_the_same_bytes_as_the_python_path(live: dict, monkeypa
 # The sealer's cursor (schema 0010): committed revisions are found in the history tables, none is passed over.
 #
 # Writes no longer queue their revisions; a round of the sealer reads, in one
-# snapshot, the history rows at or above ``qldb.seal_cursor.low`` that no block
-# holds yet.  What could go wrong is a revision passed over for good: one
-# committed after a round that had already moved the cursor, one left behind by
-# a round's limit, one queued by the schema before.  Each is made to happen
-# here, on a real PostgreSQL, and every committed revision must end up in
-# exactly one block; a cursor moved past an unsealed revision by hand is caught
-# by ``check``.
+# snapshot, the history rows the cursor (``qldb.seal_cursor``: horizon, waiting)
+# says may not be sealed and that no block holds yet.  What could go wrong is a
+# revision passed over for good: one committed after a round that had already
+# moved the cursor, one left behind by a round's limit, one queued by the
+# schema before, one written after the ledger was copied to a cluster whose
+# transaction ids started again.  Each is made to happen here, on a real
+# PostgreSQL, and every committed revision must end up in exactly one block; a
+# cursor moved past an unsealed revision by hand is caught by ``check``.
 
 
 def _insert_person(app: psycopg.Connection, n: int) -> str:
@@ -741,14 +742,14 @@ def test_a_cursor_moved_past_an_unsealed_revision_is_caught_by_check(live: dict,
     with psycopg.connect(live["app"], autocommit=True) as app:
         skipped = _insert_person(app, 1)
     with psycopg.connect(live["dsn"]) as conn:
-        conn.execute("UPDATE qldb.seal_cursor SET low = pg_current_xact_id()")
+        conn.execute("UPDATE qldb.seal_cursor SET horizon = pg_current_xact_id(), waiting = '{}'")
         conn.commit()
     assert _seal(live).returncode == 0
     with psycopg.connect(live["dsn"]) as conn:
         assert _sealed_blocks(conn, [skipped]) == {skipped: []}
     proc = run_cli("check", "--dsn", live["dsn"])
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "the sealer's cursor (qldb.seal_cursor) is past it: it will never be sealed" in proc.stderr
+    assert "the sealer's cursor (qldb.seal_cursor) is past its transaction id" in proc.stderr
     assert skipped in proc.stdout + proc.stderr
 
 
@@ -775,3 +776,62 @@ def test_downgrade_requeues_what_is_unsealed_and_the_upgrade_takes_it_back(live:
         blocks = _sealed_blocks(conn, [*before, *during, after])
         assert all(len(v) == 1 for v in blocks.values()), blocks
     _check(live, tmp_path)
+
+
+def test_a_copied_rows_xid_reused_by_a_new_transaction_is_not_its_own(live: dict, tmp_path: Path) -> None:
+    """In a copy of the database in another cluster, transaction ids start again: a new transaction can have the
+    xid a sealed revision's row holds.  Its UPDATE and DELETE must still append revisions (the txId names the
+    cluster), never reshape or remove the sealed ones.  Staged here in one cluster: the owner gives two sealed rows
+    the xid of a running application transaction."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        docs = [_insert_person(app, n) for n in range(2)]
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["app"]) as app:
+        xid = app.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+        with psycopg.connect(live["dsn"]) as owner:  # the copy's rows, as a restore would have them
+            owner.execute("ALTER TABLE ledger.person_history DISABLE TRIGGER qldb_append_only")
+            owner.execute("UPDATE ledger.person_history SET xid = %s::xid8 WHERE document_id = ANY(%s)", (xid, docs))
+            owner.execute("ALTER TABLE ledger.person_history ENABLE TRIGGER qldb_append_only")
+            owner.commit()
+        app.execute("UPDATE ledger.person SET data = '{\"GovId\": \"REWRITTEN\"}' WHERE document_id = %s",
+                    (docs[0],))
+        app.execute("DELETE FROM ledger.person WHERE document_id = %s", (docs[1],))
+        app.commit()
+    with psycopg.connect(live["dsn"]) as conn:
+        rows = conn.execute("SELECT document_id, version, operation, data->>'GovId' FROM ledger.person_history "
+                            "WHERE document_id = ANY(%s) ORDER BY document_id = %s DESC, version", (docs, docs[0])
+                            ).fetchall()
+    assert rows == [(docs[0], 0, "insert", "C-0"), (docs[0], 1, "update", "REWRITTEN"),
+                    (docs[1], 0, "insert", "C-1"), (docs[1], 1, "delete", None)]
+    assert _seal(live).returncode == 0
+    _check(live, tmp_path)
+
+
+def test_a_cursor_from_a_cluster_ahead_is_refused(live: dict) -> None:
+    """A cursor beyond this cluster's transaction ids (a logical copy's: its ids started again) would pass over every
+    new write: the sealer refuses it, naming it, and seals nothing."""
+    with psycopg.connect(live["dsn"]) as conn:
+        conn.execute("UPDATE qldb.seal_cursor SET horizon = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8")
+        conn.commit()
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        doc = _insert_person(app, 1)
+    proc = _seal(live)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the ledger was copied from another cluster" in proc.stderr and "qldb.seal_cursor" in proc.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        assert _sealed_blocks(conn, [doc]) == {doc: []}
+
+
+def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> None:
+    """The guard lets a transaction reshape its own uncommitted revision (data and operation, as the trigger does),
+    nothing else: not its xid, write_seq or txId, which would take it out of the sealer's sight."""
+    with psycopg.connect(live["dsn"]) as owner:
+        doc = _insert_person(owner, 1)
+        for change in ("xid = NULL", "write_seq = write_seq + 1000", "tx_id = 'AAAAAAAAAAAAAAAAAAAAAA'"):
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="append-only"), \
+                    owner.transaction():
+                owner.execute(f"UPDATE ledger.person_history SET {change} WHERE document_id = %s", (doc,))
+        owner.execute("UPDATE ledger.person SET data = '{\"GovId\": \"C-2\"}' WHERE document_id = %s", (doc,))
+        owner.commit()
+        assert owner.execute("SELECT version, data->>'GovId' FROM ledger.person_history WHERE document_id = %s",
+                             (doc,)).fetchall() == [(0, "C-2")]  # reshaped by the trigger, still one revision

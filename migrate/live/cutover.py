@@ -67,10 +67,10 @@ def cutover(conn: psycopg.Connection, ledger: str | None, app_role: str | None) 
                           (strand,)).fetchall()
     for table_id, _current, _history in tables:
         conn.execute("SELECT qldb.make_live_table(%s, %s)", (strand, table_id))
-    # the sealer's cursor (schema 0010): a transaction that writes after this one has an xid at or above the
-    # oldest one running now
-    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, low) VALUES (%s, pg_snapshot_xmin(pg_current_snapshot()))",
-                 (strand,))
+    # the sealer's cursor (schema 0010): a transaction that writes after this one is at or above this snapshot's
+    # xmax (the cursor's horizon), or was running (waiting)
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting) SELECT %s, pg_snapshot_xmax(s), "
+                 "ARRAY(SELECT pg_snapshot_xip(s)) FROM pg_current_snapshot() s", (strand,))
     blocks, tip, nodes = _store_merkle_tree(conn, strand)
     conn.execute("UPDATE qldb.ledger SET state = 'live', live_since = clock_timestamp(), app_role = %s "
                  "WHERE strand_id = %s", (app_role, strand))

@@ -157,10 +157,11 @@ class _Tx:
 
 @dataclass
 class _Round:
-    """What one round found committed and not sealed: the transactions it takes, and what it leaves."""
+    """What one round found committed and not sealed: the transactions it takes, and the cursor after it."""
 
     txs: list[_Tx]
-    low: int  # the cursor after this round (schema 0010): below it, every committed revision is sealed
+    horizon: str  # the cursor after this round (schema 0010): below it and not waiting, all committed is sealed
+    waiting: list[str]
     left_revisions: int  # committed revisions left for the next round (over the round's limit)
     left_age: float | None  # seconds since the oldest of those was written
 
@@ -169,15 +170,23 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     """The committed transactions first in line, in order of their largest write_seq (module docstring).
 
     Runs in the round's REPEATABLE READ snapshot S, which sees committed rows only.  Candidates are the live
-    history rows whose xid is at or above the ledger's cursor (``qldb.seal_cursor.low``: below it every committed
-    revision is sealed) and that ``qldb.sealed_revision`` does not hold, and the queued events.  The cursor moves
-    to the smaller of S's xmin (every transaction older than it had ended at S: it was seen, or never commits) and
-    the oldest xid the round leaves for the next one; so no committed revision is ever passed over.
+    history rows that the ledger's cursor (``qldb.seal_cursor``, schema 0010) says may not be sealed — a
+    transaction at or above its ``horizon``, or one of its ``waiting`` — and that ``qldb.sealed_revision`` does not
+    hold, and the queued events.  The cursor becomes S's own: horizon = its xmax, and waiting = the transactions
+    running at S and those this round leaves for the next; so no committed revision is ever passed over.
     """
-    xmin, low = conn.execute(
-        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text, (SELECT low::text FROM qldb.seal_cursor "
-        "WHERE strand_id = %s)", (strand,)).fetchone()
-    low = low or "0"  # no cursor yet (a ledger cut over by this version): every live revision is a candidate
+    xmax, running, cursor_horizon, waiting = conn.execute(
+        "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s))::text[], c.horizon::text, "
+        "c.waiting::text[] "
+        "FROM pg_current_snapshot() s LEFT JOIN qldb.seal_cursor c ON c.strand_id = %s", (strand,)).fetchone()
+    if cursor_horizon is None:  # no cursor (removed?): every live revision is a candidate
+        cursor_horizon, waiting = "0", []
+    elif int(cursor_horizon) > int(xmax):
+        raise SealRefused(
+            f"ledger {strand}: the sealer's cursor (qldb.seal_cursor) is at transaction id {cursor_horizon}, beyond "
+            f"this cluster's ({xmax}): the ledger was copied from another cluster (pg_dump/pg_restore, logical "
+            "replication), whose transaction ids started again, so the cursor cannot tell new writes from old ones. "
+            "Sealing stops here rather than pass over new writes; README: 'After a restore from backup'.")
     # The plan must not depend on statistics, which a just cut-over ledger lacks (a fresh xid column, an empty
     # sealed_revision): a sequential scan of a migrated history, or an anti-join that reads the ledger's sealed
     # revisions once per candidate, would make every round cost the size of the ledger.  So the candidates come
@@ -187,9 +196,9 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
     parts = [sql.SQL(
         "SELECT {tid}::text AS table_id, h.document_id, h.version, h.write_seq, h.tx_id, h.xid, h.tx_time AS at, "
-        "false AS ev FROM {history} h WHERE h.xid >= %(low)s::xid8 AND (SELECT true FROM qldb.sealed_revision s "
-        "WHERE s.strand_id = %(strand)s AND s.table_id = {tid} AND s.document_id = h.document_id "
-        "AND s.version = h.version) IS NULL"
+        "false AS ev FROM {history} h WHERE (h.xid >= %(horizon)s::xid8 OR h.xid = ANY(%(waiting)s::xid8[])) "
+        "AND (SELECT true FROM qldb.sealed_revision s WHERE s.strand_id = %(strand)s AND s.table_id = {tid} "
+        "AND s.document_id = h.document_id AND s.version = h.version) IS NULL"
     ).format(tid=sql.Literal(table_id), history=sql.Identifier(schema, history))
         for table_id, (_name, schema, history) in sorted(tables.items())]
     parts.append(sql.SQL("SELECT NULL, NULL, NULL, e.write_seq, e.tx_id, e.xid, e.at, true FROM qldb.pending_event e "
@@ -200,23 +209,24 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
                              min(at) AS at, count(*) FILTER (WHERE NOT ev) AS n,
                              row_number() OVER (ORDER BY max(write_seq)) AS rn
                         FROM c GROUP BY tx_id),
-                rest AS (SELECT min(xid)::text AS xid, coalesce(sum(n), 0) AS n,
+                rest AS (SELECT array_agg(DISTINCT xid)::text[] AS xids, coalesce(sum(n), 0) AS n,
                                 extract(epoch FROM clock_timestamp() - min(at)) AS age FROM g WHERE rn > %(limit)s)
-           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xid, rest.n, rest.age
+           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xids, rest.n, rest.age
              FROM g CROSS JOIN rest LEFT JOIN c ON c.tx_id = g.tx_id AND NOT c.ev
             WHERE g.rn <= %(limit)s
             ORDER BY g.rn, c.write_seq""").format(candidates=sql.SQL(" UNION ALL ").join(parts))
     txs: dict[str, _Tx] = {}
-    new_low, left, age = int(xmin), 0, None
-    for tx_id, has_events, table_id, doc, version, seq, rest_xid, rest_n, rest_age in conn.execute(
-            query, {"low": low, "strand": strand, "limit": limit}):
+    left_xids: list[str] = []
+    left, age = 0, None
+    for tx_id, has_events, table_id, doc, version, seq, rest_xids, rest_n, rest_age in conn.execute(
+            query, {"horizon": cursor_horizon, "waiting": waiting, "strand": strand, "limit": limit}):
         tx = txs.get(tx_id)
         if tx is None:
             tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
         if table_id is not None:
             tx.revisions.append(_Revision(table_id, doc, version, seq))
-        if rest_xid is not None:
-            new_low, left, age = min(new_low, int(rest_xid)), int(rest_n), float(rest_age)
+        if rest_xids is not None:
+            left_xids, left, age = rest_xids, int(rest_n), float(rest_age)
     with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
     if with_events:
         names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
@@ -226,14 +236,14 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
                 (strand, with_events)):
             event = dict(zip(names, row, strict=True))
             txs[event["tx_id"]].events.append(event)
-    return _Round(list(txs.values()), new_low, left, age)
+    return _Round(list(txs.values()), xmax, sorted(set(running) | set(left_xids), key=int), left, age)
 
 
-def _advance(conn: psycopg.Connection, strand: str, low: int) -> None:
+def _advance(conn: psycopg.Connection, strand: str, found: _Round) -> None:
     """Move the ledger's cursor, in the round's transaction: it commits with the blocks it vouches for."""
-    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, low) VALUES (%s, %s::xid8) ON CONFLICT (strand_id) "
-                 "DO UPDATE SET low = excluded.low WHERE qldb.seal_cursor.low IS DISTINCT FROM excluded.low",
-                 (strand, str(low)))
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting) VALUES (%s, %s::xid8, %s::xid8[]) "
+                 "ON CONFLICT (strand_id) DO UPDATE SET horizon = excluded.horizon, waiting = excluded.waiting",
+                 (strand, found.horizon, found.waiting))
 
 
 def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
@@ -395,7 +405,7 @@ def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -
             redaction_blocks = _redaction_blocks(conn, strand, found.txs, tables)
             _write_blocks(conn, strand, tip, found.txs, tables, redaction_blocks, stats)
             _dequeue(conn, strand, found.txs)
-        _advance(conn, strand, found.low)
+        _advance(conn, strand, found)
         conn.commit()
     finally:
         conn.rollback()

@@ -713,9 +713,9 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                                  AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)
            WHERE (hashtext(h.document_id) & 2147483647) %% %s = %s"""
     ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"),
-             # the sealer has not reached it yet: at or above its cursor (schema 0010; no cursor, all are)
-             waiting=sql.SQL("h.xid >= coalesce((SELECT c.low FROM qldb.seal_cursor c WHERE c.strand_id = %s), "
-                             "'0'::xid8)" if live else "false"))
+             # the sealer has not reached it yet: its cursor says it may wait (schema 0010; no cursor, all may)
+             waiting=sql.SQL("coalesce((SELECT h.xid >= c.horizon OR h.xid = ANY(c.waiting) FROM qldb.seal_cursor c "
+                             "WHERE c.strand_id = %s), h.xid IS NOT NULL)" if live else "false"))
     name = f"{schema}.{history}"
     pending = 0
     with conn.cursor(name=f"check_{strand}_{history}"[:60], binary=True) as cur:  # bytea as bytes, no hex
@@ -741,7 +741,8 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                     else:
                         result.findings.append(_consistency(
                             "live-row-neither-sealed-nor-queued", "a revision written after cut-over is in no block, "
-                            "and the sealer's cursor (qldb.seal_cursor) is past it: it will never be sealed", where))
+                            "and the sealer's cursor (qldb.seal_cursor) is past its transaction id (or it has none): "
+                            "it will never be sealed", where))
                     _check_operation(result, where, op, version, data, redacted)
                     continue
             elif rev_hash is None:

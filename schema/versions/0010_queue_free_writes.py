@@ -12,19 +12,27 @@ writing the blocks).
 Now a write records its transaction's ``xid`` (xid8, never reused in a
 cluster) in the history row it appends, and a partial B-tree index on it
 (``WHERE xid IS NOT NULL``: migrated rows have none) replaces the queue.
-The sealer keeps one number per ledger, ``qldb.seal_cursor.low``: every
-committed live revision of a transaction with an xid below it is sealed.  A
+The sealer keeps a cursor per ledger, ``qldb.seal_cursor``: ``horizon`` and
+``waiting``, with the invariant that every committed live revision of a
+transaction whose xid is below ``horizon`` and not in ``waiting`` is sealed.  A
 round, in one REPEATABLE READ snapshot S, reads the history rows with
-``xid >= low`` that ``qldb.sealed_revision`` does not hold (committed ones
-only: the snapshot sees no other), seals up to its limit of transactions in
-the usual order, and sets ``low`` to the smaller of S's xmin (the oldest
-transaction still running at S: everything older had ended, so was seen
-committed or never will be) and the oldest xid among the transactions it
-left for the next round.  That keeps the invariant, so nothing committed is
-ever skipped, and a rolled-back transaction's rows are seen by no snapshot.
-What a round reads again is bounded by the oldest running transaction with
-an xid; a session that keeps a writing transaction open makes rounds re-read
-(not re-seal) what was written since it began.
+``xid >= horizon OR xid = ANY(waiting)`` that ``qldb.sealed_revision`` does not
+hold (committed ones only: the snapshot sees no other), seals up to its
+limit of transactions in the usual order, and sets ``horizon`` to S's xmax and
+``waiting`` to S's running transactions plus those it left for the next
+round: exactly what S could not see, or saw and did not seal.  That keeps the
+invariant, so nothing committed is ever passed over, and a rolled-back
+transaction's rows are seen by no snapshot.  A round reads the rows written
+since the previous one, and the rows of the transactions that were running
+then: a transaction kept open (anywhere in the cluster) costs one index
+probe a round, not a re-read of everything written since it began.
+
+A cursor whose ``horizon`` is beyond this cluster's transaction ids belongs to
+another cluster (a logical copy, whose ids start again): the sealer refuses it
+rather than pass over new writes.  Whether a row is the writing transaction's
+own (to reshape it, as QLDB makes two writes of a document one revision) is
+decided by its xid **and** its txId, which names the cluster: a copied row
+whose xid a new transaction happens to reuse is never its own.
 
 ``qldb.pending_event`` (redactions and new tables, rare) stays a queue.  The
 history guard's exception for a transaction reshaping its own uncommitted
@@ -35,7 +43,7 @@ oldest one's time (what ``seal`` reports and a monitor polls).
 The upgrade waits for every transaction writing a live ledger (as 0008's
 does), adds the column and index to each live history table, gives the rows
 still queued their xid (the queue held it), starts each live ledger's cursor
-at the oldest of those and of the running transactions, and drops the queue.
+at its snapshot with the queued transactions waiting, and drops the queue.
 The downgrade rebuilds the queue from the unsealed rows.
 
 Revision ID: 0010
@@ -92,7 +100,7 @@ BEGIN
     END IF;
     -- a document this transaction already wrote: the one revision it commits is reshaped, not doubled
     SELECT true INTO v_own FROM %2$I.%3$I h
-     WHERE h.document_id = OLD.document_id AND h.version = OLD.version AND h.xid = v_xid;
+     WHERE h.document_id = OLD.document_id AND h.version = OLD.version AND h.xid = v_xid AND h.tx_id = v_tx;
     v_own := coalesce(v_own, false);
     IF TG_OP = 'UPDATE' THEN
         IF NEW.document_id IS DISTINCT FROM OLD.document_id THEN
@@ -137,7 +145,7 @@ DECLARE
 BEGIN
     IF {own} THEN
         IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
-        IF NEW.document_id = OLD.document_id AND NEW.version = OLD.version THEN RETURN NEW; END IF;
+        IF {own_update} THEN RETURN NEW; END IF;
     END IF;
     IF TG_OP = 'UPDATE' AND NEW.data IS NULL AND NEW.data_ion IS NULL AND NEW.redacted
        AND (NEW.document_id, NEW.version, NEW.metadata_ion, NEW.revision_hash, NEW.data_hash, NEW.operation,
@@ -156,11 +164,22 @@ BEGIN
 END $$;
 """
 # the own revision: its xid is this transaction's (0010); it is in the queue with this transaction's xid (0005)
-GUARD = _GUARD.format(own="OLD.xid = pg_current_xact_id()", xid_new=", NEW.xid", xid_old=", OLD.xid")
+# (its xid and txId are this transaction's, the txId naming the cluster: a copy's xids start again; it may change
+# only its data and operation, as the write trigger reshapes it)
+GUARD = _GUARD.format(
+    own="OLD.xid = pg_current_xact_id() AND OLD.tx_id = qldb.tx_id()",
+    own_update="(NEW.document_id, NEW.version, NEW.redacted, NEW.data_ion, NEW.metadata_ion, NEW.revision_hash,\n"
+               "            NEW.data_hash, NEW.tx_id, NEW.tx_time, NEW.tx_time_ion, NEW.block_sequence,\n"
+               "            NEW.index_in_block, NEW.write_seq, NEW.xid)\n"
+               "           IS NOT DISTINCT FROM (OLD.document_id, OLD.version, OLD.redacted, OLD.data_ion,\n"
+               "            OLD.metadata_ion, OLD.revision_hash, OLD.data_hash, OLD.tx_id, OLD.tx_time,\n"
+               "            OLD.tx_time_ion, OLD.block_sequence, OLD.index_in_block, OLD.write_seq, OLD.xid)",
+    xid_new=", NEW.xid", xid_old=", OLD.xid")
 GUARD_0005 = _GUARD.format(
     own="EXISTS (SELECT 1 FROM qldb.pending_revision p WHERE p.strand_id = v_strand AND p.table_id = v_table\n"
         "               AND p.document_id = OLD.document_id AND p.version = OLD.version\n"
-        "               AND p.xid = pg_current_xact_id())", xid_new="", xid_old="")
+        "               AND p.xid = pg_current_xact_id())",
+    own_update="NEW.document_id = OLD.document_id AND NEW.version = OLD.version", xid_new="", xid_old="")
 
 _ADD_XID = r"""
     EXECUTE format('ALTER TABLE %I.%I ADD COLUMN xid xid8', t.pg_schema, t.history_name);
@@ -209,17 +228,19 @@ CREATE FUNCTION qldb.seal_backlog(p_strand text, OUT revisions bigint, OUT oldes
 LANGUAGE plpgsql STABLE SET enable_seqscan = off SET jit = off AS $$  -- the sealer's plan (live/sealer.py)
 DECLARE
     t record;
-    v_low xid8 := coalesce((SELECT low FROM qldb.seal_cursor WHERE strand_id = p_strand), '0'::xid8);
+    c qldb.seal_cursor;
     n bigint;
     o timestamptz;
 BEGIN
     revisions := 0;
+    SELECT * INTO c FROM qldb.seal_cursor WHERE strand_id = p_strand;  -- none: every live revision may wait
     FOR t IN SELECT * FROM qldb.ledger_table WHERE strand_id = p_strand LOOP
-        EXECUTE format('SELECT count(*), min(h.tx_time) FROM %I.%I h WHERE h.xid >= $1 AND (SELECT true FROM '
+        EXECUTE format('SELECT count(*), min(h.tx_time) FROM %I.%I h WHERE (h.xid >= $1 OR h.xid = ANY($4)) '
+                       'AND (SELECT true FROM '
                        'qldb.sealed_revision s WHERE s.strand_id = $2 AND s.table_id = $3 '
                        'AND s.document_id = h.document_id AND s.version = h.version) IS NULL', t.pg_schema,
                        t.history_name)
-            INTO n, o USING v_low, p_strand, t.table_id;
+            INTO n, o USING coalesce(c.horizon, '0'::xid8), p_strand, t.table_id, c.waiting;
         revisions := revisions + n;
         oldest := least(oldest, o);
     END LOOP;
@@ -232,10 +253,12 @@ def upgrade() -> None:
     op.execute(_quiesce(queue=True))
     op.execute(
         """
-        -- Per live ledger: every committed live revision of a transaction whose xid is below low is sealed.
+        -- Per live ledger: every committed live revision of a transaction whose xid is below horizon and not in
+        -- waiting is sealed.
         CREATE TABLE qldb.seal_cursor (
             strand_id text PRIMARY KEY,
-            low       xid8 NOT NULL
+            horizon   xid8 NOT NULL,
+            waiting   xid8[] NOT NULL
         );
         DO $do$
         DECLARE
@@ -250,9 +273,10 @@ def upgrade() -> None:
             EXECUTE format('ALTER TABLE %I.%I ENABLE TRIGGER qldb_append_only', t.pg_schema, t.history_name);
             END LOOP;
         END $do$;
-        INSERT INTO qldb.seal_cursor (strand_id, low)
-            SELECT l.strand_id, least(pg_snapshot_xmin(pg_current_snapshot()),
-                                      (SELECT min(p.xid) FROM qldb.pending_revision p WHERE p.strand_id = l.strand_id))
+        INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting)
+            SELECT l.strand_id, pg_snapshot_xmax(pg_current_snapshot()),
+                   ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())
+                         UNION SELECT p.xid FROM qldb.pending_revision p WHERE p.strand_id = l.strand_id)
               FROM qldb.ledger l WHERE l.state = 'live';
         """ + GUARD + _SEAL_BACKLOG + """
         REVOKE ALL ON qldb.seal_cursor FROM PUBLIC;
@@ -286,10 +310,12 @@ def downgrade() -> None:
         """ + _LIVE_HISTORIES + """
             -- what the cursor says is not sealed yet goes back in the queue
             EXECUTE format('INSERT INTO qldb.pending_revision SELECT $1, $2, h.document_id, h.version, h.write_seq, '
-                           'h.tx_id, h.xid, h.tx_time FROM %I.%I h WHERE h.xid >= coalesce((SELECT low FROM '
-                           'qldb.seal_cursor WHERE strand_id = $1), ''0''::xid8) AND NOT EXISTS (SELECT 1 FROM '
-                           'qldb.sealed_revision s WHERE s.strand_id = $1 AND s.table_id = $2 AND s.document_id = '
-                           'h.document_id AND s.version = h.version)', t.pg_schema, t.history_name)
+                           'h.tx_id, h.xid, h.tx_time FROM %I.%I h LEFT JOIN qldb.seal_cursor c ON c.strand_id = $1 '
+                           'WHERE h.xid IS NOT NULL '
+                           'AND (c.strand_id IS NULL OR h.xid >= c.horizon OR h.xid = ANY(c.waiting)) '
+                           'AND NOT EXISTS (SELECT 1 FROM qldb.sealed_revision s WHERE s.strand_id = $1 '
+                           'AND s.table_id = $2 AND s.document_id = h.document_id AND s.version = h.version)',
+                           t.pg_schema, t.history_name)
                 USING t.strand_id, t.table_id;
             END LOOP;
         END $do$;
