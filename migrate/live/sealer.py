@@ -173,7 +173,9 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     history rows that the ledger's cursor (``qldb.seal_cursor``, schema 0010) says may not be sealed — a
     transaction at or above its ``horizon``, or one of its ``waiting`` — and that ``qldb.sealed_revision`` does not
     hold, and the queued events.  The cursor becomes S's own: horizon = its xmax, and waiting = the transactions
-    running at S and those this round leaves for the next; so no committed revision is ever passed over.
+    running at S.  When the round leaves transactions for the next (over its limit), the horizon stays at the
+    oldest of them instead (and waiting keeps the running ones below it): the next round reads again from there,
+    probing what this one sealed.  Either way no committed revision is ever passed over.
     """
     xmax, running, cursor_horizon, waiting = conn.execute(
         "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s))::text[], c.horizon::text, "
@@ -209,24 +211,23 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
                              min(at) AS at, count(*) FILTER (WHERE NOT ev) AS n,
                              row_number() OVER (ORDER BY max(write_seq)) AS rn
                         FROM c GROUP BY tx_id),
-                rest AS (SELECT array_agg(DISTINCT xid)::text[] AS xids, coalesce(sum(n), 0) AS n,
+                rest AS (SELECT min(xid)::text AS xid, coalesce(sum(n), 0) AS n,
                                 extract(epoch FROM clock_timestamp() - min(at)) AS age FROM g WHERE rn > %(limit)s)
-           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xids, rest.n, rest.age
+           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xid, rest.n, rest.age
              FROM g CROSS JOIN rest LEFT JOIN c ON c.tx_id = g.tx_id AND NOT c.ev
             WHERE g.rn <= %(limit)s
             ORDER BY g.rn, c.write_seq""").format(candidates=sql.SQL(" UNION ALL ").join(parts))
     txs: dict[str, _Tx] = {}
-    left_xids: list[str] = []
-    left, age = 0, None
-    for tx_id, has_events, table_id, doc, version, seq, rest_xids, rest_n, rest_age in conn.execute(
+    horizon, left, age = int(xmax), 0, None
+    for tx_id, has_events, table_id, doc, version, seq, rest_xid, rest_n, rest_age in conn.execute(
             query, {"horizon": cursor_horizon, "waiting": waiting, "strand": strand, "limit": limit}):
         tx = txs.get(tx_id)
         if tx is None:
             tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
         if table_id is not None:
             tx.revisions.append(_Revision(table_id, doc, version, seq))
-        if rest_xids is not None:
-            left_xids, left, age = rest_xids, int(rest_n), float(rest_age)
+        if rest_xid is not None:  # the round leaves transactions: the horizon stays at the oldest of them
+            horizon, left, age = min(horizon, int(rest_xid)), int(rest_n), float(rest_age)
     with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
     if with_events:
         names = ("tx_id", "write_seq", "kind", "table_id", "table_name", "document_id", "version", "statement", "at")
@@ -236,7 +237,8 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
                 (strand, with_events)):
             event = dict(zip(names, row, strict=True))
             txs[event["tx_id"]].events.append(event)
-    return _Round(list(txs.values()), xmax, sorted(set(running) | set(left_xids), key=int), left, age)
+    return _Round(list(txs.values()), str(horizon), sorted((x for x in running if int(x) < horizon), key=int), left,
+                  age)
 
 
 def _advance(conn: psycopg.Connection, strand: str, found: _Round) -> None:

@@ -19,8 +19,9 @@ round, in one REPEATABLE READ snapshot S, reads the history rows with
 ``xid >= horizon OR xid = ANY(waiting)`` that ``qldb.sealed_revision`` does not
 hold (committed ones only: the snapshot sees no other), seals up to its
 limit of transactions in the usual order, and sets ``horizon`` to S's xmax and
-``waiting`` to S's running transactions plus those it left for the next
-round: exactly what S could not see, or saw and did not seal.  That keeps the
+``waiting`` to S's running transactions: exactly what S could not see (a
+round that leaves transactions over its limit keeps the horizon at the
+oldest of them, and the running ones below it waiting).  That keeps the
 invariant, so nothing committed is ever passed over, and a rolled-back
 transaction's rows are seen by no snapshot.  A round reads the rows written
 since the previous one, and the rows of the transactions that were running
