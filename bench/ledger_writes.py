@@ -1,6 +1,6 @@
 """The live ledger's cost to writers, the sealer's rate and lag, and a proof's latency, side by side in one run.
 
-    python bench/ledger_writes.py [--seconds 10] [--writers 8] [--rounds 2] [--proof-revisions 200000] [--dsn …]
+    python bench/ledger_writes.py [--seconds 10] [--writers 8] [--rounds 4] [--proof-revisions 200000] [--dsn …]
 
 On the PostgreSQL given by ``--dsn`` / ``QLDB_MIGRATE_DSN`` (default: the
 local server on 127.0.0.1:5432), in a fresh database:
@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--writers", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--proof-revisions", type=int, default=200000)
     parser.add_argument("--proofs", type=int, default=30)
     parser.add_argument("--dsn", default=os.environ.get("QLDB_MIGRATE_DSN",

@@ -32,7 +32,6 @@ import datetime as _dt
 import json
 import time
 import zlib
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,13 +197,14 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
     parts = [sql.SQL(
         "SELECT {tid}::text AS table_id, h.document_id, h.version, h.write_seq, h.tx_id, h.xid, h.tx_time AS at, "
-        "false AS ev FROM {history} h WHERE (h.xid >= %(horizon)s::xid8 OR h.xid = ANY(%(waiting)s::xid8[])) "
+        "false AS ev, h.data::text AS data, h.operation, h.tx_time_ion FROM {history} h "
+        "WHERE (h.xid >= %(horizon)s::xid8 OR h.xid = ANY(%(waiting)s::xid8[])) "
         "AND (SELECT true FROM qldb.sealed_revision s WHERE s.strand_id = %(strand)s AND s.table_id = {tid} "
         "AND s.document_id = h.document_id AND s.version = h.version) IS NULL"
     ).format(tid=sql.Literal(table_id), history=sql.Identifier(schema, history))
         for table_id, (_name, schema, history) in sorted(tables.items())]
-    parts.append(sql.SQL("SELECT NULL, NULL, NULL, e.write_seq, e.tx_id, e.xid, e.at, true FROM qldb.pending_event e "
-                         "WHERE e.strand_id = %(strand)s"))
+    parts.append(sql.SQL("SELECT NULL, NULL, NULL, e.write_seq, e.tx_id, e.xid, e.at, true, NULL, NULL, NULL "
+                         "FROM qldb.pending_event e WHERE e.strand_id = %(strand)s"))
     query = sql.SQL(
         """WITH c AS ({candidates}),
                 g AS (SELECT tx_id, max(write_seq) AS last, bool_or(ev) AS has_events, min(xid) AS xid,
@@ -213,19 +213,21 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
                         FROM c GROUP BY tx_id),
                 rest AS (SELECT min(xid)::text AS xid, coalesce(sum(n), 0) AS n,
                                 extract(epoch FROM clock_timestamp() - min(at)) AS age FROM g WHERE rn > %(limit)s)
-           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, rest.xid, rest.n, rest.age
+           SELECT g.tx_id, g.has_events, c.table_id, c.document_id, c.version, c.write_seq, c.data, c.operation,
+                  c.tx_time_ion, rest.xid, rest.n, rest.age
              FROM g CROSS JOIN rest LEFT JOIN c ON c.tx_id = g.tx_id AND NOT c.ev
             WHERE g.rn <= %(limit)s
             ORDER BY g.rn, c.write_seq""").format(candidates=sql.SQL(" UNION ALL ").join(parts))
     txs: dict[str, _Tx] = {}
     horizon, left, age = int(xmax), 0, None
-    for tx_id, has_events, table_id, doc, version, seq, rest_xid, rest_n, rest_age in conn.execute(
+    for (tx_id, has_events, table_id, doc, version, seq, data, operation, tx_time_ion, rest_xid, rest_n,
+         rest_age) in conn.execute(
             query, {"horizon": cursor_horizon, "waiting": waiting, "strand": strand, "limit": limit}):
         tx = txs.get(tx_id)
         if tx is None:
             tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
         if table_id is not None:
-            tx.revisions.append(_Revision(table_id, doc, version, seq))
+            tx.revisions.append(_Revision(table_id, doc, version, seq, data, tx_time_ion, operation))
         if rest_xid is not None:  # the round leaves transactions: the horizon stays at the oldest of them
             horizon, left, age = min(horizon, int(rest_xid)), int(rest_n), float(rest_age)
     with_events = [tx_id for tx_id, tx in txs.items() if tx.has_events]
@@ -259,31 +261,6 @@ def _text_array(items: list[str]) -> str:
     """A ``text[]`` (or ``tid[]``) literal of ``items``, every element quoted: one parameter, not a list psycopg
     adapts element by element."""
     return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
-
-
-def _load_history(conn: psycopg.Connection, strand: str, txs: list[_Tx],
-                  tables: dict[str, tuple[str, str, str]]) -> None:
-    """Each queued revision's history row (its data as jsonb text, operation and txTime), one statement per table."""
-    by_table: dict[str, list[_Revision]] = defaultdict(list)
-    for tx in txs:
-        for rev in tx.revisions:
-            by_table[rev.table_id].append(rev)
-    for table_id, revisions in by_table.items():
-        _name, schema, history = tables[table_id]
-        keyed = {(r.document_id, r.version): r for r in revisions}
-        rows = conn.execute(sql.SQL(
-            "SELECT h.document_id, h.version, h.data::text, h.operation, h.tx_time_ion FROM {} h "
-            "JOIN unnest(%s::text[], %s::int[]) AS k(d, v) ON h.document_id = k.d AND h.version = k.v"
-        ).format(sql.Identifier(schema, history)), (_text_array([r.document_id for r in revisions]),
-                                                     "{" + ",".join([str(r.version) for r in revisions]) + "}")
-        ).fetchall()
-        for doc, version, data, operation, tx_time_ion in rows:
-            rev = keyed.pop((doc, version))
-            rev.data, rev.operation, rev.tx_time_ion = data, operation, tx_time_ion
-        if keyed:
-            doc, version = next(iter(keyed))
-            raise SealRefused(f"ledger {strand}: queued revision {doc} v{version} of {schema}.{history} has no "
-                              "history row (removed past the append-only guard?): sealing stops here")
 
 
 def _data(strand: str, ledger_tables: dict[str, tuple[str, str, str]], rev: _Revision) -> tuple[bytes, bytes]:
@@ -403,7 +380,6 @@ def seal_once(conn: psycopg.Connection, strand: str, limit: int = ROUND_LIMIT) -
         tip = _open_tip(conn, strand)
         stats.tip = tip.sequence
         if found.txs:
-            _load_history(conn, strand, found.txs, tables)
             redaction_blocks = _redaction_blocks(conn, strand, found.txs, tables)
             _write_blocks(conn, strand, tip, found.txs, tables, redaction_blocks, stats)
             _dequeue(conn, strand, found.txs)
