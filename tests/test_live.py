@@ -807,9 +807,9 @@ def test_a_copied_rows_xid_reused_by_a_new_transaction_is_not_its_own(live: dict
     _check(live, tmp_path)
 
 
-def test_a_cursor_from_a_cluster_ahead_is_refused(live: dict) -> None:
-    """A cursor beyond this cluster's transaction ids (a logical copy's: its ids started again) would pass over every
-    new write: the sealer refuses it, naming it, and seals nothing."""
+def test_a_cursor_beyond_this_clusters_ids_is_refused(live: dict) -> None:
+    """A cursor of this cluster's beyond its transaction ids was written by no round of its own (moved by hand): it
+    would pass over every new write, so the sealer refuses it, naming it, and seals nothing."""
     with psycopg.connect(live["dsn"]) as conn:
         conn.execute("UPDATE qldb.seal_cursor SET horizon = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8")
         conn.commit()
@@ -817,9 +817,32 @@ def test_a_cursor_from_a_cluster_ahead_is_refused(live: dict) -> None:
         doc = _insert_person(app, 1)
     proc = _seal(live)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "the ledger was copied from another cluster" in proc.stderr and "qldb.seal_cursor" in proc.stderr
+    assert "beyond this cluster's" in proc.stderr and "qldb.seal_cursor" in proc.stderr
     with psycopg.connect(live["dsn"]) as conn:
         assert _sealed_blocks(conn, [doc]) == {doc: []}
+
+
+def test_a_cursor_of_another_cluster_makes_one_full_round(live: dict, tmp_path: Path) -> None:
+    """After a logical copy (or pg_upgrade) the cursor names another cluster, whose transaction ids mean nothing
+    here, even when they are far ahead: the next round reads every live revision once, seals what no block holds
+    (also what was written below the old horizon), seals nothing twice, and writes a cursor of this cluster's."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        sealed_before = _insert_person(app, 1)
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        written_in_copy = _insert_person(app, 2)
+    with psycopg.connect(live["dsn"]) as conn:
+        conn.execute("UPDATE qldb.seal_cursor SET cluster = 'another cluster', "
+                     "horizon = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8")
+        conn.commit()
+    proc = _seal(live)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        blocks = _sealed_blocks(conn, [sealed_before, written_in_copy])
+        assert [len(v) for v in blocks.values()] == [1, 1], blocks
+        assert conn.execute("SELECT cluster = (pg_control_system()).system_identifier::text FROM qldb.seal_cursor"
+                            ).fetchone()[0]
+    _check(live, tmp_path)
 
 
 def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> None:

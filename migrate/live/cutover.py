@@ -69,8 +69,9 @@ def cutover(conn: psycopg.Connection, ledger: str | None, app_role: str | None) 
         conn.execute("SELECT qldb.make_live_table(%s, %s)", (strand, table_id))
     # the sealer's cursor (schema 0010): a transaction that writes after this one is at or above this snapshot's
     # xmax (the cursor's horizon), or was running (waiting)
-    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting) SELECT %s, pg_snapshot_xmax(s), "
-                 "ARRAY(SELECT pg_snapshot_xip(s)) FROM pg_current_snapshot() s", (strand,))
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting, cluster) SELECT %s, pg_snapshot_xmax(s), "
+                 "ARRAY(SELECT pg_snapshot_xip(s)), (pg_control_system()).system_identifier::text "
+                 "FROM pg_current_snapshot() s", (strand,))
     blocks, tip, nodes = _store_merkle_tree(conn, strand)
     conn.execute("UPDATE qldb.ledger SET state = 'live', live_since = clock_timestamp(), app_role = %s "
                  "WHERE strand_id = %s", (app_role, strand))

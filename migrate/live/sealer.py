@@ -176,18 +176,17 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     oldest of them instead (and waiting keeps the running ones below it): the next round reads again from there,
     probing what this one sealed.  Either way no committed revision is ever passed over.
     """
+    # the cursor as this cluster may use it: none, or another cluster's (a logical copy, pg_upgrade), reads as
+    # horizon 0 — every live revision is a candidate once, and the cursor this round writes is this cluster's
     xmax, running, cursor_horizon, waiting = conn.execute(
         "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s))::text[], c.horizon::text, "
-        "c.waiting::text[] "
-        "FROM pg_current_snapshot() s LEFT JOIN qldb.seal_cursor c ON c.strand_id = %s", (strand,)).fetchone()
-    if cursor_horizon is None:  # no cursor (removed?): every live revision is a candidate
-        cursor_horizon, waiting = "0", []
-    elif int(cursor_horizon) > int(xmax):
+        "c.waiting::text[] FROM pg_current_snapshot() s CROSS JOIN qldb.live_cursor(%s) c", (strand,)).fetchone()
+    if int(cursor_horizon) > int(xmax):
         raise SealRefused(
             f"ledger {strand}: the sealer's cursor (qldb.seal_cursor) is at transaction id {cursor_horizon}, beyond "
-            f"this cluster's ({xmax}): the ledger was copied from another cluster (pg_dump/pg_restore, logical "
-            "replication), whose transaction ids started again, so the cursor cannot tell new writes from old ones. "
-            "Sealing stops here rather than pass over new writes; README: 'After a restore from backup'.")
+            f"this cluster's ({xmax}): no round of this cluster's wrote it (changed by hand?), and it would pass over "
+            "new writes. Sealing stops; delete the ledger's row of qldb.seal_cursor to make the next round read "
+            "every live revision (README: 'After a restore from backup').")
     # The plan must not depend on statistics, which a just cut-over ledger lacks (a fresh xid column, an empty
     # sealed_revision): a sequential scan of a migrated history, or an anti-join that reads the ledger's sealed
     # revisions once per candidate, would make every round cost the size of the ledger.  So the candidates come
@@ -245,8 +244,9 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
 
 def _advance(conn: psycopg.Connection, strand: str, found: _Round) -> None:
     """Move the ledger's cursor, in the round's transaction: it commits with the blocks it vouches for."""
-    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting) VALUES (%s, %s::xid8, %s::xid8[]) "
-                 "ON CONFLICT (strand_id) DO UPDATE SET horizon = excluded.horizon, waiting = excluded.waiting",
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting, cluster) VALUES (%s, %s::xid8, "
+                 "%s::xid8[], (pg_control_system()).system_identifier::text) ON CONFLICT (strand_id) DO UPDATE "
+                 "SET horizon = excluded.horizon, waiting = excluded.waiting, cluster = excluded.cluster",
                  (strand, found.horizon, found.waiting))
 
 

@@ -713,14 +713,17 @@ def _check_history(conn: psycopg.Connection, result: CheckResult, ledger: Ledger
                                  AND b.sequence_no = coalesce(h.block_sequence, s.block_sequence)
            WHERE (hashtext(h.document_id) & 2147483647) %% %s = %s"""
     ).format(history=sql.Identifier(schema, history), write_seq=sql.SQL("h.write_seq" if live else "NULL::bigint"),
-             # the sealer has not reached it yet: its cursor says it may wait (schema 0010; no cursor, all may)
-             waiting=sql.SQL("coalesce((SELECT h.xid >= c.horizon OR h.xid = ANY(c.waiting) FROM qldb.seal_cursor c "
-                             "WHERE c.strand_id = %s), h.xid IS NOT NULL)" if live else "false"))
+             # the sealer has not reached it yet: its cursor says it may wait (schema 0010; qldb.live_cursor: none,
+             # or another cluster's, and every live revision may)
+             waiting=sql.SQL("(h.xid >= %s::xid8 OR h.xid = ANY(%s::xid8[]))" if live else "false"))
     name = f"{schema}.{history}"
     pending = 0
+    cursor: tuple[str, list[str]] | tuple[()] = ()
+    if live:
+        cursor = conn.execute("SELECT horizon::text, waiting::text[] FROM qldb.live_cursor(%s)", (strand,)).fetchone()
     with conn.cursor(name=f"check_{strand}_{history}"[:60], binary=True) as cur:  # bytea as bytes, no hex
         cur.itersize = 2000
-        cur.execute(query, (*((strand,) if live else ()), strand, table_id, strand, part[1], part[0]))
+        cur.execute(query, (*cursor, strand, table_id, strand, part[1], part[0]))
         for (doc, version, data, data_ion, meta_ion, rev_hash, data_hash, op, redacted, tx_id, tx_time, tx_time_ion,
              seq, idx, listed, listed_doc, block_tx, block_exists, block_table, write_seq, sealed_live, sibling_system,
              row_has_seal, queued, tx_time_is_utc_ms) in cur:

@@ -28,9 +28,11 @@ since the previous one, and the rows of the transactions that were running
 then: a transaction kept open (anywhere in the cluster) costs one index
 probe a round, not a re-read of everything written since it began.
 
-A cursor whose ``horizon`` is beyond this cluster's transaction ids belongs to
-another cluster (a logical copy, whose ids start again): the sealer refuses it
-rather than pass over new writes.  Whether a row is the writing transaction's
+The cursor names the cluster whose transaction ids it holds (its system
+identifier).  In another cluster — a logical copy, whose ids start again, or
+after ``pg_upgrade`` — it means nothing, and ``qldb.live_cursor`` reads it as
+absent: the next round reads every live revision once (sealing what no block
+holds) and starts a cursor of this cluster's.  Whether a row is the writing transaction's
 own (to reshape it, as QLDB makes two writes of a document one revision) is
 decided by its xid **and** its txId, which names the cluster: a copied row
 whose xid a new transaction happens to reuse is never its own.
@@ -229,19 +231,19 @@ CREATE FUNCTION qldb.seal_backlog(p_strand text, OUT revisions bigint, OUT oldes
 LANGUAGE plpgsql STABLE SET enable_seqscan = off SET jit = off AS $$  -- the sealer's plan (live/sealer.py)
 DECLARE
     t record;
-    c qldb.seal_cursor;
+    c record;
     n bigint;
     o timestamptz;
 BEGIN
     revisions := 0;
-    SELECT * INTO c FROM qldb.seal_cursor WHERE strand_id = p_strand;  -- none: every live revision may wait
+    SELECT * INTO c FROM qldb.live_cursor(p_strand);
     FOR t IN SELECT * FROM qldb.ledger_table WHERE strand_id = p_strand LOOP
         EXECUTE format('SELECT count(*), min(h.tx_time) FROM %I.%I h WHERE (h.xid >= $1 OR h.xid = ANY($4)) '
                        'AND (SELECT true FROM '
                        'qldb.sealed_revision s WHERE s.strand_id = $2 AND s.table_id = $3 '
                        'AND s.document_id = h.document_id AND s.version = h.version) IS NULL', t.pg_schema,
                        t.history_name)
-            INTO n, o USING coalesce(c.horizon, '0'::xid8), p_strand, t.table_id, c.waiting;
+            INTO n, o USING c.horizon, p_strand, t.table_id, c.waiting;
         revisions := revisions + n;
         oldest := least(oldest, o);
     END LOOP;
@@ -259,8 +261,16 @@ def upgrade() -> None:
         CREATE TABLE qldb.seal_cursor (
             strand_id text PRIMARY KEY,
             horizon   xid8 NOT NULL,
-            waiting   xid8[] NOT NULL
+            waiting   xid8[] NOT NULL,
+            cluster   text NOT NULL  -- the system identifier of the cluster whose transaction ids these are
         );
+        -- The ledger's cursor as the sealer may use it here: none, or another cluster's, reads as "everything may
+        -- wait" (horizon 0).
+        CREATE FUNCTION qldb.live_cursor(p_strand text, OUT horizon xid8, OUT waiting xid8[]) LANGUAGE sql STABLE AS $$
+            SELECT coalesce(c.horizon, '0'::xid8), coalesce(c.waiting, '{}'::xid8[])
+              FROM (SELECT (pg_control_system()).system_identifier::text AS id) here
+              LEFT JOIN qldb.seal_cursor c ON c.strand_id = p_strand AND c.cluster = here.id
+        $$;
         DO $do$
         DECLARE
             t record;
@@ -274,10 +284,11 @@ def upgrade() -> None:
             EXECUTE format('ALTER TABLE %I.%I ENABLE TRIGGER qldb_append_only', t.pg_schema, t.history_name);
             END LOOP;
         END $do$;
-        INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting)
+        INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting, cluster)
             SELECT l.strand_id, pg_snapshot_xmax(pg_current_snapshot()),
                    ARRAY(SELECT pg_snapshot_xip(pg_current_snapshot())
-                         UNION SELECT p.xid FROM qldb.pending_revision p WHERE p.strand_id = l.strand_id)
+                         UNION SELECT p.xid FROM qldb.pending_revision p WHERE p.strand_id = l.strand_id),
+                   (pg_control_system()).system_identifier::text
               FROM qldb.ledger l WHERE l.state = 'live';
         """ + GUARD + _SEAL_BACKLOG + """
         REVOKE ALL ON qldb.seal_cursor FROM PUBLIC;
@@ -311,9 +322,8 @@ def downgrade() -> None:
         """ + _LIVE_HISTORIES + """
             -- what the cursor says is not sealed yet goes back in the queue
             EXECUTE format('INSERT INTO qldb.pending_revision SELECT $1, $2, h.document_id, h.version, h.write_seq, '
-                           'h.tx_id, h.xid, h.tx_time FROM %I.%I h LEFT JOIN qldb.seal_cursor c ON c.strand_id = $1 '
-                           'WHERE h.xid IS NOT NULL '
-                           'AND (c.strand_id IS NULL OR h.xid >= c.horizon OR h.xid = ANY(c.waiting)) '
+                           'h.tx_id, h.xid, h.tx_time FROM %I.%I h CROSS JOIN qldb.live_cursor($1) c '
+                           'WHERE h.xid IS NOT NULL AND (h.xid >= c.horizon OR h.xid = ANY(c.waiting)) '
                            'AND NOT EXISTS (SELECT 1 FROM qldb.sealed_revision s WHERE s.strand_id = $1 '
                            'AND s.table_id = $2 AND s.document_id = h.document_id AND s.version = h.version)',
                            t.pg_schema, t.history_name)
@@ -335,5 +345,6 @@ def downgrade() -> None:
             END LOOP;
         END $do$;
         DROP FUNCTION qldb.seal_backlog(text);
+        DROP FUNCTION qldb.live_cursor(text);
         DROP TABLE qldb.seal_cursor;
         """)
