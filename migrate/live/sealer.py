@@ -257,12 +257,6 @@ def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
         conn.execute("DELETE FROM qldb.pending_event WHERE strand_id = %s AND tx_id = ANY(%s)", (strand, with_events))
 
 
-def _text_array(items: list[str]) -> str:
-    """A ``text[]`` (or ``tid[]``) literal of ``items``, every element quoted: one parameter, not a list psycopg
-    adapts element by element."""
-    return "{" + ",".join('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"' for item in items) + "}"
-
-
 def _data(strand: str, ledger_tables: dict[str, tuple[str, str, str]], rev: _Revision) -> tuple[bytes, bytes]:
     """(binary Ion, Ion hash) of a revision's data: read in C from the jsonb text where the C reader states it for
     certain, else by ``ion_reading`` in Python (the reference, which also decides what cannot be sealed)."""

@@ -261,6 +261,27 @@ END $do$;
 """
 
 
+def make_write_function(template: str, create: str = "CREATE OR REPLACE") -> str:
+    """``qldb.make_write_function``, which writes a live table's write trigger from ``template`` (a format()
+    template as WRITE_FUNCTION); later versions install it again with their own template."""
+    return f"""
+        {create} FUNCTION qldb.make_write_function(p_strand text, p_table_id text) RETURNS void
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            t record;
+            fn text := 'write_' || substr(md5(p_strand || '/' || p_table_id), 1, 24);
+        BEGIN
+            SELECT * INTO t FROM qldb.ledger_table WHERE strand_id = p_strand AND table_id = p_table_id;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'qldb-migrate: no table % in ledger %', p_table_id, p_strand;
+            END IF;
+            -- run as the ledger's owner: the application needs no privilege on the history or the sealer's tables
+            EXECUTE format($fn${template}$fn$, fn, t.pg_schema, t.history_name, p_strand, p_table_id);
+        END $$;
+        REVOKE ALL ON FUNCTION qldb.make_write_function(text, text) FROM PUBLIC;
+        """
+
+
 def upgrade() -> None:
     op.execute(_QUIESCE)
     op.execute(
@@ -287,26 +308,7 @@ def upgrade() -> None:
         DROP INDEX qldb.pending_revision_order;
         """
     )
-    op.execute(
-        """
-        CREATE FUNCTION qldb.make_write_function(p_strand text, p_table_id text) RETURNS void
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            t record;
-            fn text := 'write_' || substr(md5(p_strand || '/' || p_table_id), 1, 24);
-        BEGIN
-            SELECT * INTO t FROM qldb.ledger_table WHERE strand_id = p_strand AND table_id = p_table_id;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'qldb-migrate: no table % in ledger %', p_table_id, p_strand;
-            END IF;
-            -- run as the ledger's owner: the application needs no privilege on the history or the queue
-            EXECUTE format($fn$"""
-        + WRITE_FUNCTION
-        + """$fn$, fn, t.pg_schema, t.history_name, p_strand, p_table_id);
-        END $$;
-        REVOKE ALL ON FUNCTION qldb.make_write_function(text, text) FROM PUBLIC;
-        """
-    )
+    op.execute(make_write_function(WRITE_FUNCTION, create="CREATE"))
     op.execute(_LIVE_TABLE_HEAD + "    PERFORM qldb.make_write_function(p_strand, p_table_id);\n" + _LIVE_TABLE_TAIL)
     op.execute(_regenerate(WRITE_FUNCTION))
 

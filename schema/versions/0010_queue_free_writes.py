@@ -190,25 +190,6 @@ _ADD_XID = r"""
 """
 
 
-def _make_write_function(template: str) -> str:
-    return ("""
-        CREATE OR REPLACE FUNCTION qldb.make_write_function(p_strand text, p_table_id text) RETURNS void
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            t record;
-            fn text := 'write_' || substr(md5(p_strand || '/' || p_table_id), 1, 24);
-        BEGIN
-            SELECT * INTO t FROM qldb.ledger_table WHERE strand_id = p_strand AND table_id = p_table_id;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'qldb-migrate: no table % in ledger %', p_table_id, p_strand;
-            END IF;
-            -- run as the ledger's owner: the application needs no privilege on the history
-            EXECUTE format($fn$""" + template + """$fn$, fn, t.pg_schema, t.history_name, p_strand, p_table_id);
-        END $$;
-        REVOKE ALL ON FUNCTION qldb.make_write_function(text, text) FROM PUBLIC;
-        """)
-
-
 # Every live ledger's tables, locked against writers until this migration commits (0008's, with the queue of
 # revisions there or not).
 def _quiesce(queue: bool) -> str:
@@ -295,7 +276,7 @@ def upgrade() -> None:
         """)
     op.execute(_V0008._LIVE_TABLE_HEAD + _ADD_XID + "    PERFORM qldb.make_write_function(p_strand, p_table_id);\n"
                + _V0008._LIVE_TABLE_TAIL)
-    op.execute(_make_write_function(WRITE_FUNCTION))
+    op.execute(_V0008.make_write_function(WRITE_FUNCTION))
     op.execute(_V0008._regenerate(WRITE_FUNCTION))
     op.execute("DROP TABLE qldb.pending_revision")
 
@@ -333,7 +314,7 @@ def downgrade() -> None:
         """ + GUARD_0005)
     op.execute(_V0008._LIVE_TABLE_HEAD + "    PERFORM qldb.make_write_function(p_strand, p_table_id);\n"
                + _V0008._LIVE_TABLE_TAIL)
-    op.execute(_make_write_function(_V0008.WRITE_FUNCTION))
+    op.execute(_V0008.make_write_function(_V0008.WRITE_FUNCTION))
     op.execute(_V0008._regenerate(_V0008.WRITE_FUNCTION))
     op.execute("""
         DO $do$
