@@ -858,3 +858,46 @@ def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> Non
         owner.commit()
         assert owner.execute("SELECT version, data->>'GovId' FROM ledger.person_history WHERE document_id = %s",
                              (doc,)).fetchall() == [(0, "C-2")]  # reshaped by the trigger, still one revision
+
+
+def test_the_tree_keeps_subtrees_of_sixteen_blocks_and_reads_smaller_ones_from_the_blocks(live: dict) -> None:
+    """qldb.merkle_node holds levels 4 and up (stored_tree); every smaller subtree a digest, a proof or the sealer's
+    next round needs is recomputed from qldb.block: the roots and audit paths equal those of the whole tree built
+    in memory from the block hashes, for every tip and leaf, across rounds that end inside a 16-block range."""
+    from qldb_migrate.live import sealer
+    from qldb_migrate.live.merkle import audit_path, root
+    from qldb_migrate.live.serve import ServeError
+    from qldb_migrate.live.stored_tree import STORED_FROM_LEVEL, NodeReader
+    from qldb_migrate.verify.hashes import merkle_root
+
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        for n in range(40):
+            _insert_person(app, n)
+    with psycopg.connect(live["dsn"]) as conn:
+        strand = _strand(conn)
+        rounds = 0
+        while sealer.seal_once(conn, strand, limit=7).blocks:  # rounds of 7: their tips fall inside 16-block ranges
+            rounds += 1
+        assert rounds >= 6
+        hashes = [bytes(h) for (h,) in conn.execute(
+            "SELECT block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no", (strand,))]
+        size = len(hashes)
+        assert size > 64
+        low = conn.execute("SELECT count(*) FROM qldb.merkle_node WHERE strand_id = %s AND level < %s",
+                           (strand, STORED_FROM_LEVEL)).fetchone()[0]
+        high = conn.execute("SELECT count(*) FROM qldb.merkle_node WHERE strand_id = %s", (strand,)).fetchone()[0]
+        assert low == 0 and high == sum(size >> level for level in range(STORED_FROM_LEVEL, size.bit_length()))
+
+        def whole(level: int, idx: int) -> bytes:
+            return merkle_root(hashes[idx << level:(idx + 1) << level])
+
+        reader = NodeReader(conn, strand, ServeError)
+        for tip in range(1, size + 1):
+            assert root(tip, reader) == root(tip, whole) == merkle_root(hashes[:tip]), tip
+        for leaf in range(0, size, 3):
+            for tip in (leaf + 1, leaf + 17, size):
+                if tip <= size:
+                    assert audit_path(leaf, tip, reader) == audit_path(leaf, tip, whole), (leaf, tip)
+        # a block missing from a range a subtree needs is named, not read as a shorter subtree
+        with pytest.raises(ServeError, match="lacks blocks"):
+            NodeReader(conn, strand, ServeError)(2, size >> 2)

@@ -19,6 +19,7 @@ from ..pg.checker import run_check
 from ..pg.ledgers import find_ledger
 from ..pg.target import LOCK_KEY, MIGRATION_BUSY, LedgerConflict, MigrationRefused
 from .merkle import Appender
+from .stored_tree import to_store
 
 
 class CutoverRefused(Exception):
@@ -95,7 +96,7 @@ def _store_merkle_tree(conn: psycopg.Connection, strand: str) -> tuple[int, int,
         read.execute("SELECT block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no", (strand,))
         while batch := read.fetchmany(10000):
             rows = [(strand, level, idx, h) for (block_hash,) in batch
-                    for level, idx, h in appender.append(bytes(block_hash))]
+                    for level, idx, h in to_store(appender.append(bytes(block_hash)))]
             # a COPY cannot run while the named cursor is open on the same connection: a batch at a time
             with conn.cursor() as write, write.copy("COPY qldb.merkle_node (strand_id, level, idx, hash) FROM STDIN"
                                                    ) as copy:

@@ -1,8 +1,9 @@
 """The block-hash Merkle tree of a ledger, kept in the database as the roots of its perfect subtrees.
 
-``qldb.merkle_node(level, idx)`` holds the root of leaves
-``[idx * 2**level, (idx + 1) * 2**level)`` for every such subtree that is
-complete; level 0 is the block hashes.  Any range the RFC 6962 shape needs
+A node ``(level, idx)`` is the root of leaves ``[idx * 2**level, (idx + 1) *
+2**level)``, a perfect subtree; level 0 is the block hashes.  Which of them
+``qldb.merkle_node`` keeps, and how the others are recomputed from
+``qldb.block``, is ``stored_tree``'s.  Any range the RFC 6962 shape needs
 (a digest over blocks 0..tip, an audit path to it) splits into O(log n) of
 them, so a digest or a proof costs O(log² n) lookups however long the chain
 is.  The arithmetic is QLDB's ``dot``, from ``verify.hashes``.

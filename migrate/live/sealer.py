@@ -51,6 +51,7 @@ from ..verify.hashes import merkle_root
 from ..verify.ionhash import ion_hash
 from .merkle import Appender, peaks_of
 from .reading import ion_millis, ion_reading, metadata, millis_instant, millis_timestamp
+from .stored_tree import NodeReader, to_store
 
 SOURCE = "sealed by qldb-migrate seal"
 
@@ -125,13 +126,10 @@ def _open_tip(conn: psycopg.Connection, strand: str) -> _Tip:
     if first == 0:
         size = seq + 1
         peaks = peaks_of(size)
-        found = dict(((level, idx), bytes(h)) for level, idx, h in conn.execute(
-            "SELECT level, idx, hash FROM qldb.merkle_node WHERE strand_id = %s AND (level, idx) IN "
-            "(SELECT * FROM unnest(%s::int[], %s::bigint[]))", (strand, [p[0] for p in peaks], [p[1] for p in peaks])))
-        if len(found) != len(peaks):
-            raise SealRefused(f"ledger {strand}: qldb.merkle_node does not hold the tree of its {size} blocks "
-                              "(cut-over did not complete?)")
-        merkle = Appender(size, [found[p] for p in peaks], _dot())
+        reader = NodeReader(conn, strand, lambda message: SealRefused(
+            f"{message}: the stored Merkle tree of its {size} blocks is incomplete (cut-over did not complete?)"))
+        reader.fetch(peaks)
+        merkle = Appender(size, [reader(*p) for p in peaks], _dot())
     return _Tip(seq, bytes(block_hash), ts or _dt.datetime.now(_dt.UTC), merkle)
 
 
@@ -453,7 +451,7 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
                        redaction_ion, SOURCE, 0))
         sealed.extend(built["sealed"])
         if tip.merkle is not None:
-            nodes += [(strand, level, idx, h) for level, idx, h in tip.merkle.append(block_hash)]
+            nodes += [(strand, level, idx, h) for level, idx, h in to_store(tip.merkle.append(block_hash))]
         tip.sequence, tip.block_hash, tip.timestamp = seq, block_hash, moment
         stats.blocks += 1
         stats.revisions += len(built["revisions"])

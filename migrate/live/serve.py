@@ -26,6 +26,7 @@ from ..verify.chain import Digest
 from ..verify.hashes import merkle_root
 from ..verify.ionparse import loads
 from .merkle import audit_path, root
+from .stored_tree import NodeReader
 
 
 class ServeError(Exception):
@@ -55,21 +56,8 @@ def _address(strand: str, seq: int) -> IonPyDict:
     return _struct([("strandId", strand), ("sequenceNo", seq)])
 
 
-def _node_getter(conn: psycopg.Connection, strand: str) -> Any:
-    cache: dict[tuple[int, int], bytes] = {}
-
-    def node(level: int, idx: int) -> bytes:
-        key = (level, idx)
-        if key not in cache:
-            row = conn.execute("SELECT hash FROM qldb.merkle_node WHERE strand_id = %s AND level = %s AND idx = %s",
-                               (strand, level, idx)).fetchone()
-            if row is None:
-                raise ServeError(f"ledger {strand}: qldb.merkle_node lacks the subtree ({level}, {idx}); the ledger "
-                                 "is not live, or its tree was not stored")
-            cache[key] = bytes(row[0])
-        return cache[key]
-
-    return node
+def _node_getter(conn: psycopg.Connection, strand: str) -> NodeReader:
+    return NodeReader(conn, strand, ServeError)
 
 
 def _chain_from_genesis(conn: psycopg.Connection, strand: str) -> int:
