@@ -845,6 +845,40 @@ def test_a_cursor_of_another_cluster_makes_one_full_round(live: dict, tmp_path: 
     _check(live, tmp_path)
 
 
+def test_a_round_probes_only_below_its_last_snapshot_and_a_moved_probe_cannot_seal_twice(live: dict,
+                                                                                         tmp_path: Path) -> None:
+    """A round skips the "already sealed?" probe for transactions at or above probe_below (schema 0011), which
+    every sealed revision is below. Moved by hand together with the horizon, so that sealed revisions come back
+    unprobed, the sealer stops, naming the revision, and writes nothing (the primary key keeps a seal single);
+    with the cursor deleted, the next round probes everything and seals only what waits."""
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        first = [_insert_person(app, n) for n in range(3)]
+    assert _seal(live).returncode == 0
+    with psycopg.connect(live["dsn"]) as conn:
+        horizon, probe_below, xid = conn.execute(
+            "SELECT c.horizon::text, c.probe_below::text, (SELECT max(xid)::text FROM ledger.person_history) "
+            "FROM qldb.seal_cursor c").fetchone()
+        assert probe_below is not None and int(xid) < int(probe_below) <= int(horizon)
+        conn.execute("UPDATE qldb.seal_cursor SET horizon = '0', probe_below = '0'")
+        tip = conn.execute("SELECT max(sequence_no) FROM qldb.block").fetchone()[0]
+        conn.commit()
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        later = _insert_person(app, 9)
+    proc = _seal(live)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "already in a block" in proc.stderr and "qldb.seal_cursor" in proc.stderr, proc.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        assert conn.execute("SELECT max(sequence_no) FROM qldb.block").fetchone()[0] == tip
+        conn.execute("DELETE FROM qldb.seal_cursor")
+        conn.commit()
+    proc = _seal(live)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        blocks = _sealed_blocks(conn, [*first, later])
+        assert [len(v) for v in blocks.values()] == [1, 1, 1, 1], blocks
+    _check(live, tmp_path)
+
+
 def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> None:
     """The guard lets a transaction reshape its own uncommitted revision (data and operation, as the trigger does),
     nothing else: not its xid, write_seq or txId, which would take it out of the sealer's sight."""

@@ -152,6 +152,9 @@ class _Tx:
     has_events: bool = False
 
 
+_XID8_MAX = str(2**64 - 1)  # probe_below when the cursor has none: probe every candidate
+
+
 @dataclass
 class _Round:
     """What one round found committed and not sealed: the transactions it takes, and the cursor after it."""
@@ -161,6 +164,7 @@ class _Round:
     waiting: list[str]
     left_revisions: int  # committed revisions left for the next round (over the round's limit)
     left_age: float | None  # seconds since the oldest of those was written
+    probe_below: str  # S's xmax: every revision a round has sealed is of a transaction below it (schema 0011)
 
 
 def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str, str, str]], limit: int) -> _Round:
@@ -176,9 +180,13 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     """
     # the cursor as this cluster may use it: none, or another cluster's (a logical copy, pg_upgrade), reads as
     # horizon 0 — every live revision is a candidate once, and the cursor this round writes is this cluster's
-    xmax, running, cursor_horizon, waiting = conn.execute(
+    # (probe_below, schema 0011: no revision of a transaction at or above it is sealed; NULL, as for another
+    # cluster's cursor, probes every candidate)
+    xmax, running, cursor_horizon, waiting, probe_below = conn.execute(
         "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s))::text[], c.horizon::text, "
-        "c.waiting::text[] FROM pg_current_snapshot() s CROSS JOIN qldb.live_cursor(%s) c", (strand,)).fetchone()
+        "c.waiting::text[], (SELECT p.probe_below::text FROM qldb.seal_cursor p WHERE p.strand_id = %s AND "
+        "p.cluster = (pg_control_system()).system_identifier::text) FROM pg_current_snapshot() s "
+        "CROSS JOIN qldb.live_cursor(%s) c", (strand, strand)).fetchone()
     if int(cursor_horizon) > int(xmax):
         raise SealRefused(
             f"ledger {strand}: the sealer's cursor (qldb.seal_cursor) is at transaction id {cursor_horizon}, beyond "
@@ -189,15 +197,17 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     # sealed_revision): a sequential scan of a migrated history, or an anti-join that reads the ledger's sealed
     # revisions once per candidate, would make every round cost the size of the ledger.  So the candidates come
     # through the xid index, and "not sealed" is a scalar sub-select (kept a per-row primary-key probe: PostgreSQL
-    # does not turn it into a join, as it would NOT EXISTS).  No JIT: the inflated estimates would compile the
+    # does not turn it into a join, as it would NOT EXISTS), skipped at or above probe_below (an OR's arms are
+    # evaluated in order).  No JIT: the inflated estimates would compile the
     # query at every round (~60 ms).
     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
     parts = [sql.SQL(
         "SELECT {tid}::text AS table_id, h.document_id, h.version, h.write_seq, h.tx_id, h.xid, h.tx_time AS at, "
         "false AS ev, h.data::text AS data, h.operation, h.tx_time_ion FROM {history} h "
         "WHERE (h.xid >= %(horizon)s::xid8 OR h.xid = ANY(%(waiting)s::xid8[])) "
-        "AND (SELECT true FROM qldb.sealed_revision s WHERE s.strand_id = %(strand)s AND s.table_id = {tid} "
-        "AND s.document_id = h.document_id AND s.version = h.version) IS NULL"
+        "AND (h.xid >= %(probe_below)s::xid8 OR (SELECT true FROM qldb.sealed_revision s "
+        "WHERE s.strand_id = %(strand)s AND s.table_id = {tid} "
+        "AND s.document_id = h.document_id AND s.version = h.version) IS NULL)"
     ).format(tid=sql.Literal(table_id), history=sql.Identifier(schema, history))
         for table_id, (_name, schema, history) in sorted(tables.items())]
     parts.append(sql.SQL("SELECT NULL, NULL, NULL, e.write_seq, e.tx_id, e.xid, e.at, true, NULL, NULL, NULL "
@@ -219,7 +229,8 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     horizon, left, age = int(xmax), 0, None
     for (tx_id, has_events, table_id, doc, version, seq, data, operation, tx_time_ion, rest_xid, rest_n,
          rest_age) in conn.execute(
-            query, {"horizon": cursor_horizon, "waiting": waiting, "strand": strand, "limit": limit}):
+            query, {"horizon": cursor_horizon, "waiting": waiting, "strand": strand, "limit": limit,
+                    "probe_below": probe_below or _XID8_MAX}):
         tx = txs.get(tx_id)
         if tx is None:
             tx = txs[tx_id] = _Tx(tx_id, has_events=has_events)
@@ -237,15 +248,16 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
             event = dict(zip(names, row, strict=True))
             txs[event["tx_id"]].events.append(event)
     return _Round(list(txs.values()), str(horizon), sorted((x for x in running if int(x) < horizon), key=int), left,
-                  age)
+                  age, xmax)
 
 
 def _advance(conn: psycopg.Connection, strand: str, found: _Round) -> None:
     """Move the ledger's cursor, in the round's transaction: it commits with the blocks it vouches for."""
-    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting, cluster) VALUES (%s, %s::xid8, "
-                 "%s::xid8[], (pg_control_system()).system_identifier::text) ON CONFLICT (strand_id) DO UPDATE "
-                 "SET horizon = excluded.horizon, waiting = excluded.waiting, cluster = excluded.cluster",
-                 (strand, found.horizon, found.waiting))
+    conn.execute("INSERT INTO qldb.seal_cursor (strand_id, horizon, waiting, cluster, probe_below) VALUES (%s, "
+                 "%s::xid8, %s::xid8[], (pg_control_system()).system_identifier::text, %s::xid8) ON CONFLICT "
+                 "(strand_id) DO UPDATE SET horizon = excluded.horizon, waiting = excluded.waiting, "
+                 "cluster = excluded.cluster, probe_below = excluded.probe_below",
+                 (strand, found.horizon, found.waiting, found.probe_below))
 
 
 def _dequeue(conn: psycopg.Connection, strand: str, txs: list[_Tx]) -> None:
@@ -457,7 +469,14 @@ def _write_blocks(conn: psycopg.Connection, strand: str, tip: _Tip, txs: list[_T
         stats.revisions += len(built["revisions"])
         stats.events += len(tx.events)
     _copy(conn, "block", _BLOCK_COLUMNS, blocks)
-    _copy(conn, "sealed_revision", _SEALED_COLUMNS, sealed)
+    try:
+        _copy(conn, "sealed_revision", _SEALED_COLUMNS, sealed)
+    except psycopg.errors.UniqueViolation as exc:  # the primary key, not the round's probe, keeps a seal single
+        raise SealRefused(
+            f"ledger {strand}: a revision this round read as not sealed is already in a block "
+            f"({exc.diag.message_detail}); nothing was written. Another sealer ran at the same time, or the ledger's "
+            "row of qldb.seal_cursor was changed by hand: delete that row, and the next round probes every live "
+            "revision") from None
     _copy(conn, "merkle_node", _NODE_COLUMNS, nodes)
     stats.tip = tip.sequence
 
