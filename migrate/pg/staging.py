@@ -178,11 +178,14 @@ class ResumeStats:
     reused: int = 0  # replayed from the stage
     redone: int = 0  # verified in this run (new, changed, in flight when interrupted, or not stageable)
     changed: int = 0  # of the redone: staged, but the object's bytes or place differ now
+    rejected: int = 0  # of the redone: same bytes, but the staged result failed its signature (altered in the
+    #                    database, or signed on another machine)
     restarted: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"objects": self.objects, "stagedBefore": self.staged_before, "reused": self.reused,
-                "redone": self.redone, "changed": self.changed, "restarted": self.restarted}
+                "redone": self.redone, "changed": self.changed, "rejected": self.rejected,
+                "restarted": self.restarted}
 
 
 @dataclass
@@ -223,9 +226,9 @@ class Stage:
 
     def received(self, result: Pickled | Reused) -> ObjectResult:
         """The object's result: replayed from the stage, or fresh (then staged, committed, before it is used)."""
-        blob = None
+        blob, why = None, "changed"
         if isinstance(result, Reused):
-            replayed = self._replay(result)
+            replayed, why = self._replay(result)
             if replayed is not None:
                 self.stats.reused += 1
                 return replayed
@@ -234,7 +237,9 @@ class Stage:
             blob = result.blob
             fresh = pickle.loads(blob)  # from this run's own worker, as the executor's transport already does
         self.stats.redone += 1
-        if fresh.obj.key in self._staged:
+        if why == "rejected":
+            self.stats.rejected += 1
+        elif fresh.obj.key in self._staged:
             self.stats.changed += 1
         self._store(fresh, blob)
         return fresh
@@ -243,7 +248,9 @@ class Stage:
         head = "\x00".join([self.schema, key, place, identity.sha256, str(identity.size), self._producer])
         return hmac.new(self.key, head.encode() + b"\x00" + blob, hashlib.sha256).digest()
 
-    def _replay(self, reused: Reused) -> ObjectResult | None:
+    def _replay(self, reused: Reused) -> tuple[ObjectResult | None, str]:
+        """(the staged result, "") or (None, why not: "changed" — gone, or other bytes or place — or "rejected",
+        its signature fails)."""
         obj = reused.obj
         with self.conn.cursor(binary=True) as cur:
             row = cur.execute("SELECT place, sha256, size, result, mac FROM qldb.stage_object WHERE pg_schema = %s "
@@ -251,16 +258,17 @@ class Stage:
                               ).fetchone()
         self.conn.commit()
         if row is None:
-            return None
+            return None, "changed"
         place, sha256, size, blob, mac = row
         blob = bytes(blob)
         identity = Identity(sha256, size, reused.identity.etag)
-        if place != object_place(obj) or (sha256, size) != (reused.identity.sha256, reused.identity.size) \
-                or not hmac.compare_digest(bytes(mac), self._mac(obj.key, place, identity, blob)):
-            return None  # altered in the database, or signed elsewhere: verify the object again
+        if place != object_place(obj) or (sha256, size) != (reused.identity.sha256, reused.identity.size):
+            return None, "changed"
+        if not hmac.compare_digest(bytes(mac), self._mac(obj.key, place, identity, blob)):
+            return None, "rejected"  # altered in the database, or signed elsewhere: verify the object again
         result: ObjectResult = pickle.loads(blob)
         result.obj = obj
-        return result
+        return result, ""
 
     def _store(self, result: ObjectResult, blob: bytes | None = None) -> None:
         obj = result.obj

@@ -28,7 +28,8 @@ def print_migrate_summary(console: Console, result: MigrateResult, target: str) 
     if result.resumed is not None and result.resumed.reused:
         r = result.resumed
         console.print(f"resumed: {r.reused:,} of {r.objects:,} objects replayed from the staged progress of an "
-                      f"interrupted run, {r.redone:,} verified again ({r.changed:,} of them changed since staged)")
+                      f"interrupted run, {r.redone:,} verified again ({r.changed:,} of them changed since staged"
+                      + (f", {r.rejected:,} whose staged result failed its signature" if r.rejected else "") + ")")
     for line in v.findings.lines():
         console.print(line)
     _word, why = verdict_line(v, False)
