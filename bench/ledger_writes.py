@@ -16,7 +16,8 @@ local server on 127.0.0.1:5432), in a fresh database:
   --every 0.2`` running during the ledger rounds;
 * ``ledger_write_ratio`` = ledger transactions/s ÷ plain transactions/s
   (goal ≥ 0.6), the sealer's lag sampled twice a second (oldest write still
-  queued), then ``seal_revisions_per_s`` sealing a backlog with no writers
+  queued), the whole machine's CPU per transaction in each mix (client,
+  server and sealer: on this Linux machine, from /proc/stat), then ``seal_revisions_per_s`` sealing a backlog with no writers
   against ``verify_revisions_per_s`` on an export of the same size, measured
   here (``seal_vs_verify``);
 * ``get_revision_ms``: the median time to build a GetRevision proof from the
@@ -75,6 +76,13 @@ def process_cpu(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (/proc/stat): this client, the server and the sealer together,
+    when they share it (as here); what a transaction costs in all, less moved by noise than a rate."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
 def write_mix(dsn: str, table: str, writers: int, seconds: float, seed_docs: list[str]) -> int:
@@ -139,9 +147,11 @@ def main() -> None:
             seed_docs = [r[0] for r in conn.execute("SELECT document_id FROM ledger.accounts LIMIT 64")]
             for doc in seed_docs:
                 conn.execute("INSERT INTO plain.accounts SELECT * FROM ledger.accounts WHERE document_id = %s", (doc,))
-        plain_tps, ledger_tps, lags, sealer_cpu = [], [], [], []
+        plain_tps, ledger_tps, lags, sealer_cpu, plain_cpu, ledger_cpu = [], [], [], [], [], []
         for round_no in range(args.rounds):
+            busy = machine_cpu()
             n = write_mix(dsn, "plain.accounts", args.writers, args.seconds, seed_docs)
+            plain_cpu.append((machine_cpu() - busy) / max(n, 1))
             plain_tps.append(n / args.seconds)
             sealer = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "seal", "--dsn", dsn, "--every", "0.2",
                                        "--state-dir", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -159,7 +169,9 @@ def main() -> None:
             watcher.start()
             time.sleep(1.5)  # the sealer started (imports, connection, first round): its CPU from here is sealing
             cpu_before = process_cpu(sealer.pid)
+            busy = machine_cpu()
             n = write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
+            ledger_cpu.append((machine_cpu() - busy) / max(n, 1))
             ledger_tps.append(n / args.seconds)
             time.sleep(2)
             sampling.set()
@@ -178,6 +190,10 @@ def main() -> None:
         # the writers on a small machine; its PostgreSQL backend's share is not in it)
         print(f"sealer_cpu_us_per_tx={statistics.median(sealer_cpu) * 1e6:.0f}")
         print(f"seal_lag_last_s={lags[-1]:.2f}")
+        # the whole machine's CPU per transaction while each mix ran (this client, PostgreSQL and, in the ledger
+        # rounds, the sealer): where the ratio comes from when the cores are saturated
+        print(f"plain_machine_cpu_us_per_tx={statistics.median(plain_cpu) * 1e6:.0f}")
+        print(f"ledger_machine_cpu_us_per_tx={statistics.median(ledger_cpu) * 1e6:.0f}")
         # a backlog sealed with nobody writing, against verify on an export of the same size
         write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
         with psycopg.connect(dsn) as conn:
