@@ -17,9 +17,9 @@ local server on 127.0.0.1:5432), in a fresh database:
 * ``ledger_write_ratio`` = ledger transactions/s ÷ plain transactions/s
   (goal ≥ 0.6), the sealer's lag sampled twice a second (oldest write still
   queued), the whole machine's CPU per transaction in each mix (client,
-  server and sealer: on this Linux machine, from /proc/stat), then ``seal_revisions_per_s`` sealing a backlog with no writers
-  against ``verify_revisions_per_s`` on an export of the same size, measured
-  here (``seal_vs_verify``);
+  server and sealer: on this Linux machine, from /proc/stat), then
+  ``seal_revisions_per_s`` sealing a backlog with no writers against
+  ``verify_revisions_per_s`` on an export of the same size, measured here (``seal_vs_verify``);
 * ``get_revision_ms``: the median time to build a GetRevision proof from the
   database on a ledger of ``--proof-revisions`` migrated revisions (cut over).
 """

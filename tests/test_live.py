@@ -792,6 +792,7 @@ def test_a_copied_rows_xid_reused_by_a_new_transaction_is_not_its_own(live: dict
             owner.execute("ALTER TABLE ledger.person_history DISABLE TRIGGER qldb_append_only")
             owner.execute("UPDATE ledger.person_history SET xid = %s::xid8 WHERE document_id = ANY(%s)", (xid, docs))
             owner.execute("ALTER TABLE ledger.person_history ENABLE TRIGGER qldb_append_only")
+            owner.execute("UPDATE qldb.seal_cursor SET cluster = 'the original cluster'")  # as in a copy, too
             owner.commit()
         app.execute("UPDATE ledger.person SET data = '{\"GovId\": \"REWRITTEN\"}' WHERE document_id = %s",
                     (docs[0],))
@@ -832,6 +833,11 @@ def test_a_cursor_of_another_cluster_makes_one_full_round(live: dict, tmp_path: 
     with psycopg.connect(live["app"], autocommit=True) as app:
         written_in_copy = _insert_person(app, 2)
     with psycopg.connect(live["dsn"]) as conn:
+        # the copied rows keep the old cluster's xids, far ahead of this one's (as the cursor is)
+        conn.execute("ALTER TABLE ledger.person_history DISABLE TRIGGER qldb_append_only")
+        conn.execute("UPDATE ledger.person_history SET xid = (xid::text::bigint + 5000000)::text::xid8 "
+                     "WHERE document_id = %s", (sealed_before,))
+        conn.execute("ALTER TABLE ledger.person_history ENABLE TRIGGER qldb_append_only")
         conn.execute("UPDATE qldb.seal_cursor SET cluster = 'another cluster', "
                      "horizon = (pg_current_xact_id()::text::bigint + 1000000)::text::xid8")
         conn.commit()
@@ -842,6 +848,15 @@ def test_a_cursor_of_another_cluster_makes_one_full_round(live: dict, tmp_path: 
         assert [len(v) for v in blocks.values()] == [1, 1], blocks
         assert conn.execute("SELECT cluster = (pg_control_system()).system_identifier::text FROM qldb.seal_cursor"
                             ).fetchone()[0]
+    # later rounds of this cluster still probe the copied rows, whose xids are above its own: they seal new writes
+    # and never a copied revision again
+    for n in range(3, 6):
+        with psycopg.connect(live["app"], autocommit=True) as app:
+            later = _insert_person(app, n)
+        proc = _seal(live)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with psycopg.connect(live["dsn"]) as conn:
+            assert [len(v) for v in _sealed_blocks(conn, [sealed_before, later]).values()] == [1, 1]
     _check(live, tmp_path)
 
 
@@ -935,3 +950,33 @@ def test_the_tree_keeps_subtrees_of_sixteen_blocks_and_reads_smaller_ones_from_t
         # a block missing from a range a subtree needs is named, not read as a shorter subtree
         with pytest.raises(ServeError, match="lacks blocks"):
             NodeReader(conn, strand, ServeError)(2, size >> 2)
+
+
+def test_an_older_schema_gets_the_whole_tree_back_and_seal_upgrades_it_again(live: dict, tmp_path: Path) -> None:
+    """Downgrading 0011 stores the tree's levels 0-3 again (an earlier version reads them); `seal` run by this
+    version on a database left at 0010 brings the schema up itself, as migrate does, and seals."""
+    from qldb_migrate.pg.target import schema_head
+    from qldb_migrate.verify.hashes import merkle_root
+
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        for n in range(20):
+            _insert_person(app, n)
+    assert _seal(live).returncode == 0
+    _alembic(live["dsn"], "downgrade", "0010")
+    with psycopg.connect(live["dsn"]) as conn:
+        strand = _strand(conn)
+        hashes = [bytes(h) for (h,) in conn.execute(
+            "SELECT block_hash FROM qldb.block WHERE strand_id = %s ORDER BY sequence_no", (strand,))]
+        for level in range(4):
+            stored = {idx: bytes(h) for idx, h in conn.execute(
+                "SELECT idx, hash FROM qldb.merkle_node WHERE strand_id = %s AND level = %s", (strand, level))}
+            assert stored == {i: merkle_root(hashes[i << level:(i + 1) << level])
+                              for i in range(len(hashes) >> level)}, level
+    with psycopg.connect(live["app"], autocommit=True) as app:
+        later = _insert_person(app, 99)
+    proc = _seal(live)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with psycopg.connect(live["dsn"]) as conn:
+        assert conn.execute("SELECT version_num FROM qldb.alembic_version").fetchone()[0] == schema_head()
+        assert [len(v) for v in _sealed_blocks(conn, [later]).values()] == [1]
+    _check(live, tmp_path)

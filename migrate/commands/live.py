@@ -138,11 +138,13 @@ def seal_cmd(
         seal_once,
         state_path,
     )
-    from ..pg.target import default_data_dir
+    from ..pg.target import default_data_dir, schema_current
 
     saved = load_digests(digest)
     target = open_target(dsn, data_dir, iam_auth, region)
     conn = connect_or_die(target)
+    if not schema_current(conn):  # installed over an older version: bring the schema up first, as migrate does
+        prepare_database(target)
     conn.autocommit = False
     strand = _strand(conn, ledger)
     state_file = state_path(state_dir or default_data_dir().parent, strand)

@@ -164,7 +164,7 @@ class _Round:
     waiting: list[str]
     left_revisions: int  # committed revisions left for the next round (over the round's limit)
     left_age: float | None  # seconds since the oldest of those was written
-    probe_below: str  # S's xmax: every revision a round has sealed is of a transaction below it (schema 0011)
+    probe_below: str  # no sealed revision is of a transaction at or above it (schema 0011; _next_probe_below)
 
 
 def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str, str, str]], limit: int) -> _Round:
@@ -201,6 +201,7 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     # evaluated in order).  No JIT: the inflated estimates would compile the
     # query at every round (~60 ms).
     conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")
+    next_probe_below = _next_probe_below(conn, tables, xmax, probe_below)
     parts = [sql.SQL(
         "SELECT {tid}::text AS table_id, h.document_id, h.version, h.write_seq, h.tx_id, h.xid, h.tx_time AS at, "
         "false AS ev, h.data::text AS data, h.operation, h.tx_time_ion FROM {history} h "
@@ -248,7 +249,29 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
             event = dict(zip(names, row, strict=True))
             txs[event["tx_id"]].events.append(event)
     return _Round(list(txs.values()), str(horizon), sorted((x for x in running if int(x) < horizon), key=int), left,
-                  age, xmax)
+                  age, next_probe_below)
+
+
+def _next_probe_below(conn: psycopg.Connection, tables: dict[str, tuple[str, str, str]], xmax: str,
+                      probe_below: str | None) -> str:
+    """The cursor's probe_below after this round: no sealed revision is of a transaction at or above it.
+
+    What this cluster seals is below its snapshot's xmax.  Rows it did not seal may lie above: a logical copy
+    keeps the old cluster's xids, far ahead of the new one's.  So a round that starts without a bound of this
+    cluster's (none, or another cluster's cursor) raises it above every live row it can see (once: the
+    highest xid through the index), and later rounds never lower it; until this cluster's ids pass the copied
+    ones, rounds probe every candidate (correct, but slower).
+    """
+    bound = int(xmax)
+    if probe_below is None:
+        highest = conn.execute(sql.SQL("SELECT max(m)::text FROM ({}) x").format(sql.SQL(" UNION ALL ").join(
+            sql.SQL("SELECT max(xid) AS m FROM {} WHERE xid IS NOT NULL").format(sql.Identifier(schema, history))
+            for _name, schema, history in tables.values()))).fetchone()[0] if tables else None
+        if highest is not None:
+            bound = max(bound, int(highest) + 1)
+    else:
+        bound = max(bound, int(probe_below))
+    return str(bound)
 
 
 def _advance(conn: psycopg.Connection, strand: str, found: _Round) -> None:
@@ -271,7 +294,10 @@ def _data(strand: str, ledger_tables: dict[str, tuple[str, str, str]], rev: _Rev
     """(binary Ion, Ion hash) of a revision's data: read in C from the jsonb text where the C reader states it for
     certain, else by ``ion_reading`` in Python (the reference, which also decides what cannot be sealed)."""
     if rev.data is None:
-        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal")
+        raise SealRefused(f"ledger {strand}: revision {rev.document_id} v{rev.version} has no data to seal: a "
+                          "redacted revision, which is already in a block and which this round should not have read "
+                          "as waiting; nothing was written. If the ledger's row of qldb.seal_cursor was changed by "
+                          "hand, delete it, and the next round probes every live revision")
     if FAST_PATH:
         fast = native.json_ion(rev.data)
         if fast is not None:

@@ -255,6 +255,26 @@ def upgrade_schema(target: Target) -> None:
     engine.dispose()
 
 
+def schema_head() -> str:
+    """The schema revision this version of the tool writes and reads (its Alembic head)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", "qldb_migrate.schema:.")
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
+def schema_current(conn: psycopg.Connection) -> bool:
+    """Whether the database's schema is this version's (a sealer of a live ledger that is, leaves the migration
+    lock alone: another ledger of the database may be migrating)."""
+    row = None
+    if conn.execute("SELECT to_regclass('qldb.alembic_version') IS NOT NULL").fetchone()[0]:
+        row = conn.execute("SELECT version_num FROM qldb.alembic_version").fetchone()
+    conn.rollback()
+    return row is not None and row[0] == schema_head()
+
+
 def connect_failure(exc: BaseException) -> str:
     """libpq's reason, without the "connection to server at … failed:" preamble the description repeats."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]

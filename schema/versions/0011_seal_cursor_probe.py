@@ -1,4 +1,4 @@
-"""The sealer's cursor says from which transaction id on no revision can be sealed yet.
+"""The sealer's cursor says from which transaction id on no revision is sealed; the tree's lowest levels go.
 
 A round of the sealer reads the live history rows its cursor says may wait
 (schema 0010) and, for each, probed ``qldb.sealed_revision`` to skip those a
@@ -13,7 +13,16 @@ round over its limit left) the probe stays.
 Nothing rests on it for safety: ``qldb.sealed_revision``'s primary key refuses
 a revision sealed twice, so a ``probe_below`` moved by hand stops the sealer
 (it names the revision) rather than doubling it.  NULL — a cursor of an
-earlier version, or of another cluster — probes every candidate, as before.
+earlier version, or of another cluster — probes every candidate, as before,
+and the round then sets it above every live row it sees (a logical copy keeps
+the old cluster's xids, which may be far ahead of the new cluster's own).
+
+From this version on, ``qldb.merkle_node`` keeps the block-hash tree's
+subtrees of 16 blocks and more (``live/stored_tree.py``); the smaller ones
+are recomputed from ``qldb.block``.  Rows an earlier version stored below
+level 4 stay (append-only) and are no longer read.  The downgrade stores the
+missing ones again, from the block hashes, so that an earlier version finds
+the whole tree it reads.
 
 Revision ID: 0011
 Revises: 0010
@@ -35,3 +44,23 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("ALTER TABLE qldb.seal_cursor DROP COLUMN probe_below")
+    # the tree's levels 0-3 of every live ledger whose chain starts at block 0, as 0005-0010 stored them
+    op.execute("""
+        CREATE TEMP TABLE qldb_tree_strands ON COMMIT DROP AS
+            SELECT l.strand_id FROM qldb.ledger l WHERE l.state = 'live'
+               AND (SELECT min(b.sequence_no) FROM qldb.block b WHERE b.strand_id = l.strand_id) = 0;
+        INSERT INTO qldb.merkle_node (strand_id, level, idx, hash)
+            SELECT b.strand_id, 0, b.sequence_no, b.block_hash FROM qldb.block b
+             WHERE b.strand_id IN (SELECT strand_id FROM qldb_tree_strands)
+            ON CONFLICT DO NOTHING;
+        """)
+    for level in (1, 2, 3):
+        op.execute(f"""
+            INSERT INTO qldb.merkle_node (strand_id, level, idx, hash)
+                SELECT a.strand_id, {level}, a.idx / 2, qldb.dot(a.hash, b.hash)
+                  FROM qldb.merkle_node a JOIN qldb.merkle_node b
+                    ON b.strand_id = a.strand_id AND b.level = a.level AND b.idx = a.idx + 1
+                 WHERE a.level = {level - 1} AND a.idx % 2 = 0
+                   AND a.strand_id IN (SELECT strand_id FROM qldb_tree_strands)
+                ON CONFLICT DO NOTHING
+            """)
