@@ -184,9 +184,8 @@ def _pending(conn: psycopg.Connection, strand: str, tables: dict[str, tuple[str,
     # cluster's cursor, probes every candidate)
     xmax, running, cursor_horizon, waiting, probe_below = conn.execute(
         "SELECT pg_snapshot_xmax(s)::text, ARRAY(SELECT pg_snapshot_xip(s))::text[], c.horizon::text, "
-        "c.waiting::text[], (SELECT p.probe_below::text FROM qldb.seal_cursor p WHERE p.strand_id = %s AND "
-        "p.cluster = (pg_control_system()).system_identifier::text) FROM pg_current_snapshot() s "
-        "CROSS JOIN qldb.live_cursor(%s) c", (strand, strand)).fetchone()
+        "c.waiting::text[], c.probe_below::text FROM pg_current_snapshot() s CROSS JOIN qldb.live_cursor(%s) c",
+        (strand,)).fetchone()
     if int(cursor_horizon) > int(xmax):
         raise SealRefused(
             f"ledger {strand}: the sealer's cursor (qldb.seal_cursor) is at transaction id {cursor_horizon}, beyond "

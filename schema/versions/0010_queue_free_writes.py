@@ -53,11 +53,8 @@ Revision ID: 0010
 Revises: 0009
 """
 
-import importlib.util
-import types
-from pathlib import Path
-
 from alembic import op
+from qldb_migrate.schema.versions import earlier
 
 revision = "0010"
 down_revision = "0009"
@@ -65,15 +62,7 @@ branch_labels = None
 depends_on = None
 
 
-def _version(name: str) -> types.ModuleType:
-    """An earlier version's module, for the SQL it defines (versions are files, not a package alembic imports)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_V0008 = _version("0008_cheaper_ledger_writes")
+_V0008 = earlier("0008_cheaper_ledger_writes")
 
 # The write trigger of one live table (format(): %1$I the function, %2$I.%3$I the history table; %4$L the
 # strand and %5$L the table id are unused now).  As 0008's, without the queue: the history row carries the xid.
@@ -206,6 +195,16 @@ _LIVE_HISTORIES = """
                        AND a.attname = 'write_seq' AND NOT a.attisdropped) LOOP
 """
 
+# The ledger's cursor as the sealer may use it here: none, or another cluster's, reads as "everything may wait"
+# (horizon 0).
+LIVE_CURSOR = r"""
+CREATE FUNCTION qldb.live_cursor(p_strand text, OUT horizon xid8, OUT waiting xid8[]) LANGUAGE sql STABLE AS $$
+    SELECT coalesce(c.horizon, '0'::xid8), coalesce(c.waiting, '{}'::xid8[])
+      FROM (SELECT (pg_control_system()).system_identifier::text AS id) here
+      LEFT JOIN qldb.seal_cursor c ON c.strand_id = p_strand AND c.cluster = here.id
+$$;
+"""
+
 _SEAL_BACKLOG = r"""
 -- What waits for the sealer: committed live revisions no block holds yet, and the oldest one's transaction time.
 CREATE FUNCTION qldb.seal_backlog(p_strand text, OUT revisions bigint, OUT oldest timestamptz)
@@ -245,13 +244,7 @@ def upgrade() -> None:
             waiting   xid8[] NOT NULL,
             cluster   text NOT NULL  -- the system identifier of the cluster whose transaction ids these are
         );
-        -- The ledger's cursor as the sealer may use it here: none, or another cluster's, reads as "everything may
-        -- wait" (horizon 0).
-        CREATE FUNCTION qldb.live_cursor(p_strand text, OUT horizon xid8, OUT waiting xid8[]) LANGUAGE sql STABLE AS $$
-            SELECT coalesce(c.horizon, '0'::xid8), coalesce(c.waiting, '{}'::xid8[])
-              FROM (SELECT (pg_control_system()).system_identifier::text AS id) here
-              LEFT JOIN qldb.seal_cursor c ON c.strand_id = p_strand AND c.cluster = here.id
-        $$;
+        """ + LIVE_CURSOR + """
         DO $do$
         DECLARE
             t record;

@@ -29,20 +29,38 @@ Revises: 0010
 """
 
 from alembic import op
+from qldb_migrate.schema.versions import earlier
 
 revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
 
+_V0010 = earlier("0010_queue_free_writes")
+
+# 0010's, with probe_below: the one place that says which cursor this cluster may use (another cluster's reads as
+# none: horizon 0, probe_below NULL)
+LIVE_CURSOR = r"""
+CREATE FUNCTION qldb.live_cursor(p_strand text, OUT horizon xid8, OUT waiting xid8[], OUT probe_below xid8)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(c.horizon, '0'::xid8), coalesce(c.waiting, '{}'::xid8[]), c.probe_below
+      FROM (SELECT (pg_control_system()).system_identifier::text AS id) here
+      LEFT JOIN qldb.seal_cursor c ON c.strand_id = p_strand AND c.cluster = here.id
+$$;
+"""
+
 
 def upgrade() -> None:
     op.execute("ALTER TABLE qldb.seal_cursor ADD COLUMN probe_below xid8")
     op.execute("COMMENT ON COLUMN qldb.seal_cursor.probe_below IS 'no revision of a transaction at or above this id "
                "is sealed (the xmax of the last round''s snapshot); NULL: any may be'")
+    op.execute("DROP FUNCTION qldb.live_cursor(text)")
+    op.execute(LIVE_CURSOR)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION qldb.live_cursor(text)")
+    op.execute(_V0010.LIVE_CURSOR)
     op.execute("ALTER TABLE qldb.seal_cursor DROP COLUMN probe_below")
     # the tree's levels 0-3 of every live ledger whose chain starts at block 0, as 0005-0010 stored them
     op.execute("""
