@@ -3,6 +3,8 @@ digests and proofs from the database that ``verify-proof`` and ``check`` accept 
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 import re
@@ -907,6 +909,30 @@ def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> Non
         owner.commit()
         assert owner.execute("SELECT version, data->>'GovId' FROM ledger.person_history WHERE document_id = %s",
                              (doc,)).fetchall() == [(0, "C-2")]  # reshaped by the trigger, still one revision
+
+
+def test_a_txid_is_of_its_servers_start_and_xid_and_only_a_transactions_own_row_is_reshaped(live: dict) -> None:
+    """Schema 0012: a txId hashes '<its server's start, epoch seconds>:<its xid>' (no read of the control file at
+    every write), the same for each row of the transaction.  A write asks whether the document's row is its own only
+    when the row has its transaction's time: one of an earlier transaction gets a new version, its own is reshaped."""
+    with psycopg.connect(live["dsn"]) as owner:
+        start, xid = owner.execute("SELECT extract(epoch FROM pg_postmaster_start_time())::text, "
+                                   "pg_current_xact_id()::text").fetchone()
+        doc = _insert_person(owner, 1)
+        other = _insert_person(owner, 2)
+        owner.execute("UPDATE ledger.person SET data = '{\"GovId\": \"C-3\"}' WHERE document_id = %s", (doc,))
+        owner.commit()
+        owner.execute("UPDATE ledger.person SET data = '{\"GovId\": \"C-4\"}' WHERE document_id = %s", (doc,))
+        owner.execute("DELETE FROM ledger.person WHERE document_id = %s", (doc,))
+        owner.commit()
+        rows = owner.execute("SELECT document_id, version, operation, data->>'GovId', tx_id, xid::text FROM "
+                             "ledger.person_history WHERE document_id IN (%s, %s) ORDER BY document_id = %s, version",
+                             (doc, other, other)).fetchall()
+    expected = base64.b64encode(hashlib.sha256(f"{start}:{xid}".encode()).digest()).decode()[:22]
+    expected = expected.replace("+", "A").replace("/", "B")
+    assert [r[:4] for r in rows] == [(doc, 0, "insert", "C-3"), (doc, 1, "delete", None), (other, 0, "insert", "C-2")]
+    assert rows[0][4:] == rows[2][4:] == (expected, xid)
+    assert rows[1][4] != expected and int(rows[1][5]) > int(xid)
 
 
 def test_the_tree_keeps_subtrees_of_sixteen_blocks_and_reads_smaller_ones_from_the_blocks(live: dict) -> None:
