@@ -88,6 +88,25 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+_CODE: str | None = None  # this process's code_fingerprint(), once
+
+
+def _own_code() -> str:
+    global _CODE
+    if _CODE is None:
+        _CODE = code_fingerprint()
+    return _CODE
+
+
+def _run_as(fn: Callable[..., R], *args: Any) -> tuple[str, str, R]:
+    """Runs on a worker, for every task: (the worker's address, its code fingerprint, ``fn(*args)``).  check_workers
+    asked the workers there were; one that joins later (an adaptive cluster scaling up, a replaced pod) was never
+    asked, so every result says which code made it."""
+    from distributed import get_worker
+
+    return get_worker().address, _own_code(), fn(*args)
+
+
 def probe_worker(spec: Any) -> dict[str, Any]:
     """Runs on each worker before any task: which code it has, and whether it reaches the source."""
     from .native import AVAILABLE
@@ -100,7 +119,7 @@ def probe_worker(spec: Any) -> dict[str, Any]:
             next(iter(source.list_keys()), None)  # one LIST: the bucket exists and these credentials may read it
     except SourceError as exc:
         error = str(exc)
-    return {"version": __version__, "code": code_fingerprint(), "native": AVAILABLE, "source": error}
+    return {"version": __version__, "code": _own_code(), "native": AVAILABLE, "source": error}
 
 
 def _label(args: tuple[Any, ...], index: int) -> str:
@@ -130,6 +149,7 @@ class DaskExecutor:
         # Dask's client logs its reconnect attempts with tracebacks; what they come to is said here, in one line.
         _quiet(logging.ERROR)
         self.address = address
+        self.code = code_fingerprint()  # what every worker's result must have been made by
         self.prefetch = max(1, prefetch)
         self.connect_timeout = float(dask.utils.parse_timedelta(dask.config.get("distributed.comm.timeouts.connect")))
         # no worker for this long (none joined, or all gone mid-run): stop instead of waiting for ever
@@ -167,17 +187,14 @@ class DaskExecutor:
         except Exception as exc:  # the scheduler went away, or could not ship the probe
             raise ClusterError(f"the Dask scheduler at {self.address} did not run the worker check "
                                f"({_first_line(exc)})") from exc
-        mine = code_fingerprint()
+        mine = self.code = code_fingerprint()
         for worker, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):
                 raise ClusterError(
                     f"Dask worker {worker} cannot run qldb-migrate ({type(answer).__name__}: {_first_line(answer)}); "
                     f"install qldb-migrate {__version__} on every worker")
             if answer["code"] != mine:
-                raise ClusterError(
-                    f"Dask worker {worker} runs other qldb-migrate code (version {answer['version']}, code "
-                    f"{answer['code']}) than this client (version {__version__}, code {mine}); install the same "
-                    "release on the client and every worker")
+                raise _other_code(worker, answer["code"], mine, answer["version"])
             if answer["source"] is not None:
                 raise ClusterError(f"Dask worker {worker} cannot read the source: {answer['source']}")
         return answers
@@ -220,7 +237,8 @@ class DaskExecutor:
                     exhausted = True
                     break
                 index, args = nxt
-                pending.append((self.client.submit(fn, *args, pure=False, retries=0), _label(args, index)))
+                pending.append((self.client.submit(_run_as, fn, *args, pure=False, retries=0),
+                                _label(args, index)))
             while pending and len(fetching) < self.prefetch:
                 future, label = pending.popleft()
                 fetching.append((pool.submit(self._result, future, label), future))
@@ -253,7 +271,7 @@ class DaskExecutor:
         no_workers_since: float | None = None
         while True:
             try:
-                return future.result(timeout=5)
+                worker, code, result = future.result(timeout=5)
             except KilledWorker as exc:
                 deaths = exc.allowed_failures + 1
                 raise ClusterError(
@@ -277,6 +295,10 @@ class DaskExecutor:
                     raise  # the task's own exception (a bug): as a local run would raise it
                 why = getattr(exc, "reason", None) or f"{type(exc).__name__}: {_first_line(exc)}"
                 raise ClusterError(f"lost the Dask cluster at {self.address} while running {label} ({why})") from exc
+            else:
+                if code != self.code:  # a worker that joined after check_workers, with another build
+                    raise _other_code(worker, code, self.code, None, label)
+                return result
 
     def close(self) -> None:
         _quiet(logging.CRITICAL + 1)  # closing cancels a reconnect in progress, which it logs as an error
@@ -288,6 +310,15 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _other_code(worker: str, code: str, mine: str, version: str | None, label: str | None = None) -> ClusterError:
+    """A worker whose results this client must not join: its qldb-migrate code differs (it could judge otherwise)."""
+    theirs = f"version {version}, code {code}" if version else f"code {code}"
+    where = f"{label}: " if label else ""
+    return ClusterError(f"{where}Dask worker {worker} runs other qldb-migrate code ({theirs}) than this client "
+                        f"(version {__version__}, code {mine}); install the same release on the client and every "
+                        "worker")
 
 
 def _quiet(level: int) -> None:

@@ -629,6 +629,25 @@ def test_workers_running_other_code_are_refused(cluster: Cluster, monkeypatch: p
         executor.close()
 
 
+def test_a_result_made_by_other_code_is_refused_naming_its_worker(cluster: Cluster) -> None:
+    """check_workers asks the workers there are; one that joins later (an adaptive cluster scaling up, a pod
+    replaced by another build) is never asked.  So every result carries the code fingerprint of the worker that made
+    it, and one made by other code than this client's is refused (ClusterError, exit 3), never joined."""
+    from qldb_migrate.dask_executor import ClusterError, DaskExecutor, code_fingerprint
+
+    cluster.ready()
+    executor = DaskExecutor(cluster.address)
+    try:
+        assert executor.code == code_fingerprint()
+        assert list(executor.map_ordered(pow, [(2, 3), (3, 2)])) == [8, 9]  # made by this code: joined
+        executor.code = "0123456789abcdef"  # the workers now differ from this client, as a late joiner would
+        with pytest.raises(ClusterError, match=r"^item 0[^\n]*: Dask worker tcp://127\.0\.0\.1:\d+ runs other "
+                                               r"qldb-migrate code \(code [0-9a-f]{16}\) than this client"):
+            list(executor.map_ordered(pow, [(2, 3)]))
+    finally:
+        executor.close()
+
+
 def test_a_worker_without_qldb_migrate_is_refused(cluster: Cluster, sample, tmp_path: Path) -> None:
     """A third worker that cannot import the package joins; the run is refused naming it, before any task."""
     cluster.ready()
