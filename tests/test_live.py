@@ -4,6 +4,7 @@ digests and proofs from the database that ``verify-proof`` and ``check`` accept 
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import random
@@ -338,6 +339,40 @@ def test_upgrading_a_live_ledger_rewrites_its_triggers_between_transactions(live
     assert sealed.returncode == 0, sealed.stdout + sealed.stderr
     check = run_cli("check", "--dsn", live["dsn"], "--digest", _digest_now(live, tmp_path / "d.json"))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_no_ledger_table_is_made_while_an_upgrade_waits_for_writers(live: dict) -> None:
+    """An upgrade that rewrites the write triggers (0011 -> 0012 here) waits for every transaction writing a live
+    ledger.  A table made while it waited would be written by transactions it never waited for, under both versions
+    of the trigger (a red-team finding: one transaction given two txIds, sealed as two blocks).  So making a table
+    waits for the upgrade, and every table, old or new, has the new trigger after it."""
+    _alembic(live["dsn"], "downgrade", "0011")
+    failures: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            _alembic(live["dsn"], "upgrade", "head")
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    with psycopg.connect(live["app"]) as app:
+        _insert_person(app, 1)
+        upgrading = threading.Thread(target=upgrade)
+        upgrading.start()
+        time.sleep(1.5)
+        assert upgrading.is_alive(), "the upgrade did not wait for a transaction that wrote to the ledger"
+        with psycopg.connect(live["dsn"]) as owner:
+            owner.execute("SET lock_timeout = '1s'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                owner.execute("SELECT qldb.create_ledger_table('vehicle-registration', 'LateCards')")
+        app.commit()
+    upgrading.join(120)
+    assert not upgrading.is_alive() and not failures, failures
+    with psycopg.connect(live["dsn"]) as owner:
+        owner.execute("SELECT qldb.create_ledger_table('vehicle-registration', 'LateCards')")
+        owner.commit()
+    functions = _write_functions(live["dsn"])
+    assert len(functions) >= 5 and all("IF OLD.tx_time = v_time THEN" in src for src in functions)
 
 
 def test_new_tables_after_cut_over(live: dict, tmp_path: Path) -> None:
@@ -912,13 +947,16 @@ def test_a_transaction_cannot_change_its_own_rows_bookkeeping(live: dict) -> Non
 
 
 def test_a_txid_is_of_its_servers_start_and_xid_and_only_a_transactions_own_row_is_reshaped(live: dict) -> None:
-    """Schema 0012: a txId hashes '<its server's start, epoch seconds>:<its xid>' (no read of the control file at
-    every write), the same for each row of the transaction.  A write asks whether the document's row is its own only
-    when the row has its transaction's time: one of an earlier transaction gets a new version, its own is reshaped."""
+    """Schema 0012: a txId hashes '<its server's start, µs since the epoch>:<its xid>' (no read of the control file
+    at every write), the same for each row of the transaction whatever the session changes meanwhile.  A write asks
+    whether the document's row is its own only when the row has its transaction's time: one of an earlier
+    transaction gets a new version, its own is reshaped."""
     with psycopg.connect(live["dsn"]) as owner:
-        start, xid = owner.execute("SELECT extract(epoch FROM pg_postmaster_start_time())::text, "
-                                   "pg_current_xact_id()::text").fetchone()
+        start, xid = owner.execute("SELECT pg_postmaster_start_time(), pg_current_xact_id()::text").fetchone()
+        start_us = (start - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)) // datetime.timedelta(microseconds=1)
         doc = _insert_person(owner, 1)
+        owner.execute("SET LOCAL extra_float_digits = -15; SET LOCAL TimeZone = 'Pacific/Chatham'; "
+                      "SET LOCAL DateStyle = 'SQL, DMY'")
         other = _insert_person(owner, 2)
         owner.execute("UPDATE ledger.person SET data = '{\"GovId\": \"C-3\"}' WHERE document_id = %s", (doc,))
         owner.commit()
@@ -928,7 +966,7 @@ def test_a_txid_is_of_its_servers_start_and_xid_and_only_a_transactions_own_row_
         rows = owner.execute("SELECT document_id, version, operation, data->>'GovId', tx_id, xid::text FROM "
                              "ledger.person_history WHERE document_id IN (%s, %s) ORDER BY document_id = %s, version",
                              (doc, other, other)).fetchall()
-    expected = base64.b64encode(hashlib.sha256(f"{start}:{xid}".encode()).digest()).decode()[:22]
+    expected = base64.b64encode(hashlib.sha256(f"{start_us}:{xid}".encode()).digest()).decode()[:22]
     expected = expected.replace("+", "A").replace("/", "B")
     assert [r[:4] for r in rows] == [(doc, 0, "insert", "C-3"), (doc, 1, "delete", None), (other, 0, "insert", "C-2")]
     assert rows[0][4:] == rows[2][4:] == (expected, xid)

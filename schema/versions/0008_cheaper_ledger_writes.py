@@ -227,18 +227,21 @@ END $$;
 """
 
 # Waits for every transaction that wrote to a live ledger and holds off new writes until this migration
-# commits: no transaction's revisions get txIds of two spellings.
+# commits: no transaction's revisions get txIds of two spellings, nor its tables write functions of two versions.
+# First what a new ledger table (qldb.create_ledger_table) or a redaction writes, so that no table becomes live
+# from here on and one made meanwhile is in the list read next (one made while this waited for writers, after
+# the list was read, was written by transactions this never waited for: a red-team finding).
 _QUIESCE = r"""
 DO $$
 DECLARE r record;
 BEGIN
+    LOCK TABLE qldb.ledger_table, qldb.pending_revision, qldb.pending_event IN SHARE ROW EXCLUSIVE MODE;
     FOR r IN SELECT lt.pg_schema, lt.current_name FROM qldb.ledger_table lt JOIN qldb.ledger l USING (strand_id)
              WHERE l.state = 'live' ORDER BY lt.pg_schema, lt.current_name LOOP
         IF to_regclass(format('%I.%I', r.pg_schema, r.current_name)) IS NOT NULL THEN
             EXECUTE format('LOCK TABLE %I.%I IN SHARE ROW EXCLUSIVE MODE', r.pg_schema, r.current_name);
         END IF;
     END LOOP;
-    LOCK TABLE qldb.pending_revision, qldb.pending_event IN SHARE ROW EXCLUSIVE MODE;
 END $$;
 """
 

@@ -183,7 +183,9 @@ _ADD_XID = r"""
 # revisions there or not).
 def _quiesce(queue: bool) -> str:
     tables = "qldb.pending_revision, qldb.pending_event" if queue else "qldb.pending_event"
-    return _V0008._QUIESCE.replace("qldb.pending_revision, qldb.pending_event", tables)
+    quiesce = _V0008._QUIESCE.replace("qldb.pending_revision, qldb.pending_event", tables)
+    assert quiesce.count(tables) == 1
+    return quiesce
 
 
 # Each live history table (one whose ledger is live and that has write_seq), as a DO block's loop.

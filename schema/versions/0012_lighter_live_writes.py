@@ -6,16 +6,18 @@ writes in one transaction, the tables vacuumed before each run):
 * ``qldb.tx_id()`` hashed ``system_identifier:xid``.  ``pg_control_system()``
   opens, reads and checksums the cluster's control file at every call, and the
   write trigger calls it for every row: 24 µs of a 156 µs insert (132 µs
-  without).  The txId now hashes ``<the server's start, in seconds since the
-  epoch>:<xid>``.  It keeps what the txId must be: one per transaction (an
+  without).  The txId now hashes ``<the server's start, in microseconds since
+  the epoch>:<xid>``.  It keeps what the txId must be: one per transaction (an
   xid8 is never reused in a cluster, and no transaction outlives its server's
   start), chosen by no session, and never a copied row's — a row copied from
   another server (a logical copy, a restore from backup, a promoted replica)
   has that server's start in its txId, while the system identifier did not
   tell a restored cluster or a promoted replica from the one it came from,
-  which keep it and, past the restore point, reuse its xids.  The text of the
-  start is ``extract(epoch …)``'s numeric, which no session setting changes
-  (a timestamp's text follows DateStyle and TimeZone).  txIds already written
+  which keep it and, past the restore point, reuse its xids.  The start is
+  spelled as an integer, which no session setting changes: a timestamp's text
+  follows DateStyle and TimeZone, and on PostgreSQL 13 ``extract`` gives a
+  double whose text follows extra_float_digits (a red-team finding: a session
+  could have split its own transaction in two).  txIds already written
   keep their values: nothing recomputes them, and no transaction after this
   upgrade has an xid of one before it.
 * An UPDATE or DELETE first asked the history whether this transaction had
@@ -49,7 +51,8 @@ _V0010 = earlier("0010_queue_free_writes")
 TX_ID = r"""
 CREATE OR REPLACE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
     SELECT translate(left(encode(sha256(convert_to(
-               extract(epoch FROM pg_postmaster_start_time())::text || ':' || pg_current_xact_id()::text,
+               (extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint::text || ':'
+               || pg_current_xact_id()::text,
                'UTF8')), 'base64'), 22), '+/', 'AB')
 $$;
 """
