@@ -98,13 +98,21 @@ def _own_code() -> str:
     return _CODE
 
 
-def _run_as(fn: Callable[..., R], *args: Any) -> tuple[str, str, R]:
-    """Runs on a worker, for every task: (the worker's address, its code fingerprint, ``fn(*args)``).  check_workers
-    asked the workers there were; one that joins later (an adaptive cluster scaling up, a replaced pod) was never
-    asked, so every result says which code made it."""
+def _run_as(fn: Callable[..., R], *args: Any) -> tuple[str, str, R | None, Exception | None]:
+    """Runs on a worker, for every task: (the worker's address, its code fingerprint, ``fn(*args)`` or the exception
+    it raised).  check_workers asked the workers there were; one that joins later (an adaptive cluster scaling up, a
+    replaced pod) was never asked, so every outcome says which code made it — a failure too, whose exit code (1 for a
+    SourceError) would otherwise be another build's word (a red-team finding)."""
+    import traceback
+
     from distributed import get_worker
 
-    return get_worker().address, _own_code(), fn(*args)
+    worker, code = get_worker().address, _own_code()
+    try:
+        return worker, code, fn(*args), None
+    except Exception as exc:
+        exc.add_note(traceback.format_exc().rstrip())  # the worker's traceback, which a returned exception loses
+        return worker, code, None, exc
 
 
 def probe_worker(spec: Any) -> dict[str, Any]:
@@ -271,7 +279,7 @@ class DaskExecutor:
         no_workers_since: float | None = None
         while True:
             try:
-                worker, code, result = future.result(timeout=5)
+                worker, code, result, error = future.result(timeout=5)
             except KilledWorker as exc:
                 deaths = exc.allowed_failures + 1
                 raise ClusterError(
@@ -290,14 +298,16 @@ class DaskExecutor:
                                        f"{self.no_workers_timeout:.0f}s)") from None
             except Exception as exc:
                 if future.status == "error" and not isinstance(exc, CancelledError):
-                    if isinstance(exc, SourceError):  # as a local run raises it, saying where it happened
-                        raise type(exc)(f"{exc} (on a Dask worker)") from exc
-                    raise  # the task's own exception (a bug): as a local run would raise it
+                    raise  # Dask could not run the task at all (its arguments did not unpickle, say)
                 why = getattr(exc, "reason", None) or f"{type(exc).__name__}: {_first_line(exc)}"
                 raise ClusterError(f"lost the Dask cluster at {self.address} while running {label} ({why})") from exc
             else:
                 if code != self.code:  # a worker that joined after check_workers, with another build
                     raise _other_code(worker, code, self.code, None, label)
+                if isinstance(error, SourceError):  # as a local run raises it, saying where it happened
+                    raise type(error)(f"{error} (on a Dask worker)") from error
+                if error is not None:
+                    raise error  # the task's own exception (a bug): as a local run would raise it
                 return result
 
     def close(self) -> None:

@@ -629,11 +629,12 @@ def test_workers_running_other_code_are_refused(cluster: Cluster, monkeypatch: p
         executor.close()
 
 
-def test_a_result_made_by_other_code_is_refused_naming_its_worker(cluster: Cluster) -> None:
+def test_a_result_made_by_other_code_is_refused_naming_its_worker(cluster: Cluster, tmp_path: Path) -> None:
     """check_workers asks the workers there are; one that joins later (an adaptive cluster scaling up, a pod
     replaced by another build) is never asked.  So every result carries the code fingerprint of the worker that made
     it, and one made by other code than this client's is refused (ClusterError, exit 3), never joined."""
     from qldb_migrate.dask_executor import ClusterError, DaskExecutor, code_fingerprint
+    from qldb_migrate.sources import LocalSource
 
     cluster.ready()
     executor = DaskExecutor(cluster.address)
@@ -641,9 +642,12 @@ def test_a_result_made_by_other_code_is_refused_naming_its_worker(cluster: Clust
         assert executor.code == code_fingerprint()
         assert list(executor.map_ordered(pow, [(2, 3), (3, 2)])) == [8, 9]  # made by this code: joined
         executor.code = "0123456789abcdef"  # the workers now differ from this client, as a late joiner would
-        with pytest.raises(ClusterError, match=r"^item 0[^\n]*: Dask worker tcp://127\.0\.0\.1:\d+ runs other "
-                                               r"qldb-migrate code \(code [0-9a-f]{16}\) than this client"):
+        other = r"Dask worker tcp://127\.0\.0\.1:\d+ runs other qldb-migrate code \(code [0-9a-f]{16}\) than this"
+        with pytest.raises(ClusterError, match=r"^item 0[^\n]*: " + other):
             list(executor.map_ordered(pow, [(2, 3)]))
+        # a failure made by other code is not that code's word either: a SourceError would be exit 1, "wrong content"
+        with pytest.raises(ClusterError, match=r": " + other):
+            list(executor.map_ordered(LocalSource, [(tmp_path / "gone",)]))
     finally:
         executor.close()
 
