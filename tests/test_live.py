@@ -283,6 +283,23 @@ def _alembic(dsn: str, action: str, revision: str) -> None:
     engine.dispose()
 
 
+def _start_upgrade(dsn: str) -> tuple[threading.Thread, list[BaseException]]:
+    """``upgrade head`` in a thread, given 1.5 s: by then it must be waiting for a transaction that wrote the ledger."""
+    failures: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            _alembic(dsn, "upgrade", "head")
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    upgrading = threading.Thread(target=upgrade)
+    upgrading.start()
+    time.sleep(1.5)
+    assert upgrading.is_alive(), "the upgrade did not wait for a transaction that wrote to the ledger"
+    return upgrading, failures
+
+
 def _write_functions(dsn: str) -> list[str]:
     with psycopg.connect(dsn) as conn:
         return [src for (src,) in conn.execute(
@@ -301,20 +318,9 @@ def test_upgrading_a_live_ledger_rewrites_its_triggers_between_transactions(live
         return app.execute("INSERT INTO ledger.person (data) VALUES (%s) RETURNING document_id",
                            (json.dumps({"GovId": f"U-{n}"}),)).fetchone()[0]
 
-    failures: list[BaseException] = []
-
-    def upgrade() -> None:
-        try:
-            _alembic(live["dsn"], "upgrade", "head")
-        except BaseException as exc:  # reported by the test thread
-            failures.append(exc)
-
     with psycopg.connect(live["app"]) as app:
         before = insert(app, 1)  # the 0005 trigger
-        upgrading = threading.Thread(target=upgrade)
-        upgrading.start()
-        time.sleep(1.5)
-        assert upgrading.is_alive(), "the upgrade did not wait for a transaction that wrote to the ledger"
+        upgrading, failures = _start_upgrade(live["dsn"])
         during = insert(app, 2)
         app.commit()
     upgrading.join(120)
@@ -347,20 +353,9 @@ def test_no_ledger_table_is_made_while_an_upgrade_waits_for_writers(live: dict) 
     of the trigger (a red-team finding: one transaction given two txIds, sealed as two blocks).  So making a table
     waits for the upgrade, and every table, old or new, has the new trigger after it."""
     _alembic(live["dsn"], "downgrade", "0011")
-    failures: list[BaseException] = []
-
-    def upgrade() -> None:
-        try:
-            _alembic(live["dsn"], "upgrade", "head")
-        except BaseException as exc:  # reported by the test thread
-            failures.append(exc)
-
     with psycopg.connect(live["app"]) as app:
         _insert_person(app, 1)
-        upgrading = threading.Thread(target=upgrade)
-        upgrading.start()
-        time.sleep(1.5)
-        assert upgrading.is_alive(), "the upgrade did not wait for a transaction that wrote to the ledger"
+        upgrading, failures = _start_upgrade(live["dsn"])
         with psycopg.connect(live["dsn"]) as owner:
             owner.execute("SET lock_timeout = '1s'")
             with pytest.raises(psycopg.errors.LockNotAvailable):
