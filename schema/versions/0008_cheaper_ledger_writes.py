@@ -285,6 +285,19 @@ def make_write_function(template: str, create: str = "CREATE OR REPLACE") -> str
         """
 
 
+# The transaction's id (QLDB's txId), the same for every row it writes.  Derived from the transaction's own xid and
+# the cluster's identifier (a restored copy is another cluster, whose xids start again), so no session can choose it
+# or share another transaction's: the sealer groups revisions into blocks by it.  One expression, which the planner
+# inlines.  (0012's downgrade installs it again.)
+TX_ID = r"""
+CREATE OR REPLACE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT translate(left(encode(sha256(convert_to(
+               (pg_control_system()).system_identifier::text || ':' || pg_current_xact_id()::text,
+               'UTF8')), 'base64'), 22), '+/', 'AB')
+$$;
+"""
+
+
 def upgrade() -> None:
     op.execute(_QUIESCE)
     op.execute(
@@ -293,15 +306,7 @@ def upgrade() -> None:
             SELECT translate(left(encode(sha256(uuid_send(gen_random_uuid())), 'base64'), 22), '+/', 'AB')
         $$;
 
-        -- The transaction's id (QLDB's txId), the same for every row it writes.  Derived from the
-        -- transaction's own xid and the cluster's identifier (a restored copy is another cluster, whose
-        -- xids start again), so no session can choose it or share another transaction's: the sealer
-        -- groups revisions into blocks by it.  One expression, which the planner inlines.
-        CREATE OR REPLACE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
-            SELECT translate(left(encode(sha256(convert_to(
-                       (pg_control_system()).system_identifier::text || ':' || pg_current_xact_id()::text,
-                       'UTF8')), 'base64'), 22), '+/', 'AB')
-        $$;
+        """ + TX_ID + r"""
 
         -- STABLE, as to_char is: an IMMUTABLE declaration kept the planner from inlining it.
         CREATE OR REPLACE FUNCTION qldb.ion_utc_ms(ts timestamptz) RETURNS text LANGUAGE sql STABLE STRICT AS $$

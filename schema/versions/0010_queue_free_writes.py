@@ -54,7 +54,7 @@ Revises: 0009
 """
 
 from alembic import op
-from qldb_migrate.schema.versions import earlier
+from qldb_migrate.schema.versions import earlier, edited
 
 revision = "0010"
 down_revision = "0009"
@@ -183,9 +183,7 @@ _ADD_XID = r"""
 # revisions there or not).
 def _quiesce(queue: bool) -> str:
     tables = "qldb.pending_revision, qldb.pending_event" if queue else "qldb.pending_event"
-    quiesce = _V0008._QUIESCE.replace("qldb.pending_revision, qldb.pending_event", tables)
-    assert quiesce.count(tables) == 1
-    return quiesce
+    return edited(_V0008._QUIESCE, [("qldb.pending_revision, qldb.pending_event", tables)])
 
 
 # Each live history table (one whose ledger is live and that has write_seq), as a DO block's loop.

@@ -36,7 +36,7 @@ Revises: 0011
 """
 
 from alembic import op
-from qldb_migrate.schema.versions import earlier
+from qldb_migrate.schema.versions import earlier, edited
 
 revision = "0012"
 down_revision = "0011"
@@ -56,22 +56,6 @@ CREATE OR REPLACE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
                'UTF8')), 'base64'), 22), '+/', 'AB')
 $$;
 """
-TX_ID_0008 = r"""
-CREATE OR REPLACE FUNCTION qldb.tx_id() RETURNS text LANGUAGE sql VOLATILE AS $$
-    SELECT translate(left(encode(sha256(convert_to(
-               (pg_control_system()).system_identifier::text || ':' || pg_current_xact_id()::text,
-               'UTF8')), 'base64'), 22), '+/', 'AB')
-$$;
-"""
-
-
-def _edited(text: str, edits: list[tuple[str, str]]) -> str:
-    """An earlier revision's SQL with these edits, each of a text it holds exactly once (else this fails at import,
-    not in a database)."""
-    for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
 
 
 # 0010's write trigger, asking "already written by this transaction?" only of a row stamped with its tx_time
@@ -84,12 +68,12 @@ _OWN_QUERY_IF_STAMPED = """    -- each row the trigger writes has its transactio
          WHERE h.document_id = OLD.document_id AND h.version = OLD.version AND h.xid = v_xid AND h.tx_id = v_tx;
     END IF;
 """
-WRITE_FUNCTION = _edited(_V0010.WRITE_FUNCTION, [(_OWN_QUERY, _OWN_QUERY_IF_STAMPED)])
+WRITE_FUNCTION = edited(_V0010.WRITE_FUNCTION, [(_OWN_QUERY, _OWN_QUERY_IF_STAMPED)])
 
 # 0010's qldb.seal_backlog, skipping the "sealed?" probe at or above the cursor's probe_below as the sealer's rounds
 # do since 0011 (NULL, another cluster's cursor: every candidate probed): a monitor polling it, or the bench's lag
 # sampler twice a second, costs a probe per waiting revision only below the last round's snapshot.
-SEAL_BACKLOG = _edited(_V0010._SEAL_BACKLOG, [
+SEAL_BACKLOG = edited(_V0010._SEAL_BACKLOG, [
     ("CREATE FUNCTION qldb.seal_backlog", "CREATE OR REPLACE FUNCTION qldb.seal_backlog"),
     ("'AND (SELECT true FROM '", "'AND (h.xid >= $5 OR (SELECT true FROM '"),
     ("AND s.document_id = h.document_id AND s.version = h.version) IS NULL', t.pg_schema,",
@@ -97,7 +81,7 @@ SEAL_BACKLOG = _edited(_V0010._SEAL_BACKLOG, [
     ("USING c.horizon, p_strand, t.table_id, c.waiting;",
      "USING c.horizon, p_strand, t.table_id, c.waiting, c.probe_below;"),
 ])
-SEAL_BACKLOG_0010 = _V0010._SEAL_BACKLOG.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+SEAL_BACKLOG_0010 = edited(_V0010._SEAL_BACKLOG, [("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION")])
 
 
 def _install(tx_id: str, write_function: str, seal_backlog: str) -> None:
@@ -113,4 +97,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _install(TX_ID_0008, _V0010.WRITE_FUNCTION, SEAL_BACKLOG_0010)
+    _install(_V0008.TX_ID, _V0010.WRITE_FUNCTION, SEAL_BACKLOG_0010)

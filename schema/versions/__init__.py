@@ -14,3 +14,12 @@ def earlier(name: str) -> types.ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def edited(text: str, edits: list[tuple[str, str]]) -> str:
+    """An earlier revision's SQL with these edits, each of a text it holds exactly once (else this fails at import,
+    not in a database)."""
+    for old, new in edits:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
