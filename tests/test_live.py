@@ -516,6 +516,12 @@ def test_the_sealer_will_not_fork_a_chain_restored_behind_a_saved_digest(live: d
         # the sealer's own memory catches it too, without the digest
         second = run_cli("seal", "--dsn", restored, "--state-dir", live["state"])
         assert second.returncode == 1 and "{seq}" not in second.stderr, second.stderr
+        assert "--state-dir of its own" in " ".join(second.stderr.split())  # a rehearsal copy is told apart
+        # --accept-restore gives up what the state file saw, never what a digest kept outside saw
+        kept = run_cli("seal", "--dsn", restored, "--state-dir", live["state"], "--accept-restore", "--digest", saved)
+        assert kept.returncode == 1 and "warning" not in kept.stderr, kept.stdout + kept.stderr
+        assert "leave it out of --digest" in " ".join(kept.stderr.split()), kept.stderr
+        assert all(json.loads(p.read_text()).get("forks") == [] for p in Path(live["state"]).glob("*.json"))
         lost = json.loads(Path(saved).read_text())["DigestTipAddress"]["IonText"]
         accepted = run_cli("seal", "--dsn", restored, "--state-dir", live["state"], "--accept-restore",
                            "--report", tmp_path / "accepted.json")

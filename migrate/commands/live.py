@@ -156,16 +156,29 @@ def seal_cmd(
             die(f"another sealer holds ledger {strand}: one sealer at a time", exitcodes.UNREACHABLE)
         conn.commit()
         try:
-            seen = [(d.tip.sequence_no, b"", f"digest {d.source}") for d in saved if d.tip.strand_id == strand]
+            try:  # what digests saved outside have seen: --accept-restore never gives that up
+                check_not_behind(conn, strand, [(d.tip.sequence_no, b"", f"digest {d.source}") for d in saved
+                                                if d.tip.strand_id == strand])
+            except SealRefused as exc:
+                if accept_restore:
+                    raise SealRefused(
+                        f"{exc} --accept-restore gives up only what the sealer's own state file has seen; a digest "
+                        "saved outside that has seen the lost blocks is the evidence of them: keep it, and leave it "
+                        "out of --digest (here and in check) to go on from the stored tip.", exc.exit_code) from None
+                raise
             state = load_state(state_file)
             if state is not None and not accept_restore:
-                seen.append((state[0], state[1], f"the sealer's state file {state_file}"))
+                try:
+                    check_not_behind(conn, strand, [(state[0], state[1], f"the sealer's state file {state_file}")])
+                except SealRefused as exc:
+                    raise SealRefused(
+                        f"{exc} If this database is not a restore but another copy of the ledger (a rehearsal or "
+                        "staging database), give its sealer a --state-dir of its own.", exc.exit_code) from None
             elif state is not None:
                 fork = accepted_fork(conn, strand, state)
                 err.print(f"warning: --accept-restore: the sealer had sealed through block {state[0]}; the chain goes "
                           f"on from the database's tip, block {fork['storedTip']}, and blocks it no longer holds are "
                           f"not in it (recorded under 'forks' in {state_file})")
-            check_not_behind(conn, strand, seen)
             conn.commit()
             if fork is not None:
                 save_state(state_file, conn, strand, fork)
