@@ -15,7 +15,7 @@ import typer
 
 from . import __version__, exitcodes
 from .commands import admin, check, live, load, verify  # noqa: F401  (each registers its commands)
-from .commands.common import app, err, out
+from .commands.common import INTERRUPTED, app, err, out
 
 
 def _version(value: bool) -> None:
@@ -36,7 +36,7 @@ def _root(
 
 def _interrupted(signum: int, _frame: object) -> None:
     # Said here: Typer turns KeyboardInterrupt into a silent exit 130 before main() could.
-    err.print("interrupted: nothing from this run was published (its transaction rolls back)")
+    err.print(INTERRUPTED[0])
     raise KeyboardInterrupt
 
 

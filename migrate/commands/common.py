@@ -50,6 +50,15 @@ def _console(stderr: bool) -> Console:
 out = _console(False)
 err = _console(True)
 
+#: what Ctrl-C or SIGTERM means for the running command, said by ``cli.main``'s handler: a migration's one
+#: transaction rolls back; a command that commits as it goes (``seal --every``, whose stop is the normal end)
+#: says what it has kept instead (``on_interrupt``)
+INTERRUPTED = ["interrupted: nothing from this run was published (its transaction rolls back)"]
+
+
+def on_interrupt(message: str) -> None:
+    INTERRUPTED[0] = message
+
 T = TypeVar("T")
 
 ReportOption = Annotated[Path | None, typer.Option(

@@ -23,6 +23,7 @@ from .common import (
     die,
     err,
     load_digests,
+    on_interrupt,
     open_target,
     out,
 )
@@ -140,6 +141,8 @@ def seal_cmd(
     )
     from ..pg.target import default_data_dir, schema_current
 
+    on_interrupt("stopping: every round committed so far is sealed; the round in progress, if any, rolls back "
+                 "and its writes wait for the next sealer")
     saved = load_digests(digest)
     target = open_target(dsn, data_dir, iam_auth, region)
     conn = connect_or_die(target)
