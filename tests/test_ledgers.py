@@ -50,8 +50,11 @@ def test_two_ledgers_share_a_database_and_stay_apart(sample_factory, tmp_path: P
     one = run_cli("check", "--dsn", pg_dsn, "--ledger", _strand(b), "--digest", _digest(b))
     assert one.returncode == 0 and "of 1 ledger(s)" in one.stdout, one.stdout + one.stderr
     assert run_cli("check", "--dsn", pg_dsn, "--ledger", "no-such-ledger").returncode == 2
-    listed = run_cli("ledgers", "--dsn", pg_dsn)
+    listed = run_cli("ledgers", "--dsn", pg_dsn, "--report", tmp_path / "l.json")
     assert "bank_a" in listed.stdout and "bank_b" in listed.stdout
+    rows = json.loads((tmp_path / "l.json").read_text())["ledgers"]
+    assert sorted((r["schema"], r["state"]) for r in rows) == [("bank_a", "migrated"), ("bank_b", "migrated")]
+    assert all(r["blocks"] > 0 and r["tables"] > 0 for r in rows)
     with psycopg.connect(pg_dsn) as conn:  # qldb.history across ledgers: a name qualified by its schema
         for ambiguous in ("Accounts", "vehicle-registration.Accounts"):  # both samples are "vehicle-registration"
             with pytest.raises(psycopg.errors.AmbiguousAlias):
@@ -63,7 +66,11 @@ def test_two_ledgers_share_a_database_and_stay_apart(sample_factory, tmp_path: P
     # one ledger removed cleanly; the other untouched
     dry = run_cli("drop-ledger", _strand(a), "--dsn", pg_dsn)
     assert dry.returncode == 2 and "would remove" in dry.stdout
-    assert run_cli("drop-ledger", _strand(a), "--dsn", pg_dsn, "--yes").returncode == 0
+    assert run_cli("drop-ledger", _strand(a), "--dsn", pg_dsn, "--yes", "--report", tmp_path / "d.json"
+                   ).returncode == 0
+    removed = json.loads((tmp_path / "d.json").read_text())
+    assert removed["exitCode"] == 0 and removed["removed"]["strandId"] == _strand(a)
+    assert removed["removed"]["schema"] == "bank_a" and removed["removed"]["tables"]
     with psycopg.connect(pg_dsn) as conn:
         assert conn.execute("SELECT DISTINCT strand_id FROM qldb.block").fetchall() == [(_strand(b),)]
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'bank_a'").fetchone() is None

@@ -116,6 +116,42 @@ def test_plain_sql_writes_continue_the_chain_and_prove_across_the_cut_over(live:
     assert prev == last_qldb
 
 
+def test_digest_and_proof_commands_report_and_a_question_asked_too_early_is_usage(live: dict,
+                                                                                   tmp_path: Path) -> None:
+    with psycopg.connect(live["app"]) as app:
+        doc = app.execute("INSERT INTO ledger.accounts (data) VALUES ('{\"balance\": 1}') RETURNING document_id"
+                          ).fetchone()[0]
+        app.commit()
+    assert _seal(live).returncode == 0
+    made = run_cli("digest", "--dsn", live["dsn"], "--out", tmp_path / "d.json", "--report", tmp_path / "dr.json")
+    assert made.returncode == 0, made.stdout + made.stderr
+    summary = json.loads((tmp_path / "dr.json").read_text())
+    saved = json.loads((tmp_path / "d.json").read_text())
+    assert summary["command"] == "digest" and summary["exitCode"] == 0 and summary["digest"] == saved["Digest"]
+    assert f"sequenceNo:{summary['tip']}" in saved["DigestTipAddress"]["IonText"]
+    got = run_cli("get-revision", "--dsn", live["dsn"], "--table", "Accounts", "--document-id", doc, "--version", 0,
+                  "--digest", tmp_path / "d.json", "--out", tmp_path / "r.json", "--report", tmp_path / "rr.json")
+    assert got.returncode == 0, got.stdout + got.stderr
+    summary = json.loads((tmp_path / "rr.json").read_text())
+    assert (summary["command"], summary["documentId"], summary["version"], summary["exitCode"]) == (
+        "get-revision", doc, 0, 0)
+    assert summary["digestTip"] == json.loads((tmp_path / "dr.json").read_text())["tip"] and summary["proofHashes"] > 0
+    block = run_cli("get-block", "--dsn", live["dsn"], "--sequence-no", 3, "--digest", tmp_path / "d.json",
+                    "--report", tmp_path / "br.json")
+    assert block.returncode == 0 and json.loads((tmp_path / "br.json").read_text())["sequenceNo"] == 3
+    # a revision not sealed yet, or sealed after the digest: the data is sound, the question early (exit 2)
+    with psycopg.connect(live["app"]) as app:
+        app.execute("UPDATE ledger.accounts SET data = '{\"balance\": 2}' WHERE document_id = %s", (doc,))
+        app.commit()
+    ask = ("get-revision", "--dsn", live["dsn"], "--table", "Accounts", "--document-id", doc, "--version", 1,
+           "--digest", tmp_path / "d.json")
+    early = run_cli(*ask)
+    assert early.returncode == 2 and "not sealed yet" in early.stderr, early.stdout + early.stderr
+    assert _seal(live).returncode == 0
+    beyond = run_cli(*ask)
+    assert beyond.returncode == 2 and "beyond the digest's tip" in beyond.stderr, beyond.stdout + beyond.stderr
+
+
 def test_history_and_blocks_are_append_only_for_every_role(live: dict) -> None:
     with psycopg.connect(live["app"]) as app:
         app.execute("INSERT INTO ledger.person (data) VALUES ('{\"GovId\": \"1\"}')")

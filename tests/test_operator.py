@@ -119,6 +119,16 @@ def test_help_reads_like_help() -> None:
     assert "passed through to psql" in " ".join(run_cli("psql", "--help").stdout.split())
 
 
+def test_every_command_can_write_a_json_report() -> None:
+    from qldb_migrate.cli import app
+
+    names = [c.name for c in app.registered_commands]
+    assert {"verify", "migrate", "check", "seal", "digest", "get-revision", "get-block", "ledgers"} <= set(names)
+    # psql hands every argument to psql itself; the server group's commands only say or stop
+    without = [n for n in names if n != "psql" and "--report" not in run_cli(n, "--help").stdout]
+    assert without == []
+
+
 def test_embedded_server_status_and_stop(tmp_path: Path) -> None:
     data = tmp_path / "pg"
     assert "no embedded PostgreSQL" in run_cli("server", "status", "--data-dir", data).stdout

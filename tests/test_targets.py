@@ -78,9 +78,16 @@ def test_archived_object_is_named_and_fails(tmp_path: Path, sample_factory, s3_s
 
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    proc = run_cli("demo", "--data-dir", tmp_path / "pg", "--workdir", tmp_path / "work", "--revisions", "300")
+    proc = run_cli("demo", "--data-dir", tmp_path / "pg", "--workdir", tmp_path / "work", "--revisions", "300",
+                   "--report", tmp_path / "demo.json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "LOADED" in proc.stdout and "post-load check: VERIFIED" in proc.stdout
+    demo = json.loads((tmp_path / "demo.json").read_text())  # the report of the migrate it ran
+    assert demo["command"] == "migrate" and demo["exitCode"] == 0 and demo["revisions"] >= 300
+    sample = run_cli("sample-export", tmp_path / "s", "--revisions", "50", "--report", tmp_path / "s.json")
+    assert sample.returncode == 0, sample.stdout + sample.stderr
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written["revisions"] >= 50 and written["blocks"] > 0 and all(Path(d).exists() for d in written["digests"])
     assert "qldb-migrate psql" in proc.stdout
     proc = run_cli("check", "--data-dir", tmp_path / "pg", "--report", tmp_path / "c.json")
     assert proc.returncode == 0

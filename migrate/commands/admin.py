@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from .. import exitcodes
-from .common import DataDirOption, DsnOption, app, connect_or_die, die, open_target, out
+from ..report import base_report, write_report
+from .common import DataDirOption, DsnOption, ReportOption, app, connect_or_die, die, open_target, out
 
 server_app = typer.Typer(help="The embedded PostgreSQL that `migrate`, `demo`, `check` and `psql` share by default.",
                          no_args_is_help=True, rich_markup_mode=None)
@@ -18,7 +19,7 @@ app.add_typer(server_app, name="server")
 
 
 @app.command("ledgers")
-def ledgers_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+def ledgers_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None, report: ReportOption = None) -> None:
     """List the ledgers the database holds: name, strand, schema, state, blocks and tables."""
     target = open_target(dsn, data_dir)
     with connect_or_die(target) as conn:
@@ -35,6 +36,13 @@ def ledgers_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
     for name, strand, schema, state, blocks, tables in rows:
         table.add_row(name or "?", strand, schema, state, f"{blocks:,}", str(tables))
     out.print(table)
+    if report is not None:
+        data = base_report("ledgers")
+        data.update({"ledgers": [{"ledgerName": name, "strandId": strand, "schema": schema, "state": state,
+                                  "blocks": blocks, "tables": tables}
+                                 for name, strand, schema, state, blocks, tables in rows],
+                     "exitCode": exitcodes.OK})
+        write_report(report, data)
 
 
 @app.command("drop-ledger")
@@ -44,6 +52,7 @@ def drop_ledger_cmd(
     data_dir: DataDirOption = None,
     yes: Annotated[bool, typer.Option("--yes", metavar="", help="Really remove it (without it, only say what would "
                                                                  "be removed).")] = False,
+    report: ReportOption = None,
 ) -> None:
     """Remove one ledger's tables and rows, leaving every other ledger untouched; refused once the ledger is live."""
     from ..pg.ledgers import LedgerNotFound, drop_ledger, ledger_footprint
@@ -63,6 +72,13 @@ def drop_ledger_cmd(
         except MigrationRefused as exc:
             die(str(exc), exc.exit_code)
     out.print(f"removed {footprint.describe()}")
+    if report is not None:
+        data = base_report("drop-ledger")
+        data.update({"removed": {"ledgerName": footprint.ledger_name, "strandId": footprint.strand_id,
+                                 "schema": footprint.schema, "state": footprint.state, "blocks": footprint.blocks,
+                                 "tables": [current for current, _history in footprint.tables]},
+                     "exitCode": exitcodes.OK})
+        write_report(report, data)
 
 
 def _data_dir(data_dir: Path | None) -> Path:

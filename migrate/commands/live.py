@@ -237,6 +237,7 @@ def digest_cmd(
     data_dir: DataDirOption = None,
     iam_auth: IamAuthOption = False,
     region: RegionOption = None,
+    report: ReportOption = None,
 ) -> None:
     """A GetDigest-shaped digest of the sealed chain (the Merkle root over every block from 0), to keep outside."""
     from ..live.serve import ServeError, digest_json, make_digest
@@ -258,6 +259,11 @@ def digest_cmd(
         _emit(data, None if out_path is None else Path(out_path))
         if out_path is not None:
             err.print(f"digest of blocks 0..{tip} written to {out_path}: keep it outside the database")
+    if report is not None:
+        summary = base_report("digest")
+        summary.update({"strandId": strand, "tip": tip, "digest": data["Digest"], "out": out_path,
+                        "retainDays": retain_days, "exitCode": exitcodes.OK})
+        write_report(report, summary)
 
 
 def _put_s3(url: str, data: dict[str, Any], retain_days: int | None, endpoint_url: str | None,
@@ -283,7 +289,7 @@ def _put_s3(url: str, data: dict[str, Any], retain_days: int | None, endpoint_ur
 
 
 def _proof_command(dsn: str | None, data_dir: Path | None, iam_auth: bool, region: str | None, digest: Path,
-                   out_path: Path | None, make: Any) -> None:
+                   out_path: Path | None, make: Any, report: Path | None, asked: dict[str, Any]) -> None:
     from ..live.serve import ServeError
 
     (saved,) = load_digests([digest])
@@ -294,6 +300,12 @@ def _proof_command(dsn: str | None, data_dir: Path | None, iam_auth: bool, regio
         except ServeError as exc:
             die(str(exc), exc.exit_code)
     _emit(data, out_path)
+    if report is not None:
+        summary = base_report(asked.pop("command"))
+        summary.update({**asked, "strandId": saved.tip.strand_id, "digest": str(digest),
+                        "digestTip": saved.tip.sequence_no, "out": None if out_path is None else str(out_path),
+                        "proofHashes": data["Proof"]["IonText"].count("{{"), "exitCode": exitcodes.OK})
+        write_report(report, summary)
 
 
 @app.command("get-revision")
@@ -308,12 +320,14 @@ def get_revision_cmd(
     data_dir: DataDirOption = None,
     iam_auth: IamAuthOption = False,
     region: RegionOption = None,
+    report: ReportOption = None,
 ) -> None:
     """GetRevision from the database: the revision (either era) and its proof to the digest, for verify-proof."""
     from ..live.serve import get_revision
 
     _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
-                   lambda conn, saved: get_revision(conn, saved, table, document_id, version))
+                   lambda conn, saved: get_revision(conn, saved, table, document_id, version), report,
+                   {"command": "get-revision", "table": table, "documentId": document_id, "version": version})
 
 
 @app.command("get-block")
@@ -325,9 +339,11 @@ def get_block_cmd(
     data_dir: DataDirOption = None,
     iam_auth: IamAuthOption = False,
     region: RegionOption = None,
+    report: ReportOption = None,
 ) -> None:
     """GetBlock from the database: the block (either era) and its proof to the digest, for verify-proof."""
     from ..live.serve import get_block
 
     _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
-                   lambda conn, saved: get_block(conn, saved, sequence_no))
+                   lambda conn, saved: get_block(conn, saved, sequence_no), report,
+                   {"command": "get-block", "sequenceNo": sequence_no})

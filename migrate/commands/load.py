@@ -210,6 +210,7 @@ def demo_cmd(
     = None,
     revisions: Annotated[int, typer.Option("--revisions", metavar="N", min=1,
                                            help="User revisions in the sample ledger.")] = 2000,
+    report: ReportOption = None,
 ) -> None:
     """Write a small sample export, migrate it into the embedded PostgreSQL, check it, and say where to look."""
     import shlex
@@ -225,7 +226,7 @@ def demo_cmd(
     summary = write_sample_export(export, revisions, "ion_text", 2, seed=42)
     out.print(f"sample export: {export} ({summary.revisions} user revisions, {summary.blocks} blocks, 2 exports)")
     try:
-        migrate_cmd([str(export)], None, [summary.digests[-1]], "ledger", data_dir=data_dir)
+        migrate_cmd([str(export)], None, [summary.digests[-1]], "ledger", data_dir=data_dir, report=report)
     except typer.Exit as done:
         if done.exit_code != exitcodes.OK:
             raise
@@ -233,7 +234,8 @@ def demo_cmd(
     at = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""  # the server this demo used
     out.print(f"look: qldb-migrate psql{at} -c 'SELECT document_id, version, data FROM ledger.person LIMIT 5'")
     out.print(f"      qldb-migrate psql{at} -c 'SELECT * FROM qldb.migration_run'")
-    out.print(f"stop the embedded server when done: qldb-migrate server stop{at}")
+    out.print(f"the embedded server stops by itself when no qldb-migrate command uses it; `psql` starts it again "
+              f"(qldb-migrate server status{at})")
     raise typer.Exit(exitcodes.OK)
 
 

@@ -9,7 +9,7 @@ import typer
 
 from .. import exitcodes
 from ..optouts import OptOuts
-from ..report import write_report
+from ..report import base_report, write_report
 from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
@@ -134,6 +134,7 @@ def sample_export_cmd(
         "--stream-archive", metavar="DIR", file_okay=False,
         help="Also write the same ledger as a Kinesis stream archive: Firehose objects (plain, gzip, KPL-aggregated "
              "records, duplicates and reordering across objects) and a get-records JSON file.")] = None,
+    report: ReportOption = None,
 ) -> None:
     """Write a faithful QLDB journal export of a generated ledger, with digests, for trying the tool."""
     from ..sample.export import FORMATS, write_sample_export
@@ -163,3 +164,11 @@ def sample_export_cmd(
         written = write_sample_stream_archive(stream_archive, revisions, seed)
         out.print(f"wrote the same ledger as a stream archive to {stream_archive} ({written})")
         out.print(f"try: qldb-migrate verify {stream_archive / 'firehose'} --digest {summary.digests[-1]}")
+    if report is not None:
+        data = base_report("sample-export")
+        data.update({"out": str(out_dir), "format": fmt, "seed": seed, "revisions": summary.revisions,
+                     "blocks": summary.blocks, "exports": len(summary.exports),
+                     "digests": [str(p) for p in summary.digests], "savedProofs": [str(p) for p in summary.proofs],
+                     "streamArchive": None if stream_archive is None else str(stream_archive),
+                     "exitCode": exitcodes.OK})
+        write_report(report, data)

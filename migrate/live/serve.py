@@ -227,12 +227,13 @@ def get_revision(conn: psycopg.Connection, digest: Digest, table: str, document_
         raise ServeError(f"{table} has no revision {version} of document {document_id}", 2)
     seq, index = row
     if seq is None:
+        # not a fault of the data: the question comes too early (exit 2, as for a digest that ends before it)
         raise ServeError(f"revision {version} of document {document_id} is not sealed yet: run `qldb-migrate seal`, "
-                         "then ask for a digest that covers it")
+                         "then ask for a digest that covers it", 2)
     tip = digest.tip.sequence_no
     if seq > tip:
         raise ServeError(f"revision {version} of document {document_id} is in block {seq}, beyond the digest's tip "
-                         f"{tip}: ask for a newer digest")
+                         f"{tip}: ask for a newer digest", 2)
     block = _block_row(conn, strand, seq)
     rows = _revision_rows(conn, block)
     revision = _revision_ion(strand, seq, block.revision_hashes[index], rows.get(index), index)
