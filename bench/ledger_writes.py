@@ -85,12 +85,11 @@ def cpu_times() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
 
 
-def machine_cpu() -> float:
-    """CPU seconds the whole machine has spent busy (/proc/stat): this client, the server and the sealer together,
-    when they share it (as here); what a transaction costs in all, less moved by noise than a rate.  Less idle,
-    iowait and steal: steal is time the hypervisor gave to other guests, not work done here."""
-    fields = cpu_times()
-    return (sum(fields[:8]) - fields[3] - fields[4] - fields[7]) / os.sysconf("SC_CLK_TCK")
+def busy_seconds(ticks: list[int]) -> float:
+    """CPU seconds the whole machine has spent busy by ``cpu_times()``: this client, the server and the sealer
+    together, when they share it (as here); what a transaction costs in all, less moved by noise than a rate.  Less
+    idle, iowait and steal: steal is time the hypervisor gave to other guests, not work done here."""
+    return (sum(ticks[:8]) - ticks[3] - ticks[4] - ticks[7]) / os.sysconf("SC_CLK_TCK")
 
 
 def steal_share(before: list[int], after: list[int]) -> float:
@@ -165,11 +164,12 @@ def main() -> None:
         plain_tps, ledger_tps, lags, sealer_cpu, plain_cpu, ledger_cpu = [], [], [], [], [], []
         steals: list[float] = []
         for round_no in range(args.rounds):
-            busy, ticks = machine_cpu(), cpu_times()
+            ticks = cpu_times()
             n = write_mix(dsn, "plain.accounts", args.writers, args.seconds, seed_docs)
-            plain_cpu.append((machine_cpu() - busy) / max(n, 1))
+            after = cpu_times()
+            plain_cpu.append((busy_seconds(after) - busy_seconds(ticks)) / max(n, 1))
             plain_tps.append(n / args.seconds)
-            plain_steal = steal_share(ticks, cpu_times())
+            plain_steal = steal_share(ticks, after)
             sealer = subprocess.Popen([sys.executable, "-m", "qldb_migrate", "seal", "--dsn", dsn, "--every", "0.2",
                                        "--state-dir", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             sampling = threading.Event()
@@ -186,11 +186,12 @@ def main() -> None:
             watcher.start()
             time.sleep(1.5)  # the sealer started (imports, connection, first round): its CPU from here is sealing
             cpu_before = process_cpu(sealer.pid)
-            busy, ticks = machine_cpu(), cpu_times()
+            ticks = cpu_times()
             n = write_mix(dsn, "ledger.accounts", args.writers, args.seconds, seed_docs)
-            ledger_cpu.append((machine_cpu() - busy) / max(n, 1))
+            after = cpu_times()
+            ledger_cpu.append((busy_seconds(after) - busy_seconds(ticks)) / max(n, 1))
             ledger_tps.append(n / args.seconds)
-            steals += [plain_steal, steal_share(ticks, cpu_times())]
+            steals += [plain_steal, steal_share(ticks, after)]
             time.sleep(2)
             sampling.set()
             watcher.join()

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, exitcodes
 from .verify.findings import Finding
 
 
@@ -31,6 +31,16 @@ def base_report(command: str) -> dict[str, Any]:
         "startedAt": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
     }
+
+
+def write_success_report(path: Path | None, command: str, fields: dict[str, Any]) -> None:
+    """A command that ended well, as its report: the common head, what it did, exit code 0 (nothing without a path)."""
+    if path is None:
+        return
+    report = base_report(command)
+    report.update(fields)
+    report["exitCode"] = exitcodes.OK
+    write_report(path, report)
 
 
 def findings_json(findings: list[Finding]) -> list[dict[str, Any]]:

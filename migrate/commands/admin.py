@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .. import exitcodes
-from ..report import base_report, write_report
+from ..report import write_success_report
 from .common import DataDirOption, DsnOption, ReportOption, app, connect_or_die, die, open_target, out
 
 server_app = typer.Typer(help="The embedded PostgreSQL that `migrate`, `demo`, `check` and `psql` share by default.",
@@ -36,13 +36,9 @@ def ledgers_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None, report: R
     for name, strand, schema, state, blocks, tables in rows:
         table.add_row(name or "?", strand, schema, state, f"{blocks:,}", str(tables))
     out.print(table)
-    if report is not None:
-        data = base_report("ledgers")
-        data.update({"ledgers": [{"ledgerName": name, "strandId": strand, "schema": schema, "state": state,
-                                  "blocks": blocks, "tables": tables}
-                                 for name, strand, schema, state, blocks, tables in rows],
-                     "exitCode": exitcodes.OK})
-        write_report(report, data)
+    write_success_report(report, "ledgers", {"ledgers": [
+        {"ledgerName": name, "strandId": strand, "schema": schema, "state": state, "blocks": blocks, "tables": tables}
+        for name, strand, schema, state, blocks, tables in rows]})
 
 
 @app.command("drop-ledger")
@@ -72,13 +68,10 @@ def drop_ledger_cmd(
         except MigrationRefused as exc:
             die(str(exc), exc.exit_code)
     out.print(f"removed {footprint.describe()}")
-    if report is not None:
-        data = base_report("drop-ledger")
-        data.update({"removed": {"ledgerName": footprint.ledger_name, "strandId": footprint.strand_id,
-                                 "schema": footprint.schema, "state": footprint.state, "blocks": footprint.blocks,
-                                 "tables": [current for current, _history in footprint.tables]},
-                     "exitCode": exitcodes.OK})
-        write_report(report, data)
+    write_success_report(report, "drop-ledger", {"removed": {
+        "ledgerName": footprint.ledger_name, "strandId": footprint.strand_id, "schema": footprint.schema,
+        "state": footprint.state, "blocks": footprint.blocks,
+        "tables": [current for current, _history in footprint.tables]}})
 
 
 def _data_dir(data_dir: Path | None) -> Path:

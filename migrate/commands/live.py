@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import exitcodes
-from ..report import base_report, write_report
+from ..report import write_report, write_success_report
 from .common import (
     DataDirOption,
     DsnOption,
@@ -94,12 +94,10 @@ def cutover_cmd(
               f"block after block {result.tip} once `qldb-migrate seal` runs"
               + (f"; role {result.app_role} may write the current tables and read everything" if result.app_role
                  else ""))
-    if report is not None:
-        data = base_report("cutover")
-        data.update({"strandId": result.strand_id, "ledgerName": result.ledger_name, "schema": result.schema,
-                     "tables": result.tables, "blocks": result.blocks, "tip": result.tip,
-                     "merkleNodes": result.merkle_nodes, "appRole": result.app_role, "exitCode": exitcodes.OK})
-        write_report(report, data)
+    write_success_report(report, "cutover", {
+        "strandId": result.strand_id, "ledgerName": result.ledger_name, "schema": result.schema,
+        "tables": result.tables, "blocks": result.blocks, "tip": result.tip, "merkleNodes": result.merkle_nodes,
+        "appRole": result.app_role})
 
 
 @app.command("seal")
@@ -213,12 +211,10 @@ def seal_cmd(
     rate = total.revisions / seconds if seconds > 0 else 0.0
     out.print(f"SEALED: {total.blocks} blocks, {total.revisions} revisions ({rate:,.0f} revisions/s); the chain ends "
               f"at block {total.tip}")
-    if report is not None:
-        data = base_report("seal")
-        data.update({"strandId": strand, "blocks": total.blocks, "revisions": total.revisions, "tip": total.tip,
-                     "acceptedRestore": fork, "stateFile": str(state_file),
-                     "seconds": round(seconds, 3), "revisionsPerSecond": round(rate, 1), "exitCode": exitcodes.OK})
-        write_report(report, data)
+    write_success_report(report, "seal", {
+        "strandId": strand, "blocks": total.blocks, "revisions": total.revisions, "tip": total.tip,
+        "acceptedRestore": fork, "stateFile": str(state_file), "seconds": round(seconds, 3),
+        "revisionsPerSecond": round(rate, 1)})
 
 
 @app.command("digest")
@@ -259,11 +255,8 @@ def digest_cmd(
         _emit(data, None if out_path is None else Path(out_path))
         if out_path is not None:
             err.print(f"digest of blocks 0..{tip} written to {out_path}: keep it outside the database")
-    if report is not None:
-        summary = base_report("digest")
-        summary.update({"strandId": strand, "tip": tip, "digest": data["Digest"], "out": out_path,
-                        "retainDays": retain_days, "exitCode": exitcodes.OK})
-        write_report(report, summary)
+    write_success_report(report, "digest", {"strandId": strand, "tip": tip, "digest": data["Digest"],
+                                            "out": out_path, "retainDays": retain_days})
 
 
 def _put_s3(url: str, data: dict[str, Any], retain_days: int | None, endpoint_url: str | None,
@@ -289,7 +282,8 @@ def _put_s3(url: str, data: dict[str, Any], retain_days: int | None, endpoint_ur
 
 
 def _proof_command(dsn: str | None, data_dir: Path | None, iam_auth: bool, region: str | None, digest: Path,
-                   out_path: Path | None, make: Any, report: Path | None, asked: dict[str, Any]) -> None:
+                   out_path: Path | None, make: Any, report: Path | None, command: str, asked: dict[str, Any]
+                   ) -> None:
     from ..live.serve import ServeError
 
     (saved,) = load_digests([digest])
@@ -300,12 +294,9 @@ def _proof_command(dsn: str | None, data_dir: Path | None, iam_auth: bool, regio
         except ServeError as exc:
             die(str(exc), exc.exit_code)
     _emit(data, out_path)
-    if report is not None:
-        summary = base_report(asked.pop("command"))
-        summary.update({**asked, "strandId": saved.tip.strand_id, "digest": str(digest),
-                        "digestTip": saved.tip.sequence_no, "out": None if out_path is None else str(out_path),
-                        "proofHashes": data["Proof"]["IonText"].count("{{"), "exitCode": exitcodes.OK})
-        write_report(report, summary)
+    write_success_report(report, command, {
+        **asked, "strandId": saved.tip.strand_id, "digest": str(digest), "digestTip": saved.tip.sequence_no,
+        "out": None if out_path is None else str(out_path), "proofHashes": data["Proof"]["IonText"].count("{{")})
 
 
 @app.command("get-revision")
@@ -327,7 +318,7 @@ def get_revision_cmd(
 
     _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
                    lambda conn, saved: get_revision(conn, saved, table, document_id, version), report,
-                   {"command": "get-revision", "table": table, "documentId": document_id, "version": version})
+                   "get-revision", {"table": table, "documentId": document_id, "version": version})
 
 
 @app.command("get-block")
@@ -346,4 +337,4 @@ def get_block_cmd(
 
     _proof_command(dsn, data_dir, iam_auth, region, digest, out_path,
                    lambda conn, saved: get_block(conn, saved, sequence_no), report,
-                   {"command": "get-block", "sequenceNo": sequence_no})
+                   "get-block", {"sequenceNo": sequence_no})

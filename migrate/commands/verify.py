@@ -9,7 +9,7 @@ import typer
 
 from .. import exitcodes
 from ..optouts import OptOuts
-from ..report import base_report, write_report
+from ..report import write_report, write_success_report
 from .common import (
     AllowPartialOption,
     AllowUnanchoredOption,
@@ -164,11 +164,8 @@ def sample_export_cmd(
         written = write_sample_stream_archive(stream_archive, revisions, seed)
         out.print(f"wrote the same ledger as a stream archive to {stream_archive} ({written})")
         out.print(f"try: qldb-migrate verify {stream_archive / 'firehose'} --digest {summary.digests[-1]}")
-    if report is not None:
-        data = base_report("sample-export")
-        data.update({"out": str(out_dir), "format": fmt, "seed": seed, "revisions": summary.revisions,
-                     "blocks": summary.blocks, "exports": len(summary.exports),
-                     "digests": [str(p) for p in summary.digests], "savedProofs": [str(p) for p in summary.proofs],
-                     "streamArchive": None if stream_archive is None else str(stream_archive),
-                     "exitCode": exitcodes.OK})
-        write_report(report, data)
+    write_success_report(report, "sample-export", {
+        "out": str(out_dir), "format": fmt, "seed": seed, "revisions": summary.revisions, "blocks": summary.blocks,
+        "exports": len(summary.exports), "digests": [str(p) for p in summary.digests],
+        "savedProofs": [str(p) for p in summary.proofs],
+        "streamArchive": None if stream_archive is None else str(stream_archive)})
